@@ -1,0 +1,208 @@
+//! The lake: any `object_store` URL, written atomically under deterministic keys.
+//!
+//! A finished Parquet file is uploaded from the local spool file either as one
+//! conditional PUT (`PutMode::Create`: If-None-Match on S3, GCS and Azure,
+//! create-new on a local folder) or, above [`SINGLE_PUT_MAX`], as a multipart
+//! upload that becomes visible only when completed. Neither ever exposes a
+//! half-written object under the final key.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
+
+/// Files up to this size go up in one conditional PUT.
+pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
+/// Part size of multipart uploads.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploaded {
+    /// The object was written now.
+    Written,
+    /// An identical object (same size) was already there: nothing written.
+    AlreadyPresent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("{key}: an object of {found} bytes is already there, this conversion made {expected} bytes; use --overwrite to replace it")]
+    Conflict { key: String, found: u64, expected: u64 },
+    #[error("{key}: {source}")]
+    Store { key: String, source: object_store::Error },
+    #[error("{key}: reading the spool file failed: {source}")]
+    Spool { key: String, source: std::io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+}
+
+impl Lake {
+    /// Opens `url`: a local folder (created if missing), `file:///...`,
+    /// `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`.
+    /// Cloud credentials and endpoints come from the usual `AWS_*`,
+    /// `GOOGLE_*` and `AZURE_*` environment variables.
+    pub fn open(url: &str) -> anyhow::Result<Lake> {
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        let (store, root): (Arc<dyn ObjectStore>, Path) = match scheme.as_deref() {
+            None | Some("file") => {
+                let dir = url.strip_prefix("file://").unwrap_or(url);
+                std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: cannot create folder: {e}"))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
+                (Arc::new(fs), Path::default())
+            }
+            Some(s @ ("s3" | "s3a" | "gs" | "az" | "abfs" | "abfss")) => {
+                let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
+                let root = Path::from(parsed.path().trim_matches('/'));
+                let store: Arc<dyn ObjectStore> = match s {
+                    "s3" | "s3a" => Arc::new(
+                        object_store::aws::AmazonS3Builder::from_env()
+                            .with_url(url)
+                            .build()
+                            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
+                    ),
+                    "gs" => Arc::new(
+                        object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                            .with_url(url)
+                            .build()
+                            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
+                    ),
+                    _ => Arc::new(
+                        object_store::azure::MicrosoftAzureBuilder::from_env()
+                            .with_url(url)
+                            .build()
+                            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
+                    ),
+                };
+                (store, root)
+            }
+            Some(other) => anyhow::bail!("LAKE_URL {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"),
+        };
+        Ok(Lake { store, root, url: url.trim_end_matches('/').to_string() })
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.root.as_ref().is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.root.as_ref()))
+        }
+    }
+
+    /// The full address of `key`, for messages.
+    pub fn display(&self, key: &str) -> String {
+        format!("{}/{key}", self.url)
+    }
+
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, LakeError> {
+        match self.store.head(&self.path(key)).await {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(LakeError::Store { key: self.display(key), source }),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<bytes::Bytes, LakeError> {
+        let store_err = |source| LakeError::Store { key: self.display(key), source };
+        self.store.get(&self.path(key)).await.map_err(store_err)?.bytes().await.map_err(store_err)
+    }
+
+    /// Every key below `prefix` with its size, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, LakeError> {
+        use futures_util::StreamExt;
+        let p = self.path(prefix);
+        let mut out = Vec::new();
+        let mut s = self.store.list(Some(&p));
+        let root = self.root.as_ref().to_string();
+        while let Some(m) = s.next().await {
+            let m = m.map_err(|source| LakeError::Store { key: self.display(prefix), source })?;
+            let k = m.location.as_ref();
+            let k = if root.is_empty() { k } else { k.strip_prefix(&format!("{root}/")).unwrap_or(k) };
+            out.push((k.to_string(), m.size));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Uploads the local file `file` (`size` bytes) to `key`. Unless
+    /// `overwrite`, an existing object of the same size counts as already
+    /// present (the conversion is deterministic) and one of another size is a
+    /// conflict.
+    pub async fn upload_file(&self, key: &str, file: &FsPath, size: u64, overwrite: bool) -> Result<Uploaded, LakeError> {
+        let path = self.path(key);
+        let spool = |source| LakeError::Spool { key: self.display(key), source };
+        let store_err = |source| LakeError::Store { key: self.display(key), source };
+        if !overwrite && let Some(found) = self.head(key).await? {
+            return self.verify(key, found.size, size);
+        }
+        if size <= SINGLE_PUT_MAX {
+            let data = tokio::fs::read(file).await.map_err(spool)?;
+            let mode = if overwrite { PutMode::Overwrite } else { PutMode::Create };
+            let opts = PutOptions { mode, ..Default::default() };
+            return match self.store.put_opts(&path, PutPayload::from(data), opts).await {
+                Ok(_) => Ok(Uploaded::Written),
+                // Someone else (or our own lost response) created it: verify.
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    match self.head(key).await? {
+                        Some(found) => self.verify(key, found.size, size),
+                        None => Err(LakeError::Conflict { key: self.display(key), found: 0, expected: size }),
+                    }
+                }
+                Err(source) => Err(store_err(source)),
+            };
+        }
+        let upload = self.store.put_multipart(&path).await.map_err(store_err)?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut f = tokio::fs::File::open(file).await.map_err(spool)?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    w.abort().await.ok();
+                    return Err(spool(e));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = w.wait_for_capacity(2).await {
+                return Err(store_err(e));
+            }
+            w.write(&buf[..n]);
+        }
+        w.finish().await.map_err(store_err)?;
+        Ok(Uploaded::Written)
+    }
+
+    fn verify(&self, key: &str, found: u64, expected: u64) -> Result<Uploaded, LakeError> {
+        if found == expected {
+            Ok(Uploaded::AlreadyPresent)
+        } else {
+            Err(LakeError::Conflict { key: self.display(key), found, expected })
+        }
+    }
+
+    /// Whether a store error is worth retrying (5xx, timeouts, connection).
+    pub fn is_transient(e: &LakeError) -> bool {
+        match e {
+            LakeError::Conflict { .. } => false,
+            LakeError::Spool { .. } => true,
+            LakeError::Store { source, .. } => !matches!(
+                source,
+                object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::InvalidPath { .. }
+            ),
+        }
+    }
+}

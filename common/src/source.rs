@@ -1,0 +1,121 @@
+//! Downloading a source as a stream: the async side pulls the HTTP body and
+//! hands chunks through a bounded channel to a blocking `Read` that the
+//! converter consumes on its own thread. At most `CHANNEL_CHUNKS` chunks are
+//! buffered, so memory does not grow with the file.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+const CHANNEL_CHUNKS: usize = 32;
+
+/// Why a download could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16, retry_after: Option<Duration> },
+    #[error("{url}: {message}")]
+    Network { url: String, message: String },
+}
+
+/// HTTP client with connect and read timeouts.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+}
+
+/// A blocking reader over chunks sent by the download task.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Parses `Retry-After` given in seconds.
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+impl Fetcher {
+    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> anyhow::Result<Fetcher> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .read_timeout(read_timeout)
+            .user_agent(concat!("lakefleet/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Fetcher { client })
+    }
+
+    /// Starts downloading `url`. Returns the reader and a task that resolves
+    /// to the number of bytes received once the body is complete.
+    pub async fn open(
+        &self,
+        url: &str,
+        on_chunk: impl Fn(usize) + Send + 'static,
+    ) -> Result<(ChannelReader, tokio::task::JoinHandle<u64>), FetchError> {
+        let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
+        let mut resp = self.client.get(url).send().await.map_err(net)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                retry_after: retry_after(resp.headers()),
+            });
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let url = url.to_string();
+        let pump = tokio::spawn(async move {
+            let mut total = 0u64;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(c)) => {
+                        total += c.len() as u64;
+                        on_chunk(c.len());
+                        if tx.send(Ok(c)).await.is_err() {
+                            break; // the converter stopped reading
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let msg = format!("{url}: download interrupted after {total} bytes: {}", describe(&e));
+                        let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, msg))).await;
+                        break;
+                    }
+                }
+            }
+            total
+        });
+        Ok((ChannelReader { rx, cur: Bytes::new() }, pump))
+    }
+}
+
+/// reqwest's error with its causes, on one line.
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -1,0 +1,298 @@
+//! Redis: done markers, leases and backfill progress. Every key starts with
+//! the fleet's prefix.
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `{p}:done:{dataset}:{partition}` | hash | written after the upload: key, size, rows, source sha256, time |
+//! | `{p}:lease:{dataset}:{partition}` | string (PX) | the worker converting it now |
+//! | `{p}:failed:{dataset}:{partition}` | string | last parked error, cleared when done |
+//! | `{p}:backfills` | zset | backfill ids by creation time |
+//! | `{p}:bf:{id}` | hash | dataset, from, to, planned, created, retried |
+//! | `{p}:bf:{id}:parts` | list | planned partitions, in order |
+//! | `{p}:bf:{id}:done` / `:skipped` | set | partitions done / skipped as duplicates |
+//! | `{p}:bf:{id}:dead` | hash | parked partition -> last error |
+//!
+//! Redis keeps nothing on disk here: losing these keys makes work more
+//! expensive (partitions are converted again) but never incorrect, because the
+//! lake write is deterministic and conditional.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+/// A done marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneMarker {
+    pub object_key: String,
+    pub size: u64,
+    pub rows: u64,
+    pub sha256: String,
+}
+
+/// A backfill's counts, as `producer status` shows them.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillStatus {
+    pub id: String,
+    pub dataset: String,
+    pub from: String,
+    pub to: String,
+    pub created: String,
+    pub planned: u64,
+    pub done: u64,
+    pub skipped: u64,
+    pub retried: u64,
+    pub dead: Vec<(String, String)>,
+}
+
+impl BackfillStatus {
+    /// Partitions neither done nor parked.
+    pub fn pending(&self) -> u64 {
+        self.planned.saturating_sub(self.done + self.dead.len() as u64)
+    }
+    pub fn finished(&self) -> bool {
+        self.planned > 0 && self.pending() == 0
+    }
+}
+
+#[derive(Clone)]
+pub struct State {
+    con: ConnectionManager,
+    prefix: String,
+}
+
+const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+const RENEW: &str =
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
+impl State {
+    /// Connects; the error names the (redacted) address. The connection
+    /// manager reconnects by itself after Redis restarts.
+    pub async fn connect(redis_url: &str, prefix: &str) -> anyhow::Result<State> {
+        let shown = crate::config::redact(redis_url);
+        let client = redis::Client::open(redis_url).map_err(|e| anyhow::anyhow!("invalid REDIS_URL {shown}: {e}"))?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let con = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager_with_config(cfg))
+            .await
+            .map_err(|_| anyhow::anyhow!("cannot connect to Redis at {shown}: no answer within 10s"))?
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {shown}: {e}"))?;
+        Ok(State { con, prefix: prefix.to_string() })
+    }
+
+    fn k(&self, parts: &[&str]) -> String {
+        let mut s = self.prefix.clone();
+        for p in parts {
+            s.push(':');
+            s.push_str(p);
+        }
+        s
+    }
+
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ())
+    }
+
+    pub async fn done_marker(&self, dataset: &str, partition: &str) -> redis::RedisResult<Option<DoneMarker>> {
+        let mut c = self.con.clone();
+        let v: std::collections::HashMap<String, String> = c.hgetall(self.k(&["done", dataset, partition])).await?;
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let get = |f: &str| v.get(f).cloned().unwrap_or_default();
+        Ok(Some(DoneMarker {
+            object_key: get("object_key"),
+            size: get("size").parse().unwrap_or(0),
+            rows: get("rows").parse().unwrap_or(0),
+            sha256: get("sha256"),
+        }))
+    }
+
+    pub async fn mark_done(&self, dataset: &str, partition: &str, m: &DoneMarker) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        let now = chrono::Utc::now().to_rfc3339();
+        redis::pipe()
+            .hset_multiple(
+                self.k(&["done", dataset, partition]),
+                &[
+                    ("object_key", m.object_key.clone()),
+                    ("size", m.size.to_string()),
+                    ("rows", m.rows.to_string()),
+                    ("sha256", m.sha256.clone()),
+                    ("at", now),
+                ],
+            )
+            .ignore()
+            .del(self.k(&["failed", dataset, partition]))
+            .ignore()
+            .exec_async(&mut c)
+            .await
+    }
+
+    pub async fn clear_done(&self, dataset: &str, partition: &str) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        c.del(self.k(&["done", dataset, partition])).await
+    }
+
+    /// Takes the partition's lease for `ttl` if nobody holds it.
+    pub async fn try_lease(&self, dataset: &str, partition: &str, token: &str, ttl: Duration) -> redis::RedisResult<bool> {
+        let mut c = self.con.clone();
+        let r: Option<String> = redis::cmd("SET")
+            .arg(self.k(&["lease", dataset, partition]))
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut c)
+            .await?;
+        Ok(r.is_some())
+    }
+
+    /// Extends the lease if `token` still holds it.
+    pub async fn renew_lease(&self, dataset: &str, partition: &str, token: &str, ttl: Duration) -> redis::RedisResult<bool> {
+        let mut c = self.con.clone();
+        let n: i64 = Script::new(RENEW)
+            .key(self.k(&["lease", dataset, partition]))
+            .arg(token)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn release_lease(&self, dataset: &str, partition: &str, token: &str) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        let _: i64 = Script::new(RELEASE)
+            .key(self.k(&["lease", dataset, partition]))
+            .arg(token)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn lease_held(&self, dataset: &str, partition: &str) -> redis::RedisResult<bool> {
+        let mut c = self.con.clone();
+        c.exists(self.k(&["lease", dataset, partition])).await
+    }
+
+    pub async fn failed(&self, dataset: &str, partition: &str) -> redis::RedisResult<Option<String>> {
+        let mut c = self.con.clone();
+        c.get(self.k(&["failed", dataset, partition])).await
+    }
+
+    /// Records a new backfill and its plan.
+    pub async fn create_backfill(
+        &self,
+        id: &str,
+        dataset: &str,
+        from: &str,
+        to: &str,
+        partitions: &[String],
+    ) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        let now = chrono::Utc::now();
+        let mut p = redis::pipe();
+        p.hset_multiple(
+            self.k(&["bf", id]),
+            &[
+                ("dataset", dataset.to_string()),
+                ("from", from.to_string()),
+                ("to", to.to_string()),
+                ("planned", partitions.len().to_string()),
+                ("created", now.to_rfc3339()),
+                ("retried", "0".to_string()),
+            ],
+        )
+        .ignore();
+        if !partitions.is_empty() {
+            p.rpush(self.k(&["bf", id, "parts"]), partitions).ignore();
+        }
+        p.zadd(self.k(&["backfills"]), id, now.timestamp_millis()).ignore();
+        p.exec_async(&mut c).await
+    }
+
+    /// A partition of backfill `id` is in the lake (`skipped`: it already was).
+    pub async fn record_done(&self, id: &str, partition: &str, skipped: bool) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        let mut p = redis::pipe();
+        p.sadd(self.k(&["bf", id, "done"]), partition).ignore();
+        p.hdel(self.k(&["bf", id, "dead"]), partition).ignore();
+        if skipped {
+            p.sadd(self.k(&["bf", id, "skipped"]), partition).ignore();
+        }
+        p.exec_async(&mut c).await
+    }
+
+    pub async fn record_retry(&self, id: &str) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        c.hincr(self.k(&["bf", id]), "retried", 1).await
+    }
+
+    /// A partition was parked with `error`.
+    pub async fn record_dead(&self, id: &str, dataset: &str, partition: &str, error: &str) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        redis::pipe()
+            .hset(self.k(&["bf", id, "dead"]), partition, error)
+            .ignore()
+            .set(self.k(&["failed", dataset, partition]), error)
+            .ignore()
+            .exec_async(&mut c)
+            .await
+    }
+
+    /// A parked partition was replayed: it is pending again.
+    pub async fn clear_dead(&self, id: &str, dataset: &str, partition: &str) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        redis::pipe()
+            .hdel(self.k(&["bf", id, "dead"]), partition)
+            .ignore()
+            .del(self.k(&["failed", dataset, partition]))
+            .ignore()
+            .exec_async(&mut c)
+            .await
+    }
+
+    pub async fn backfill(&self, id: &str) -> redis::RedisResult<Option<BackfillStatus>> {
+        let mut c = self.con.clone();
+        let (meta, done, skipped, dead): (
+            std::collections::HashMap<String, String>,
+            u64,
+            u64,
+            Vec<(String, String)>,
+        ) = redis::pipe()
+            .hgetall(self.k(&["bf", id]))
+            .scard(self.k(&["bf", id, "done"]))
+            .scard(self.k(&["bf", id, "skipped"]))
+            .hgetall(self.k(&["bf", id, "dead"]))
+            .query_async(&mut c)
+            .await?;
+        if meta.is_empty() {
+            return Ok(None);
+        }
+        let get = |f: &str| meta.get(f).cloned().unwrap_or_default();
+        let mut dead = dead;
+        dead.sort();
+        Ok(Some(BackfillStatus {
+            id: id.to_string(),
+            dataset: get("dataset"),
+            from: get("from"),
+            to: get("to"),
+            created: get("created"),
+            planned: get("planned").parse().unwrap_or(0),
+            done,
+            skipped,
+            retried: get("retried").parse().unwrap_or(0),
+            dead,
+        }))
+    }
+
+    /// The `n` most recent backfill ids, newest first.
+    pub async fn recent_backfills(&self, n: isize) -> redis::RedisResult<Vec<String>> {
+        let mut c = self.con.clone();
+        c.zrevrange(self.k(&["backfills"]), 0, n - 1).await
+    }
+}

@@ -1,0 +1,246 @@
+//! RabbitMQ topology, declared idempotently by both binaries, and confirmed
+//! publishing.
+//!
+//! ```text
+//! producer ──► {prefix}.work (quorum, delivery limit) ──► worker
+//!                 ▲        │ delivery limit exceeded (poison)
+//!                 │        └──────────────► {prefix}.parking
+//!  TTL expiry     │
+//! {prefix}.retry.{ttl}ms (quorum, one per backoff level) ◄── worker (transient failure)
+//!                                  worker (permanent / exhausted) ──► {prefix}.parking
+//! ```
+//!
+//! All queues are published to through the default exchange (routing key =
+//! queue name), with the mandatory flag and publisher confirms. Queue
+//! arguments never change for a given name: the retry TTL is part of the retry
+//! queue's name, so a fleet that changes its base delay declares new queues
+//! instead of failing with PRECONDITION_FAILED.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+/// How many times the broker may deliver one message before it parks it
+/// (crashes and requeues included). Fixed: it is a queue argument.
+pub const DELIVERY_LIMIT: i64 = 10;
+
+/// Number of retry (backoff) levels; level `n` waits `base * 2^n`.
+pub const RETRY_LEVELS: u32 = 6;
+
+/// Names and tunables of one fleet's queues.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+    pub work: String,
+    pub parking: String,
+    pub retry_base_ms: u64,
+    pub max_attempts: u32,
+}
+
+impl Topology {
+    pub fn new(prefix: &str, retry_base_ms: u64, max_attempts: u32) -> Self {
+        Topology {
+            prefix: prefix.to_string(),
+            work: format!("{prefix}.work"),
+            parking: format!("{prefix}.parking"),
+            retry_base_ms: retry_base_ms.max(1),
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    /// TTL of retry level `level`.
+    pub fn retry_delay(&self, level: u32) -> Duration {
+        Duration::from_millis(self.retry_base_ms.saturating_mul(1 << level.min(RETRY_LEVELS - 1)))
+    }
+
+    /// Name of the retry queue of `level`.
+    pub fn retry_queue(&self, level: u32) -> String {
+        format!("{}.retry.{}ms", self.prefix, self.retry_delay(level).as_millis())
+    }
+
+    /// The retry level for the retry after failed attempt `attempt` (1-based),
+    /// or the smallest level whose delay covers `at_least` (Retry-After).
+    pub fn retry_level(&self, attempt: u32, at_least: Option<Duration>) -> u32 {
+        let mut level = attempt.saturating_sub(1).min(RETRY_LEVELS - 1);
+        if let Some(min) = at_least {
+            while level < RETRY_LEVELS - 1 && self.retry_delay(level) < min {
+                level += 1;
+            }
+        }
+        level
+    }
+
+    pub fn all_queues(&self) -> Vec<String> {
+        let mut v = vec![self.work.clone(), self.parking.clone()];
+        v.extend((0..RETRY_LEVELS).map(|l| self.retry_queue(l)));
+        v
+    }
+
+    /// Declares every queue; safe to call any number of times.
+    pub async fn declare(&self, ch: &Channel) -> lapin::Result<()> {
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        let mut parking = FieldTable::default();
+        parking.insert("x-queue-type".into(), lstr("quorum"));
+        ch.queue_declare(self.parking.as_str().into(), durable, parking).await?;
+
+        let mut work = FieldTable::default();
+        work.insert("x-queue-type".into(), lstr("quorum"));
+        work.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        dead_letter_to(&mut work, &self.parking);
+        ch.queue_declare(self.work.as_str().into(), durable, work).await?;
+
+        for level in 0..RETRY_LEVELS {
+            let mut retry = FieldTable::default();
+            retry.insert("x-queue-type".into(), lstr("quorum"));
+            retry.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(self.retry_delay(level).as_millis() as i64),
+            );
+            dead_letter_to(&mut retry, &self.work);
+            ch.queue_declare(self.retry_queue(level).as_str().into(), durable, retry).await?;
+        }
+        Ok(())
+    }
+}
+
+fn lstr(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// At-least-once dead-lettering to `target` through the default exchange.
+fn dead_letter_to(args: &mut FieldTable, target: &str) {
+    args.insert("x-dead-letter-exchange".into(), lstr(""));
+    args.insert("x-dead-letter-routing-key".into(), lstr(target));
+    args.insert("x-dead-letter-strategy".into(), lstr("at-least-once"));
+    args.insert("x-overflow".into(), lstr("reject-publish"));
+}
+
+/// Connects to RabbitMQ; the error names the (redacted) address.
+pub async fn connect(amqp_url: &str, name: &str) -> anyhow::Result<Connection> {
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+    let fut = Connection::connect(amqp_url, props);
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => anyhow::bail!("cannot connect to RabbitMQ at {}: {e}", crate::config::redact(amqp_url)),
+        Err(_) => anyhow::bail!(
+            "cannot connect to RabbitMQ at {}: no answer within 10s",
+            crate::config::redact(amqp_url)
+        ),
+    }
+}
+
+/// A channel in confirm mode, optionally with a prefetch.
+pub async fn confirm_channel(conn: &Connection, prefetch: Option<u16>) -> lapin::Result<Channel> {
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    if let Some(p) = prefetch {
+        ch.basic_qos(p, BasicQosOptions::default()).await?;
+    }
+    Ok(ch)
+}
+
+/// Why a publish did not make it.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("the message was returned as unroutable: no queue {0:?} (is the topology declared?)")]
+    Unroutable(String),
+}
+
+/// Headers for a message: string values only.
+pub fn headers(pairs: &[(&str, String)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert(ShortString::from(*k), lstr(v));
+    }
+    t
+}
+
+/// Publishes `payload` persistently to `queue`, mandatory, and waits for the
+/// broker's confirm. `Ok` means the broker has taken responsibility for it.
+pub async fn publish_confirmed(
+    ch: &Channel,
+    queue: &str,
+    payload: &[u8],
+    headers: FieldTable,
+) -> Result<(), PublishError> {
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/msgpack".into())
+        .with_headers(headers);
+    let confirm = ch
+        .basic_publish("".into(), queue.into(), BasicPublishOptions { mandatory: true, ..Default::default() }, payload, props)
+        .await?
+        .await?;
+    if confirm.is_nack() {
+        return Err(PublishError::Nacked);
+    }
+    if confirm.take_message().is_some() {
+        return Err(PublishError::Unroutable(queue.to_string()));
+    }
+    Ok(())
+}
+
+/// A header as text, whatever AMQP type it was sent with.
+pub fn header_str(t: Option<&FieldTable>, key: &str) -> Option<String> {
+    let v = t?.inner().get(key)?;
+    Some(value_to_string(v))
+}
+
+pub fn value_to_string(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_string(),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::ShortUInt(n) => n.to_string(),
+        AMQPValue::Timestamp(n) => n.to_string(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Sum of the `count` of `x-death` entries (an array of tables; counts are
+/// read loosely typed), and the `reason` of the first entry.
+pub fn x_death(t: Option<&FieldTable>) -> (u64, Option<String>) {
+    let Some(AMQPValue::FieldArray(arr)) = t.and_then(|t| t.inner().get("x-death")) else {
+        return (0, None);
+    };
+    let mut count = 0;
+    let mut reason = None;
+    for v in arr.as_slice() {
+        if let AMQPValue::FieldTable(e) = v {
+            if let Some(c) = e.inner().get("count") {
+                count += value_to_string(c).parse::<u64>().unwrap_or(0);
+            }
+            if reason.is_none() {
+                reason = e.inner().get("reason").map(value_to_string);
+            }
+        }
+    }
+    (count, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_levels_grow_and_honour_retry_after() {
+        let t = Topology::new("t", 1000, 5);
+        assert_eq!(t.retry_queue(0), "t.retry.1000ms");
+        assert_eq!(t.retry_queue(2), "t.retry.4000ms");
+        assert_eq!(t.retry_level(1, None), 0);
+        assert_eq!(t.retry_level(3, None), 2);
+        assert_eq!(t.retry_level(99, None), RETRY_LEVELS - 1);
+        assert_eq!(t.retry_level(1, Some(Duration::from_millis(3500))), 2);
+        assert_eq!(t.all_queues().len(), 2 + RETRY_LEVELS as usize);
+    }
+}
