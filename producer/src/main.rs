@@ -1,1 +1,73 @@
-fn main(){}
+//! `producer`: plan and enqueue backfills, follow them, manage dead letters.
+//!
+//! - [`cli`]: flags; [`backfill`]: plan and publish; [`status`]: progress;
+//!   [`dlq`]: parked tasks; [`progress`]: terminal display.
+
+mod backfill;
+mod cli;
+mod dlq;
+mod progress;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lakefleet::catalog::Catalog;
+
+use crate::cli::{Cli, Command};
+
+/// A refusal of the user's request: exit code 2 and one line, nothing done.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn datasets(catalog: &Catalog) {
+    for d in catalog.iter() {
+        let last = d.last.map(|l| l.to_string()).unwrap_or_else(|| "still publishing".into());
+        println!("{}  ({}, {} .. {})", d.name, d.cadence, d.first, last);
+        if !d.description.is_empty() {
+            println!("  {}", d.description);
+        }
+        println!("  url: {}", d.url_template);
+        println!("  schema (v{}): {}", d.schema_version, d.schema_summary().join(", "));
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::load(cli.catalog.as_deref()).map_err(|e| Refused(e.to_string()))?;
+    match &cli.command {
+        Command::Datasets => {
+            datasets(&catalog);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill(args) => backfill::run(&cli, &catalog, args).await,
+        Command::Status(args) => {
+            let state = lakefleet::state::State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
+            status::run(&state, args.backfill_id.as_deref(), args.limit).await
+        }
+        Command::Dlq(cmd) => dlq::run(&cli, cmd).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<Refused>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `producer backfill`: plan, (dry-run | publish with confirms), optionally wait.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use lakefleet::catalog::{Catalog, file_name};
+use lakefleet::plan::{Partition, plan};
+use lakefleet::state::State;
+use lakefleet::task::{MAJOR, Task};
+use lakefleet::topology;
+
+use crate::cli::BackfillArgs;
+use crate::progress::Progress;
+use crate::{Refused, status};
+
+/// A partition's state as the dry run shows it.
+async fn partition_state(state: &State, dataset: &str, p: &str) -> anyhow::Result<&'static str> {
+    if state.done_marker(dataset, p).await?.is_some() {
+        Ok("done")
+    } else if state.lease_held(dataset, p).await? {
+        Ok("in progress")
+    } else if state.failed(dataset, p).await?.is_some() {
+        Ok("failed")
+    } else {
+        Ok("new")
+    }
+}
+
+/// The URL a worker fetches: the official one, or the mirror joined with its file name.
+pub fn fetch_url(p: &Partition, mirror: Option<&str>) -> String {
+    match mirror {
+        Some(m) => format!("{}/{}", m.trim_end_matches('/'), file_name(&p.source_url)),
+        None => p.source_url.clone(),
+    }
+}
+
+pub fn new_backfill_id() -> String {
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("bf-{now}-{}", &rand[..6])
+}
+
+pub async fn run(cli: &crate::cli::Cli, catalog: &Catalog, args: &BackfillArgs) -> anyhow::Result<std::process::ExitCode> {
+    let ds = catalog.require(&args.dataset).map_err(Refused)?;
+    let today = chrono::Local::now().date_naive();
+    let parts = plan(ds, args.from, args.to, today).map_err(|e| Refused(e.to_string()))?;
+    if let Some(m) = &args.mirror
+        && !(m.starts_with("http://") || m.starts_with("https://"))
+    {
+        return Err(Refused(format!("--mirror {m:?} must be an http:// or https:// URL")).into());
+    }
+    let force = args.force || args.overwrite;
+    let state = State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
+
+    if args.dry_run {
+        println!("dry run: {} partition(s) of {} from {} to {}; nothing is published", parts.len(), ds.name, args.from, args.to);
+        println!("{:<12} {:<12} {:<60} object key", "partition", "state", "source URL");
+        for p in &parts {
+            let st = partition_state(&state, &ds.name, &p.date.to_string()).await?;
+            let action = if st == "done" && !force { " (skipped: already done)" } else { "" };
+            println!("{:<12} {:<12} {:<60} {}{action}", p.date, st, fetch_url(p, args.mirror.as_deref()), p.object_key);
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+
+    let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer").await?;
+    let topo = cli.conn.topology();
+    let ch = topology::confirm_channel(&conn, None).await.context("opening a RabbitMQ channel")?;
+    topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
+
+    // Skip what is done already (unless --force).
+    let mut to_publish = Vec::new();
+    let mut already = Vec::new();
+    for p in &parts {
+        let key = p.date.to_string();
+        if !force && state.done_marker(&ds.name, &key).await?.is_some() {
+            already.push(key);
+        } else {
+            to_publish.push(p.clone());
+        }
+    }
+    let id = new_backfill_id();
+    let all: Vec<String> = parts.iter().map(|p| p.date.to_string()).collect();
+    state
+        .create_backfill(&id, &ds.name, &args.from.to_string(), &args.to.to_string(), &all)
+        .await
+        .context("recording the backfill in Redis")?;
+    for k in &already {
+        state.record_done(&id, k, true).await?;
+    }
+    println!("backfill {id}: {} partition(s) of {} planned, {} already done, {} to publish", parts.len(), ds.name, already.len(), to_publish.len());
+
+    let progress = Progress::new(to_publish.len() as u64, "publishing");
+    let enqueued_at = chrono::Utc::now().to_rfc3339();
+    let mut failed: Vec<(String, String)> = Vec::new();
+    for (i, p) in to_publish.iter().enumerate() {
+        let task = Task {
+            v: MAJOR,
+            backfill_id: id.clone(),
+            dataset: ds.name.clone(),
+            partition: p.date.to_string(),
+            source_url: fetch_url(p, args.mirror.as_deref()),
+            object_key: p.object_key.clone(),
+            attempt: 1,
+            enqueued_at: enqueued_at.clone(),
+            overwrite: args.overwrite,
+        };
+        let headers = topology::headers(&[
+            ("x-lakefleet-backfill", id.clone()),
+            ("x-lakefleet-dataset", ds.name.clone()),
+            ("x-lakefleet-partition", task.partition.clone()),
+        ]);
+        match topology::publish_confirmed(&ch, &topo.work, &task.encode(), headers).await {
+            Ok(()) => progress.inc(&task.partition),
+            Err(e) => {
+                progress.note(&format!("{}: not confirmed: {e}", task.partition));
+                failed.push((task.partition.clone(), e.to_string()));
+                if !ch.status().connected() {
+                    // The channel is gone: the rest cannot be published either.
+                    for rest in &to_publish[i + 1..] {
+                        failed.push((rest.date.to_string(), "not published: the channel was closed".into()));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    progress.finish();
+    let _ = conn.close(200, "done".into()).await;
+    if !failed.is_empty() {
+        eprintln!(
+            "error: {} of {} task(s) were not confirmed by RabbitMQ: {}; re-run the same command (done partitions are skipped)",
+            failed.len(),
+            to_publish.len(),
+            failed.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    println!("backfill {id}: published {} task(s) to {}; follow it with: producer status {id}", to_publish.len(), topo.work);
+    if args.wait {
+        return status::wait(&state, &id, Duration::from_secs(args.wait_timeout)).await;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

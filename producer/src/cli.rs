@@ -1,0 +1,115 @@
+//! Command-line flags of `producer` (raw flags only; commands resolve them).
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use lakefleet::config::Connections;
+
+/// Plan and enqueue lakefleet backfills, follow them, and manage dead letters.
+///
+/// A backfill turns a date range of a dataset into one RabbitMQ task per
+/// source file; workers (`worker`) convert each file to Parquet in the lake.
+/// Partitions already in the lake are skipped, so re-running a backfill is
+/// safe and cheap.
+///
+/// Exit codes: 0 success, 1 failure (a service, a publish, a parked task),
+/// 2 refused (bad flags, unknown dataset, a range outside what is published).
+#[derive(Debug, Parser)]
+#[command(name = "producer", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: Connections,
+    /// Extra or overriding datasets (TOML, `[[dataset]]` entries; see the README).
+    #[arg(long, env = "LAKEFLEET_CATALOG", global = true)]
+    pub catalog: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the datasets: name, cadence, URL template, available range, schema.
+    Datasets,
+    /// Plan a date range and enqueue one task per partition.
+    ///
+    /// Example: producer backfill --dataset mta-turnstile --from 2022-01-01 --to 2022-03-31
+    Backfill(BackfillArgs),
+    /// Show the recent backfills, or one backfill's progress and failures.
+    Status(StatusArgs),
+    /// Inspect, replay or purge parked (dead-lettered) tasks.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Dataset name (see `producer datasets`).
+    #[arg(long)]
+    pub dataset: String,
+    /// First day of the range (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    pub from: NaiveDate,
+    /// Last day of the range (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    pub to: NaiveDate,
+    /// Print every planned partition with its URL, object key and state; publish nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Fetch files from this base URL joined with each official file name.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// After publishing, follow the backfill until every partition is done or
+    /// parked; exit 0 only if all are done.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (exit 1).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+    /// Publish partitions that are already done too (workers still skip
+    /// partitions whose done marker exists; see --overwrite).
+    #[arg(long)]
+    pub force: bool,
+    /// Convert again and replace the objects of done partitions (implies --force).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Backfill id (printed by `producer backfill`); none lists the recent ones.
+    pub backfill_id: Option<String>,
+    /// How many recent backfills to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: isize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List parked tasks with their reason and last error.
+    List(DlqFilter),
+    /// Re-enqueue parked tasks (attempt count reset), then remove them from the parking queue.
+    Replay(DlqFilter),
+    /// Remove parked tasks, after showing what will be removed.
+    Purge {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct DlqFilter {
+    /// Only tasks of this backfill.
+    #[arg(long)]
+    pub backfill: Option<String>,
+    /// Only tasks of this dataset.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Only tasks parked for this reason (not_found, not_published_yet, http_error,
+    /// schema_mismatch, bad_row, bad_message, conflict, attempts_exhausted, delivery_limit).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
