@@ -1,0 +1,146 @@
+//! The consume loop: connect, declare, consume with a prefetch equal to the
+//! concurrency, run each delivery as its own task, reconnect when the broker
+//! goes away, and stop cleanly on shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lakefleet::topology;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
+use lapin::types::FieldTable;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::process::{Ctx, handle};
+
+pub struct Settings {
+    pub amqp_url: String,
+    pub concurrency: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Shared readiness flag for `/readyz`.
+#[derive(Default)]
+pub struct Ready {
+    pub amqp: AtomicBool,
+}
+
+/// Runs until `shutdown` resolves; in-flight tasks get `shutdown_grace` to
+/// finish, the rest go back to the queue unacked.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    settings: Settings,
+    ready: Arc<Ready>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    let permits = Arc::new(Semaphore::new(settings.concurrency));
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        // Connect (or reconnect).
+        let conn_name = format!("lakefleet-worker {}", ctx.worker_id);
+        let conn = tokio::select! {
+            _ = &mut shutdown => break,
+            c = topology::connect(&settings.amqp_url, &conn_name) => c,
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(0);
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ unavailable");
+                tokio::select! { _ = &mut shutdown => break, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let setup = async {
+            let consume = conn.create_channel().await?;
+            consume.basic_qos(settings.concurrency.min(u16::MAX as usize) as u16, Default::default()).await?;
+            let publish = topology::confirm_channel(&conn, None).await?;
+            ctx.topo.declare(&publish).await?;
+            let consumer = consume
+                .basic_consume(
+                    ctx.topo.work.as_str().into(),
+                    format!("{}-{}", ctx.worker_id, uuid_suffix()).into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok::<_, lapin::Error>((consume, publish, consumer))
+        };
+        let (consume, publish, mut consumer) = match setup.await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "setting up the RabbitMQ channels failed; reconnecting");
+                let _ = conn.close(200, "setup failed".into()).await;
+                tokio::select! { _ = &mut shutdown => break, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(250);
+        ready.amqp.store(true, Ordering::SeqCst);
+        ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(1);
+        info!(queue = %ctx.topo.work, concurrency = settings.concurrency, "consuming");
+
+        let stop = loop {
+            tokio::select! {
+                _ = &mut shutdown => break true,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+                        let (ctx, publish) = (ctx.clone(), publish.clone());
+                        tasks.spawn(async move {
+                            handle(ctx, publish, delivery).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(e)) => {
+                        warn!(error = %e, "consumer error; reconnecting");
+                        break false;
+                    }
+                    None => {
+                        warn!("the consumer stream ended (channel or connection closed); reconnecting");
+                        break false;
+                    }
+                },
+            }
+        };
+        ready.amqp.store(false, Ordering::SeqCst);
+        ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(0);
+        if stop {
+            info!(in_flight = tasks.len(), grace_s = settings.shutdown_grace.as_secs(), "shutting down: no new deliveries");
+            let _ = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+            let drained = tokio::time::timeout(settings.shutdown_grace, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                warn!(unfinished = tasks.len(), "grace period over: unfinished tasks go back to the queue");
+                tasks.abort_all();
+            }
+            let _ = conn.close(200, "worker shutting down".into()).await;
+            return Ok(());
+        }
+        // Connection lost: the in-flight tasks' acks cannot reach the broker;
+        // their deliveries come back and are deduped. Let them end first.
+        while tasks.join_next().await.is_some() {}
+        let _ = conn.close(200, "reconnecting".into()).await;
+        tokio::time::sleep(backoff).await;
+    }
+    // Shutdown while disconnected.
+    if !tasks.is_empty() {
+        error!(unfinished = tasks.len(), "shutting down while disconnected");
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+fn uuid_suffix() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() & 0xffffff)
+}
