@@ -89,6 +89,26 @@ impl Lake {
         Ok(Lake { store, root, url: url.trim_end_matches('/').to_string() })
     }
 
+    /// An S3 lake with an explicit endpoint and credentials (instead of the
+    /// environment), e.g. an S3-compatible server.
+    pub fn open_s3_with(url: &str, endpoint: &str, key_id: &str, secret: &str) -> anyhow::Result<Lake> {
+        let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_url(url)
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret)
+            .with_region("us-east-1")
+            .build()
+            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
+        Ok(Lake {
+            store: Arc::new(store),
+            root: Path::from(parsed.path().trim_matches('/')),
+            url: url.trim_end_matches('/').to_string(),
+        })
+    }
+
     fn path(&self, key: &str) -> Path {
         if self.root.as_ref().is_empty() {
             Path::from(key)

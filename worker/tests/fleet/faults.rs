@@ -1,0 +1,1 @@
+//! Failures: retries with backoff, parking, dead-letter operations.

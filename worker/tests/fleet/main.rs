@@ -1,0 +1,10 @@
+//! lakefleet's integration tests: the real `producer` and `worker` binaries
+//! against the real RabbitMQ, Redis, an S3-compatible server (moto) and HTTP
+//! sources served by the tests. Every test has its own queue prefix, Redis
+//! key prefix and lake, so they run in parallel.
+
+mod convert;
+mod e2e;
+mod faults;
+mod producer;
+mod util;

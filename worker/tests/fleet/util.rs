@@ -1,0 +1,585 @@
+//! Test helpers: a fleet with its own queue prefix, Redis prefix and lake;
+//! the real `producer` and `worker` binaries; an HTTP source served by the
+//! test (with injectable faults); seeded data generators; Parquet readers.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use chrono::NaiveDate;
+use lakefleet::task::Task;
+use lakefleet::topology::Topology;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub fn worker_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_worker"))
+}
+
+pub fn producer_bin() -> PathBuf {
+    let p = worker_bin().with_file_name("producer");
+    assert!(p.exists(), "{} is missing: run the tests with `cargo test --workspace`", p.display());
+    p
+}
+
+/// One isolated fleet: prefix, Redis keys, lake.
+pub struct Fleet {
+    pub prefix: String,
+    pub lake_url: String,
+    pub lake_dir: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub retry_base_ms: u64,
+}
+
+impl Fleet {
+    /// A fleet with a local-folder lake.
+    pub fn local(name: &str) -> Fleet {
+        let prefix = format!("t-{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let dir = std::env::temp_dir().join("lakefleet-tests").join(&prefix);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Fleet { lake_url: dir.to_str().unwrap().to_string(), lake_dir: Some(dir), prefix, env: vec![], retry_base_ms: 200 }
+    }
+
+    /// A fleet whose lake is a bucket of the S3-compatible server.
+    pub fn s3(name: &str, s3: &S3Server) -> Fleet {
+        let mut f = Fleet::local(name);
+        f.lake_dir = None;
+        f.lake_url = format!("s3://{}/lake", s3.bucket);
+        f.env = s3.env();
+        f
+    }
+
+    fn apply(&self, cmd: &mut Command) {
+        cmd.env("AMQP_URL", AMQP)
+            .env("REDIS_URL", REDIS)
+            .env("LAKE_URL", &self.lake_url)
+            .env("LAKEFLEET_PREFIX", &self.prefix)
+            .env("LAKEFLEET_RETRY_BASE_MS", self.retry_base_ms.to_string())
+            .env_remove("LAKEFLEET_CATALOG")
+            .env("RUST_LOG", "info");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.prefix, self.retry_base_ms, 5)
+    }
+
+    /// Runs `producer ARGS` to completion.
+    pub fn producer(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(producer_bin());
+        self.apply(&mut cmd);
+        cmd.args(args).stdin(Stdio::null());
+        let out = cmd.output().expect("running producer");
+        eprintln!(
+            "producer {args:?} -> {:?}\n--- stdout\n{}--- stderr\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts a worker process.
+    pub fn worker(&self, extra: &[&str]) -> WorkerProc {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::env::temp_dir().join("lakefleet-tests").join(format!("{}-worker-{port}.log", self.prefix));
+        let mut cmd = Command::new(worker_bin());
+        self.apply(&mut cmd);
+        // Defaults through the environment, so that `extra` flags override them.
+        cmd.env("LAKEFLEET_CONCURRENCY", "2")
+            .env("LAKEFLEET_LEASE_TTL", "6")
+            .args(["--metrics-addr", &addr])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().expect("starting worker");
+        WorkerProc { child: Some(child), addr, log }
+    }
+
+    /// Messages in `queue` (0 if it does not exist).
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let n = match ch
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                Default::default(),
+            )
+            .await
+        {
+            Ok(q) => q.message_count(),
+            Err(_) => 0,
+        };
+        let _ = conn.close(200, "".into()).await;
+        n
+    }
+
+    /// Takes (and acks) every message of `queue`.
+    pub async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
+        let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = ch.basic_get(queue.into(), BasicGetOptions::default()).await {
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+            out.push(m.delivery);
+        }
+        let _ = conn.close(200, "".into()).await;
+        out
+    }
+
+    pub async fn drain_tasks(&self, queue: &str) -> Vec<Task> {
+        self.drain(queue).await.iter().map(|d| Task::decode(&d.data).unwrap()).collect()
+    }
+
+    pub async fn state(&self) -> lakefleet::state::State {
+        lakefleet::state::State::connect(REDIS, &self.prefix).await.unwrap()
+    }
+
+    pub fn lake(&self) -> lakefleet::lake::Lake {
+        if self.lake_dir.is_some() {
+            lakefleet::lake::Lake::open(&self.lake_url).unwrap()
+        } else {
+            // Build the S3 store from this fleet's variables, not the process environment.
+            let get = |k: &str| self.env.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
+            lakefleet::lake::Lake::open_s3_with(&self.lake_url, &get("AWS_ENDPOINT"), &get("AWS_ACCESS_KEY_ID"), &get("AWS_SECRET_ACCESS_KEY")).unwrap()
+        }
+    }
+
+    /// Every object in the lake, `(key, size)`.
+    pub async fn objects(&self) -> Vec<(String, u64)> {
+        self.lake().list("").await.unwrap()
+    }
+
+    pub async fn read_object(&self, key: &str) -> bytes::Bytes {
+        self.lake().get(key).await.unwrap()
+    }
+
+    /// Deletes this fleet's queues and Redis keys.
+    pub async fn cleanup(&self) {
+        if let Ok(conn) = lapin::Connection::connect(AMQP, Default::default()).await {
+            let ch = conn.create_channel().await.unwrap();
+            for q in self.topology().all_queues() {
+                let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+            }
+            let _ = conn.close(200, "".into()).await;
+        }
+        let client = redis::Client::open(REDIS).unwrap();
+        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+            let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.unwrap_or_default();
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap_or(());
+            }
+        }
+        if let Some(d) = &self.lake_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A running worker; killed (SIGKILL) when dropped.
+pub struct WorkerProc {
+    pub child: Option<Child>,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl WorkerProc {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
+        assert!(st.success());
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        self.signal("-TERM");
+        self.wait(within)
+    }
+
+    pub fn wait(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        let child = self.child.as_mut().unwrap();
+        while start.elapsed() < within {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.addr);
+        for _ in 0..100 {
+            if let Ok(r) = reqwest::get(&url).await {
+                let code = r.status().as_u16();
+                return (code, r.text().await.unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("worker at {} never answered; log:\n{}", self.addr, self.log());
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.1
+    }
+
+    /// Waits (bounded) until /readyz says ready.
+    pub async fn ready(&self) {
+        for _ in 0..100 {
+            if self.get("/readyz").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("worker never became ready; log:\n{}", self.log());
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The value of a metric series whose labels include all of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut total = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let (n, l) = series.split_once('{').unwrap_or((series, ""));
+        if n != name {
+            continue;
+        }
+        if labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))) {
+            *total.get_or_insert(0.0) += value.parse::<f64>().unwrap();
+        }
+    }
+    total.unwrap_or_else(|| panic!("no series {name}{labels:?} in:\n{text}"))
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {within:?} waiting for: {what}");
+}
+
+// ---------------------------------------------------------------- sources
+
+/// What the source does for one request of a file.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and no body.
+    Status(u16),
+    /// Announce the full length, send only this many bytes, close.
+    Truncate(usize),
+    /// Send the body slowly: this many chunks over this duration.
+    Slow(usize, Duration),
+}
+
+#[derive(Default)]
+struct SourceState {
+    files: HashMap<String, Vec<u8>>,
+    faults: HashMap<String, VecDeque<Fault>>,
+    hits: HashMap<String, Vec<Instant>>,
+}
+
+/// An HTTP file server on 127.0.0.1 run by the test.
+#[derive(Clone)]
+pub struct Source {
+    pub base: String,
+    state: Arc<Mutex<SourceState>>,
+}
+
+impl Source {
+    pub async fn start() -> Source {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state: Arc<Mutex<SourceState>> = Arc::default();
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { continue };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut n = 0;
+                    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+                        match sock.read(&mut buf[n..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => n += k,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+                    let (body, fault) = {
+                        let mut s = st.lock().unwrap();
+                        s.hits.entry(path.clone()).or_default().push(Instant::now());
+                        let fault = s.faults.get_mut(&path).and_then(|q| q.pop_front());
+                        (s.files.get(&path).cloned(), fault)
+                    };
+                    let Some(body) = body else {
+                        let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                        return;
+                    };
+                    let head = |len: usize| format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+                    match fault {
+                        Some(Fault::Status(code)) => {
+                            let _ = sock
+                                .write_all(format!("HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+                                .await;
+                        }
+                        Some(Fault::Truncate(k)) => {
+                            let _ = sock.write_all(head(body.len()).as_bytes()).await;
+                            let _ = sock.write_all(&body[..k.min(body.len())]).await;
+                        }
+                        Some(Fault::Slow(chunks, over)) => {
+                            let _ = sock.write_all(head(body.len()).as_bytes()).await;
+                            let size = body.len().div_ceil(chunks.max(1));
+                            for c in body.chunks(size.max(1)) {
+                                if sock.write_all(c).await.is_err() {
+                                    return;
+                                }
+                                tokio::time::sleep(over / chunks as u32).await;
+                            }
+                        }
+                        None => {
+                            let _ = sock.write_all(head(body.len()).as_bytes()).await;
+                            let _ = sock.write_all(&body).await;
+                        }
+                    }
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Source { base, state }
+    }
+
+    pub fn put(&self, name: &str, body: Vec<u8>) {
+        self.state.lock().unwrap().files.insert(name.to_string(), body);
+    }
+
+    pub fn fault(&self, name: &str, faults: &[Fault]) {
+        self.state.lock().unwrap().faults.entry(name.to_string()).or_default().extend(faults.iter().cloned());
+    }
+
+    pub fn hits(&self, name: &str) -> Vec<Instant> {
+        self.state.lock().unwrap().hits.get(name).cloned().unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------- data
+
+/// A small seeded PRNG (splitmix64).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub const MTA_HEADER: &str = "C/A,UNIT,SCP,STATION,LINENAME,DIVISION,DATE,TIME,DESC,ENTRIES,EXITS                                                               ";
+
+/// A weekly MTA turnstile file in the real layout: returns the bytes and the sum of ENTRIES.
+pub fn mta_week(week: NaiveDate, rows: usize, seed: u64) -> (Vec<u8>, i64) {
+    let stations = [
+        ("59 ST", "NQR456W", "BMT"),
+        ("B'WAY-LAFAYETTE", "BDFQ6", "IND"),
+        ("LEXINGTON AV/53", "EM6", "IND"),
+        ("ST. GEORGE", "1", "SRT"),
+        ("GRD CNTRL-42 ST", "4567S", "IRT"),
+        ("125 ST", "456", "IRT"),
+    ];
+    let mut rng = Rng::new(seed);
+    let mut out = String::with_capacity(rows * 100);
+    out.push_str(MTA_HEADER);
+    out.push('\n');
+    let mut sum = 0i64;
+    for i in 0..rows {
+        let (st, lines, div) = stations[rng.below(stations.len() as u64) as usize];
+        let day = week - chrono::Days::new(6 - (i as u64 % 7));
+        let entries = rng.below(3_500_000_000) as i64; // beyond Int32
+        let exits = rng.below(2_000_000) as i64;
+        sum += entries;
+        let desc = if rng.below(10) == 0 { "RECOVR AUD" } else { "REGULAR" };
+        out.push_str(&format!(
+            "A{:03},R{:03},02-00-{:02},{st},{lines},{div},{},{:02}:00:00,{desc},{entries},{exits}\n",
+            rng.below(999),
+            rng.below(999),
+            rng.below(8),
+            day.format("%m/%d/%Y"),
+            (i % 6) * 4
+        ));
+    }
+    (out.into_bytes(), sum)
+}
+
+pub fn mta_name(week: NaiveDate) -> String {
+    format!("turnstile_{}.txt", week.format("%y%m%d"))
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// All batches of a Parquet file, and its key-value metadata.
+pub fn read_parquet(data: bytes::Bytes) -> (Vec<RecordBatch>, HashMap<String, String>) {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data).unwrap();
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+        .unwrap_or_default();
+    let batches = builder.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    (batches, kv)
+}
+
+pub fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+pub fn sum_i64(batches: &[RecordBatch], col: &str) -> i64 {
+    batches
+        .iter()
+        .map(|b| {
+            let a = b.column_by_name(col).unwrap().as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+            a.iter().flatten().sum::<i64>()
+        })
+        .sum()
+}
+
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join("lakefleet-tests").join(format!("{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+// ---------------------------------------------------------------- S3
+
+/// moto's S3 server (`moto_server` from PyPI), on a free loopback port.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl S3Server {
+    pub async fn start() -> S3Server {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server not found: pip install 'moto[server]' (the CI script does)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let bucket = format!("lake-{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client.put(format!("{endpoint}/{bucket}")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "moto_server did not start on {endpoint}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        S3Server { child, endpoint, bucket }
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
