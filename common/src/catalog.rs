@@ -214,15 +214,24 @@ impl Dataset {
             ));
         }
         if !self.url_template.contains('{') {
-            return Err("field `url_template`: has no date placeholder ({yyyy}, {mm}, {dd}, {yymmdd})".into());
+            return Err(
+                "field `url_template`: has no date placeholder ({yyyy}, {mm}, {dd}, {yymmdd})"
+                    .into(),
+            );
         }
         if let Some(last) = self.last
             && last < self.first
         {
-            return Err(format!("field `last`: {last} is before `first` {}", self.first));
+            return Err(format!(
+                "field `last`: {last} is before `first` {}",
+                self.first
+            ));
         }
         if !self.delimiter.is_ascii() {
-            return Err(format!("field `delimiter`: {:?} is not one ASCII character", self.delimiter));
+            return Err(format!(
+                "field `delimiter`: {:?} is not one ASCII character",
+                self.delimiter
+            ));
         }
         if self.columns.is_empty() {
             return Err("field `columns`: at least one column is needed".into());
@@ -231,37 +240,60 @@ impl Dataset {
         for (i, c) in self.columns.iter().enumerate() {
             let out = Self::output_name(c);
             if out.is_empty() {
-                return Err(format!("field `columns[{i}].name`: empty output name for {:?}", c.source));
+                return Err(format!(
+                    "field `columns[{i}].name`: empty output name for {:?}",
+                    c.source
+                ));
             }
             if !names.insert(out.clone()) {
-                return Err(format!("field `columns[{i}].name`: duplicate output column {out:?}"));
+                return Err(format!(
+                    "field `columns[{i}].name`: duplicate output column {out:?}"
+                ));
             }
             match (c.ty, &c.format) {
                 (ColumnType::Date | ColumnType::Timestamp, None) => {
-                    return Err(format!("field `columns[{i}].format`: a {} column needs a format", c.ty));
+                    return Err(format!(
+                        "field `columns[{i}].format`: a {} column needs a format",
+                        c.ty
+                    ));
                 }
                 (ColumnType::Date | ColumnType::Timestamp, Some(f)) => {
-                    DateTimeFormat::compile(f).map_err(|e| format!("field `columns[{i}].format`: {e}"))?;
+                    DateTimeFormat::compile(f)
+                        .map_err(|e| format!("field `columns[{i}].format`: {e}"))?;
                 }
                 (_, Some(_)) => {
-                    return Err(format!("field `columns[{i}].format`: only date and timestamp columns take a format"));
+                    return Err(format!(
+                        "field `columns[{i}].format`: only date and timestamp columns take a format"
+                    ));
                 }
                 _ => {}
             }
         }
         for (i, d) in self.derived.iter().enumerate() {
             if d.ty != ColumnType::Timestamp && d.ty != ColumnType::Date {
-                return Err(format!("field `derived[{i}].type`: must be date or timestamp"));
+                return Err(format!(
+                    "field `derived[{i}].type`: must be date or timestamp"
+                ));
             }
             if !names.insert(d.name.clone()) {
-                return Err(format!("field `derived[{i}].name`: duplicate output column {:?}", d.name));
+                return Err(format!(
+                    "field `derived[{i}].name`: duplicate output column {:?}",
+                    d.name
+                ));
             }
             for f in &d.from {
-                if !self.columns.iter().any(|c| c.source.eq_ignore_ascii_case(f)) {
-                    return Err(format!("field `derived[{i}].from`: {f:?} is not a source column"));
+                if !self
+                    .columns
+                    .iter()
+                    .any(|c| c.source.eq_ignore_ascii_case(f))
+                {
+                    return Err(format!(
+                        "field `derived[{i}].from`: {f:?} is not a source column"
+                    ));
                 }
             }
-            DateTimeFormat::compile(&d.format).map_err(|e| format!("field `derived[{i}].format`: {e}"))?;
+            DateTimeFormat::compile(&d.format)
+                .map_err(|e| format!("field `derived[{i}].format`: {e}"))?;
         }
         Ok(())
     }
@@ -330,19 +362,24 @@ impl Catalog {
     /// Built-ins plus the entries of `path` (which override by name).
     pub fn with_file(path: &Path) -> Result<Self, CatalogError> {
         let mut cat = Self::builtin();
-        let err = |message: String| CatalogError { path: path.display().to_string(), message };
+        let err = |message: String| CatalogError {
+            path: path.display().to_string(),
+            message,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let file: CatalogFile = toml::from_str(&text).map_err(|e| err(e.to_string().trim().to_string()))?;
+        let file: CatalogFile =
+            toml::from_str(&text).map_err(|e| err(e.to_string().trim().to_string()))?;
         for (i, value) in file.dataset.into_iter().enumerate() {
             let entry_name = value
                 .get("name")
                 .and_then(|v| v.as_str())
                 .map(|s| format!("dataset {s:?}"))
                 .unwrap_or_else(|| format!("[[dataset]] #{}", i + 1));
-            let ds: Dataset = value
-                .try_into()
-                .map_err(|e: toml::de::Error| err(format!("{entry_name}: {}", e.message().trim())))?;
-            ds.validate().map_err(|m| err(format!("{entry_name}: {m}")))?;
+            let ds: Dataset = value.try_into().map_err(|e: toml::de::Error| {
+                err(format!("{entry_name}: {}", e.message().trim()))
+            })?;
+            ds.validate()
+                .map_err(|m| err(format!("{entry_name}: {m}")))?;
             cat.datasets.insert(ds.name.clone(), ds);
         }
         Ok(cat)
@@ -401,7 +438,9 @@ fn tlc(color: &str, description: &str, columns: Vec<Column>) -> Dataset {
         ),
         first: NaiveDate::from_ymd_opt(2019, 1, 1).unwrap(),
         last: Some(NaiveDate::from_ymd_opt(2021, 7, 1).unwrap()),
-        before_first_note: Some("the DataTalksClub nyc-tlc-data mirror starts in January 2019".into()),
+        before_first_note: Some(
+            "the DataTalksClub nyc-tlc-data mirror starts in January 2019".into(),
+        ),
         compression: Compression::Gzip,
         delimiter: ',',
         schema_version: BUILTIN_SCHEMA_VERSION,
@@ -456,8 +495,18 @@ fn builtin_datasets() -> Vec<Dataset> {
     };
     let mut yellow = vec![
         col("VendorID", "vendor_id", Int64, None),
-        col("tpep_pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
-        col("tpep_dropoff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
+        col(
+            "tpep_pickup_datetime",
+            "pickup_datetime",
+            Timestamp,
+            Some(TLC_TS),
+        ),
+        col(
+            "tpep_dropoff_datetime",
+            "dropoff_datetime",
+            Timestamp,
+            Some(TLC_TS),
+        ),
         col("passenger_count", "passenger_count", Int64, None),
         col("trip_distance", "trip_distance", Float64, None),
         col("RatecodeID", "ratecode_id", Int64, None),
@@ -468,14 +517,34 @@ fn builtin_datasets() -> Vec<Dataset> {
     ];
     common_tail(&mut yellow);
     yellow.extend([
-        col("improvement_surcharge", "improvement_surcharge", Float64, None),
+        col(
+            "improvement_surcharge",
+            "improvement_surcharge",
+            Float64,
+            None,
+        ),
         col("total_amount", "total_amount", Float64, None),
-        col("congestion_surcharge", "congestion_surcharge", Float64, None),
+        col(
+            "congestion_surcharge",
+            "congestion_surcharge",
+            Float64,
+            None,
+        ),
     ]);
     let mut green = vec![
         col("VendorID", "vendor_id", Int64, None),
-        col("lpep_pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
-        col("lpep_dropoff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
+        col(
+            "lpep_pickup_datetime",
+            "pickup_datetime",
+            Timestamp,
+            Some(TLC_TS),
+        ),
+        col(
+            "lpep_dropoff_datetime",
+            "dropoff_datetime",
+            Timestamp,
+            Some(TLC_TS),
+        ),
         col("store_and_fwd_flag", "store_and_fwd_flag", String, None),
         col("RatecodeID", "ratecode_id", Int64, None),
         col("PULocationID", "pu_location_id", Int64, None),
@@ -486,26 +555,63 @@ fn builtin_datasets() -> Vec<Dataset> {
     common_tail(&mut green);
     green.extend([
         col("ehail_fee", "ehail_fee", Float64, None),
-        col("improvement_surcharge", "improvement_surcharge", Float64, None),
+        col(
+            "improvement_surcharge",
+            "improvement_surcharge",
+            Float64,
+            None,
+        ),
         col("total_amount", "total_amount", Float64, None),
         col("payment_type", "payment_type", Int64, None),
         col("trip_type", "trip_type", Int64, None),
-        col("congestion_surcharge", "congestion_surcharge", Float64, None),
+        col(
+            "congestion_surcharge",
+            "congestion_surcharge",
+            Float64,
+            None,
+        ),
     ]);
     let fhv = vec![
         col("dispatching_base_num", "dispatching_base_num", String, None),
-        col("pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
-        col("dropOff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
+        col(
+            "pickup_datetime",
+            "pickup_datetime",
+            Timestamp,
+            Some(TLC_TS),
+        ),
+        col(
+            "dropOff_datetime",
+            "dropoff_datetime",
+            Timestamp,
+            Some(TLC_TS),
+        ),
         col("PUlocationID", "pu_location_id", Int64, None),
         col("DOlocationID", "do_location_id", Int64, None),
         col("SR_Flag", "sr_flag", Int64, None),
-        col("Affiliated_base_number", "affiliated_base_number", String, None),
+        col(
+            "Affiliated_base_number",
+            "affiliated_base_number",
+            String,
+            None,
+        ),
     ];
     vec![
         mta,
-        tlc("yellow", "NYC TLC yellow taxi trips, one gzip CSV per month", yellow),
-        tlc("green", "NYC TLC green taxi trips, one gzip CSV per month", green),
-        tlc("fhv", "NYC TLC for-hire vehicle trips, one gzip CSV per month", fhv),
+        tlc(
+            "yellow",
+            "NYC TLC yellow taxi trips, one gzip CSV per month",
+            yellow,
+        ),
+        tlc(
+            "green",
+            "NYC TLC green taxi trips, one gzip CSV per month",
+            green,
+        ),
+        tlc(
+            "fhv",
+            "NYC TLC for-hire vehicle trips, one gzip CSV per month",
+            fhv,
+        ),
     ]
 }
 
@@ -525,21 +631,30 @@ mod tests {
             mta.source_url(sat),
             "http://web.mta.info/developers/data/nyct/turnstile/turnstile_220108.txt"
         );
-        assert_eq!(mta.object_key(sat), "mta-turnstile/year=2022/turnstile_220108.parquet");
+        assert_eq!(
+            mta.object_key(sat),
+            "mta-turnstile/year=2022/turnstile_220108.parquet"
+        );
         let y = cat.get("nyc-tlc-yellow").unwrap();
         let m = NaiveDate::from_ymd_opt(2019, 3, 1).unwrap();
         assert_eq!(
             y.source_url(m),
             "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-03.csv.gz"
         );
-        assert_eq!(y.object_key(m), "nyc-tlc-yellow/year=2019/yellow_tripdata_2019-03.parquet");
+        assert_eq!(
+            y.object_key(m),
+            "nyc-tlc-yellow/year=2019/yellow_tripdata_2019-03.parquet"
+        );
     }
 
     #[test]
     fn snake_case_normalises_headers() {
         assert_eq!(snake_case("VendorID"), "vendor_id");
         assert_eq!(snake_case("PULocationID"), "pu_location_id");
-        assert_eq!(snake_case("EXITS                                                               "), "exits");
+        assert_eq!(
+            snake_case("EXITS                                                               "),
+            "exits"
+        );
         assert_eq!(snake_case("C/A"), "c_a");
         assert_eq!(snake_case("tpep_pickup_datetime"), "tpep_pickup_datetime");
     }
@@ -572,7 +687,10 @@ columns = [ { source = "a", type = "date" } ]
         )
         .unwrap();
         let err = Catalog::with_file(&path).unwrap_err().to_string();
-        assert!(err.contains("dataset \"x\"") && err.contains("hourly"), "{err}");
+        assert!(
+            err.contains("dataset \"x\"") && err.contains("hourly"),
+            "{err}"
+        );
     }
 
     #[test]

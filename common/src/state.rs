@@ -48,12 +48,21 @@ pub struct BackfillStatus {
 impl BackfillStatus {
     /// Partitions neither done nor parked.
     pub fn pending(&self) -> u64 {
-        self.planned.saturating_sub(self.done + self.dead.len() as u64)
+        self.planned
+            .saturating_sub(self.done + self.dead.len() as u64)
     }
     pub fn finished(&self) -> bool {
         self.planned > 0 && self.pending() == 0
     }
 }
+
+/// What `backfill` reads in one round trip: meta, done, skipped, dead.
+type BackfillRow = (
+    std::collections::HashMap<String, String>,
+    u64,
+    u64,
+    Vec<(String, String)>,
+);
 
 #[derive(Clone)]
 pub struct State {
@@ -62,25 +71,31 @@ pub struct State {
 }
 
 const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-const RENEW: &str =
-    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 
 impl State {
     /// Connects; the error names the (redacted) address. The connection
     /// manager reconnects by itself after Redis restarts.
     pub async fn connect(redis_url: &str, prefix: &str) -> anyhow::Result<State> {
         let shown = crate::config::redact(redis_url);
-        let client = redis::Client::open(redis_url).map_err(|e| anyhow::anyhow!("invalid REDIS_URL {shown}: {e}"))?;
+        let client = redis::Client::open(redis_url)
+            .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {shown}: {e}"))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let con = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager_with_config(cfg))
-            .await
-            .map_err(|_| anyhow::anyhow!("cannot connect to Redis at {shown}: no answer within 10s"))?
-            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {shown}: {e}"))?;
-        Ok(State { con, prefix: prefix.to_string() })
+        let con = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.get_connection_manager_with_config(cfg),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot connect to Redis at {shown}: no answer within 10s"))?
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {shown}: {e}"))?;
+        Ok(State {
+            con,
+            prefix: prefix.to_string(),
+        })
     }
 
     fn k(&self, parts: &[&str]) -> String {
@@ -94,12 +109,20 @@ impl State {
 
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ())
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(|_| ())
     }
 
-    pub async fn done_marker(&self, dataset: &str, partition: &str) -> redis::RedisResult<Option<DoneMarker>> {
+    pub async fn done_marker(
+        &self,
+        dataset: &str,
+        partition: &str,
+    ) -> redis::RedisResult<Option<DoneMarker>> {
         let mut c = self.con.clone();
-        let v: std::collections::HashMap<String, String> = c.hgetall(self.k(&["done", dataset, partition])).await?;
+        let v: std::collections::HashMap<String, String> =
+            c.hgetall(self.k(&["done", dataset, partition])).await?;
         if v.is_empty() {
             return Ok(None);
         }
@@ -112,7 +135,12 @@ impl State {
         }))
     }
 
-    pub async fn mark_done(&self, dataset: &str, partition: &str, m: &DoneMarker) -> redis::RedisResult<()> {
+    pub async fn mark_done(
+        &self,
+        dataset: &str,
+        partition: &str,
+        m: &DoneMarker,
+    ) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         let now = chrono::Utc::now().to_rfc3339();
         redis::pipe()
@@ -139,7 +167,13 @@ impl State {
     }
 
     /// Takes the partition's lease for `ttl` if nobody holds it.
-    pub async fn try_lease(&self, dataset: &str, partition: &str, token: &str, ttl: Duration) -> redis::RedisResult<bool> {
+    pub async fn try_lease(
+        &self,
+        dataset: &str,
+        partition: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<bool> {
         let mut c = self.con.clone();
         let r: Option<String> = redis::cmd("SET")
             .arg(self.k(&["lease", dataset, partition]))
@@ -153,7 +187,13 @@ impl State {
     }
 
     /// Extends the lease if `token` still holds it.
-    pub async fn renew_lease(&self, dataset: &str, partition: &str, token: &str, ttl: Duration) -> redis::RedisResult<bool> {
+    pub async fn renew_lease(
+        &self,
+        dataset: &str,
+        partition: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<bool> {
         let mut c = self.con.clone();
         let n: i64 = Script::new(RENEW)
             .key(self.k(&["lease", dataset, partition]))
@@ -164,7 +204,12 @@ impl State {
         Ok(n == 1)
     }
 
-    pub async fn release_lease(&self, dataset: &str, partition: &str, token: &str) -> redis::RedisResult<()> {
+    pub async fn release_lease(
+        &self,
+        dataset: &str,
+        partition: &str,
+        token: &str,
+    ) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         let _: i64 = Script::new(RELEASE)
             .key(self.k(&["lease", dataset, partition]))
@@ -179,7 +224,11 @@ impl State {
         c.exists(self.k(&["lease", dataset, partition])).await
     }
 
-    pub async fn failed(&self, dataset: &str, partition: &str) -> redis::RedisResult<Option<String>> {
+    pub async fn failed(
+        &self,
+        dataset: &str,
+        partition: &str,
+    ) -> redis::RedisResult<Option<String>> {
         let mut c = self.con.clone();
         c.get(self.k(&["failed", dataset, partition])).await
     }
@@ -211,12 +260,18 @@ impl State {
         if !partitions.is_empty() {
             p.rpush(self.k(&["bf", id, "parts"]), partitions).ignore();
         }
-        p.zadd(self.k(&["backfills"]), id, now.timestamp_millis()).ignore();
+        p.zadd(self.k(&["backfills"]), id, now.timestamp_millis())
+            .ignore();
         p.exec_async(&mut c).await
     }
 
     /// A partition of backfill `id` is in the lake (`skipped`: it already was).
-    pub async fn record_done(&self, id: &str, partition: &str, skipped: bool) -> redis::RedisResult<()> {
+    pub async fn record_done(
+        &self,
+        id: &str,
+        partition: &str,
+        skipped: bool,
+    ) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         let mut p = redis::pipe();
         p.sadd(self.k(&["bf", id, "done"]), partition).ignore();
@@ -233,7 +288,13 @@ impl State {
     }
 
     /// A partition was parked with `error`.
-    pub async fn record_dead(&self, id: &str, dataset: &str, partition: &str, error: &str) -> redis::RedisResult<()> {
+    pub async fn record_dead(
+        &self,
+        id: &str,
+        dataset: &str,
+        partition: &str,
+        error: &str,
+    ) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         redis::pipe()
             .hset(self.k(&["bf", id, "dead"]), partition, error)
@@ -245,7 +306,12 @@ impl State {
     }
 
     /// A parked partition was replayed: it is pending again.
-    pub async fn clear_dead(&self, id: &str, dataset: &str, partition: &str) -> redis::RedisResult<()> {
+    pub async fn clear_dead(
+        &self,
+        id: &str,
+        dataset: &str,
+        partition: &str,
+    ) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         redis::pipe()
             .hdel(self.k(&["bf", id, "dead"]), partition)
@@ -258,12 +324,7 @@ impl State {
 
     pub async fn backfill(&self, id: &str) -> redis::RedisResult<Option<BackfillStatus>> {
         let mut c = self.con.clone();
-        let (meta, done, skipped, dead): (
-            std::collections::HashMap<String, String>,
-            u64,
-            u64,
-            Vec<(String, String)>,
-        ) = redis::pipe()
+        let (meta, done, skipped, dead): BackfillRow = redis::pipe()
             .hgetall(self.k(&["bf", id]))
             .scard(self.k(&["bf", id, "done"]))
             .scard(self.k(&["bf", id, "skipped"]))

@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(d.parse_days(b"02/29/2020"), Some(18321));
         assert_eq!(d.parse_days(b"02/29/2021"), None);
         let t = DateTimeFormat::compile("%Y-%m-%d %H:%M:%S").unwrap();
-        assert_eq!(t.parse_micros(b"2019-01-01 00:46:40"), Some(1_546_303_600_000_000));
+        assert_eq!(
+            t.parse_micros(b"2019-01-01 00:46:40"),
+            Some(1_546_303_600_000_000)
+        );
         assert!(DateTimeFormat::compile("%Y-%b").is_err());
         assert!(DateTimeFormat::compile("%H:%M").is_err());
     }

@@ -40,7 +40,11 @@ pub fn new_backfill_id() -> String {
     format!("bf-{now}-{}", &rand[..6])
 }
 
-pub async fn run(cli: &crate::cli::Cli, catalog: &Catalog, args: &BackfillArgs) -> anyhow::Result<std::process::ExitCode> {
+pub async fn run(
+    cli: &crate::cli::Cli,
+    catalog: &Catalog,
+    args: &BackfillArgs,
+) -> anyhow::Result<std::process::ExitCode> {
     let ds = catalog.require(&args.dataset).map_err(Refused)?;
     let today = chrono::Local::now().date_naive();
     let parts = plan(ds, args.from, args.to, today).map_err(|e| Refused(e.to_string()))?;
@@ -53,20 +57,43 @@ pub async fn run(cli: &crate::cli::Cli, catalog: &Catalog, args: &BackfillArgs) 
     let state = State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
 
     if args.dry_run {
-        println!("dry run: {} partition(s) of {} from {} to {}; nothing is published", parts.len(), ds.name, args.from, args.to);
-        println!("{:<12} {:<12} {:<60} object key", "partition", "state", "source URL");
+        println!(
+            "dry run: {} partition(s) of {} from {} to {}; nothing is published",
+            parts.len(),
+            ds.name,
+            args.from,
+            args.to
+        );
+        println!(
+            "{:<12} {:<12} {:<60} object key",
+            "partition", "state", "source URL"
+        );
         for p in &parts {
             let st = partition_state(&state, &ds.name, &p.date.to_string()).await?;
-            let action = if st == "done" && !force { " (skipped: already done)" } else { "" };
-            println!("{:<12} {:<12} {:<60} {}{action}", p.date, st, fetch_url(p, args.mirror.as_deref()), p.object_key);
+            let action = if st == "done" && !force {
+                " (skipped: already done)"
+            } else {
+                ""
+            };
+            println!(
+                "{:<12} {:<12} {:<60} {}{action}",
+                p.date,
+                st,
+                fetch_url(p, args.mirror.as_deref()),
+                p.object_key
+            );
         }
         return Ok(std::process::ExitCode::SUCCESS);
     }
 
     let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer").await?;
     let topo = cli.conn.topology();
-    let ch = topology::confirm_channel(&conn, None).await.context("opening a RabbitMQ channel")?;
-    topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
+    let ch = topology::confirm_channel(&conn, None)
+        .await
+        .context("opening a RabbitMQ channel")?;
+    topo.declare(&ch)
+        .await
+        .context("declaring the RabbitMQ topology")?;
 
     // Skip what is done already (unless --force).
     let mut to_publish = Vec::new();
@@ -82,13 +109,25 @@ pub async fn run(cli: &crate::cli::Cli, catalog: &Catalog, args: &BackfillArgs) 
     let id = new_backfill_id();
     let all: Vec<String> = parts.iter().map(|p| p.date.to_string()).collect();
     state
-        .create_backfill(&id, &ds.name, &args.from.to_string(), &args.to.to_string(), &all)
+        .create_backfill(
+            &id,
+            &ds.name,
+            &args.from.to_string(),
+            &args.to.to_string(),
+            &all,
+        )
         .await
         .context("recording the backfill in Redis")?;
     for k in &already {
         state.record_done(&id, k, true).await?;
     }
-    println!("backfill {id}: {} partition(s) of {} planned, {} already done, {} to publish", parts.len(), ds.name, already.len(), to_publish.len());
+    println!(
+        "backfill {id}: {} partition(s) of {} planned, {} already done, {} to publish",
+        parts.len(),
+        ds.name,
+        already.len(),
+        to_publish.len()
+    );
 
     let progress = Progress::new(to_publish.len() as u64, "publishing");
     let enqueued_at = chrono::Utc::now().to_rfc3339();
@@ -118,7 +157,10 @@ pub async fn run(cli: &crate::cli::Cli, catalog: &Catalog, args: &BackfillArgs) 
                 if !ch.status().connected() {
                     // The channel is gone: the rest cannot be published either.
                     for rest in &to_publish[i + 1..] {
-                        failed.push((rest.date.to_string(), "not published: the channel was closed".into()));
+                        failed.push((
+                            rest.date.to_string(),
+                            "not published: the channel was closed".into(),
+                        ));
                     }
                     break;
                 }
@@ -132,11 +174,19 @@ pub async fn run(cli: &crate::cli::Cli, catalog: &Catalog, args: &BackfillArgs) 
             "error: {} of {} task(s) were not confirmed by RabbitMQ: {}; re-run the same command (done partitions are skipped)",
             failed.len(),
             to_publish.len(),
-            failed.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+            failed
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         return Ok(std::process::ExitCode::FAILURE);
     }
-    println!("backfill {id}: published {} task(s) to {}; follow it with: producer status {id}", to_publish.len(), topo.work);
+    println!(
+        "backfill {id}: published {} task(s) to {}; follow it with: producer status {id}",
+        to_publish.len(),
+        topo.work
+    );
     if args.wait {
         return status::wait(&state, &id, Duration::from_secs(args.wait_timeout)).await;
     }
