@@ -176,12 +176,7 @@ impl Dataset {
 
     /// Deterministic object key below the lake root.
     pub fn object_key(&self, date: NaiveDate) -> String {
-        format!(
-            "{}/year={}/{}.parquet",
-            self.name,
-            date.format("%Y"),
-            self.file_stem(date)
-        )
+        format!("{}/year={}/{}.parquet", self.name, date.format("%Y"), self.file_stem(date))
     }
 
     /// Output name of a column.
@@ -191,47 +186,26 @@ impl Dataset {
 
     /// The output schema, one `name: type` per column, for display.
     pub fn schema_summary(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format!("{}: {}", Self::output_name(c), c.ty))
-            .collect();
+        let mut out: Vec<String> = self.columns.iter().map(|c| format!("{}: {}", Self::output_name(c), c.ty)).collect();
         out.extend(self.derived.iter().map(|d| format!("{}: {}", d.name, d.ty)));
         out
     }
 
     /// Checks the entry; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "field `name`: {:?} must be non-empty ASCII letters, digits, '-' or '_'",
-                self.name
-            ));
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("field `name`: {:?} must be non-empty ASCII letters, digits, '-' or '_'", self.name));
         }
         if !self.url_template.contains('{') {
-            return Err(
-                "field `url_template`: has no date placeholder ({yyyy}, {mm}, {dd}, {yymmdd})"
-                    .into(),
-            );
+            return Err("field `url_template`: has no date placeholder ({yyyy}, {mm}, {dd}, {yymmdd})".into());
         }
         if let Some(last) = self.last
             && last < self.first
         {
-            return Err(format!(
-                "field `last`: {last} is before `first` {}",
-                self.first
-            ));
+            return Err(format!("field `last`: {last} is before `first` {}", self.first));
         }
         if !self.delimiter.is_ascii() {
-            return Err(format!(
-                "field `delimiter`: {:?} is not one ASCII character",
-                self.delimiter
-            ));
+            return Err(format!("field `delimiter`: {:?} is not one ASCII character", self.delimiter));
         }
         if self.columns.is_empty() {
             return Err("field `columns`: at least one column is needed".into());
@@ -240,60 +214,37 @@ impl Dataset {
         for (i, c) in self.columns.iter().enumerate() {
             let out = Self::output_name(c);
             if out.is_empty() {
-                return Err(format!(
-                    "field `columns[{i}].name`: empty output name for {:?}",
-                    c.source
-                ));
+                return Err(format!("field `columns[{i}].name`: empty output name for {:?}", c.source));
             }
             if !names.insert(out.clone()) {
-                return Err(format!(
-                    "field `columns[{i}].name`: duplicate output column {out:?}"
-                ));
+                return Err(format!("field `columns[{i}].name`: duplicate output column {out:?}"));
             }
             match (c.ty, &c.format) {
                 (ColumnType::Date | ColumnType::Timestamp, None) => {
-                    return Err(format!(
-                        "field `columns[{i}].format`: a {} column needs a format",
-                        c.ty
-                    ));
+                    return Err(format!("field `columns[{i}].format`: a {} column needs a format", c.ty));
                 }
                 (ColumnType::Date | ColumnType::Timestamp, Some(f)) => {
-                    DateTimeFormat::compile(f)
-                        .map_err(|e| format!("field `columns[{i}].format`: {e}"))?;
+                    DateTimeFormat::compile(f).map_err(|e| format!("field `columns[{i}].format`: {e}"))?;
                 }
                 (_, Some(_)) => {
-                    return Err(format!(
-                        "field `columns[{i}].format`: only date and timestamp columns take a format"
-                    ));
+                    return Err(format!("field `columns[{i}].format`: only date and timestamp columns take a format"));
                 }
                 _ => {}
             }
         }
         for (i, d) in self.derived.iter().enumerate() {
             if d.ty != ColumnType::Timestamp && d.ty != ColumnType::Date {
-                return Err(format!(
-                    "field `derived[{i}].type`: must be date or timestamp"
-                ));
+                return Err(format!("field `derived[{i}].type`: must be date or timestamp"));
             }
             if !names.insert(d.name.clone()) {
-                return Err(format!(
-                    "field `derived[{i}].name`: duplicate output column {:?}",
-                    d.name
-                ));
+                return Err(format!("field `derived[{i}].name`: duplicate output column {:?}", d.name));
             }
             for f in &d.from {
-                if !self
-                    .columns
-                    .iter()
-                    .any(|c| c.source.eq_ignore_ascii_case(f))
-                {
-                    return Err(format!(
-                        "field `derived[{i}].from`: {f:?} is not a source column"
-                    ));
+                if !self.columns.iter().any(|c| c.source.eq_ignore_ascii_case(f)) {
+                    return Err(format!("field `derived[{i}].from`: {f:?} is not a source column"));
                 }
             }
-            DateTimeFormat::compile(&d.format)
-                .map_err(|e| format!("field `derived[{i}].format`: {e}"))?;
+            DateTimeFormat::compile(&d.format).map_err(|e| format!("field `derived[{i}].format`: {e}"))?;
         }
         Ok(())
     }
@@ -315,8 +266,7 @@ pub fn snake_case(s: &str) -> String {
             let boundary = c.is_ascii_uppercase()
                 && i > 0
                 && (chars[i - 1].is_ascii_lowercase()
-                    || (chars[i - 1].is_ascii_uppercase()
-                        && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase())));
+                    || (chars[i - 1].is_ascii_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase())));
             if boundary && !out.ends_with('_') && !out.is_empty() {
                 out.push('_');
             }
@@ -362,24 +312,18 @@ impl Catalog {
     /// Built-ins plus the entries of `path` (which override by name).
     pub fn with_file(path: &Path) -> Result<Self, CatalogError> {
         let mut cat = Self::builtin();
-        let err = |message: String| CatalogError {
-            path: path.display().to_string(),
-            message,
-        };
+        let err = |message: String| CatalogError { path: path.display().to_string(), message };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let file: CatalogFile =
-            toml::from_str(&text).map_err(|e| err(e.to_string().trim().to_string()))?;
+        let file: CatalogFile = toml::from_str(&text).map_err(|e| err(e.to_string().trim().to_string()))?;
         for (i, value) in file.dataset.into_iter().enumerate() {
             let entry_name = value
                 .get("name")
                 .and_then(|v| v.as_str())
                 .map(|s| format!("dataset {s:?}"))
                 .unwrap_or_else(|| format!("[[dataset]] #{}", i + 1));
-            let ds: Dataset = value.try_into().map_err(|e: toml::de::Error| {
-                err(format!("{entry_name}: {}", e.message().trim()))
-            })?;
-            ds.validate()
-                .map_err(|m| err(format!("{entry_name}: {m}")))?;
+            let ds: Dataset =
+                value.try_into().map_err(|e: toml::de::Error| err(format!("{entry_name}: {}", e.message().trim())))?;
+            ds.validate().map_err(|m| err(format!("{entry_name}: {m}")))?;
             cat.datasets.insert(ds.name.clone(), ds);
         }
         Ok(cat)
@@ -399,12 +343,7 @@ impl Catalog {
 
     /// Like [`get`](Self::get) with an error that lists the known names.
     pub fn require(&self, name: &str) -> Result<&Dataset, String> {
-        self.get(name).ok_or_else(|| {
-            format!(
-                "unknown dataset {name:?}; known datasets: {}",
-                self.names().join(", ")
-            )
-        })
+        self.get(name).ok_or_else(|| format!("unknown dataset {name:?}; known datasets: {}", self.names().join(", ")))
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -417,13 +356,7 @@ impl Catalog {
 }
 
 fn col(source: &str, name: &str, ty: ColumnType, format: Option<&str>) -> Column {
-    Column {
-        source: source.into(),
-        name: Some(name.into()),
-        ty,
-        format: format.map(Into::into),
-        nullable: true,
-    }
+    Column { source: source.into(), name: Some(name.into()), ty, format: format.map(Into::into), nullable: true }
 }
 
 const TLC_TS: &str = "%Y-%m-%d %H:%M:%S";
@@ -438,9 +371,7 @@ fn tlc(color: &str, description: &str, columns: Vec<Column>) -> Dataset {
         ),
         first: NaiveDate::from_ymd_opt(2019, 1, 1).unwrap(),
         last: Some(NaiveDate::from_ymd_opt(2021, 7, 1).unwrap()),
-        before_first_note: Some(
-            "the DataTalksClub nyc-tlc-data mirror starts in January 2019".into(),
-        ),
+        before_first_note: Some("the DataTalksClub nyc-tlc-data mirror starts in January 2019".into()),
         compression: Compression::Gzip,
         delimiter: ',',
         schema_version: BUILTIN_SCHEMA_VERSION,
@@ -495,18 +426,8 @@ fn builtin_datasets() -> Vec<Dataset> {
     };
     let mut yellow = vec![
         col("VendorID", "vendor_id", Int64, None),
-        col(
-            "tpep_pickup_datetime",
-            "pickup_datetime",
-            Timestamp,
-            Some(TLC_TS),
-        ),
-        col(
-            "tpep_dropoff_datetime",
-            "dropoff_datetime",
-            Timestamp,
-            Some(TLC_TS),
-        ),
+        col("tpep_pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
+        col("tpep_dropoff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
         col("passenger_count", "passenger_count", Int64, None),
         col("trip_distance", "trip_distance", Float64, None),
         col("RatecodeID", "ratecode_id", Int64, None),
@@ -517,34 +438,14 @@ fn builtin_datasets() -> Vec<Dataset> {
     ];
     common_tail(&mut yellow);
     yellow.extend([
-        col(
-            "improvement_surcharge",
-            "improvement_surcharge",
-            Float64,
-            None,
-        ),
+        col("improvement_surcharge", "improvement_surcharge", Float64, None),
         col("total_amount", "total_amount", Float64, None),
-        col(
-            "congestion_surcharge",
-            "congestion_surcharge",
-            Float64,
-            None,
-        ),
+        col("congestion_surcharge", "congestion_surcharge", Float64, None),
     ]);
     let mut green = vec![
         col("VendorID", "vendor_id", Int64, None),
-        col(
-            "lpep_pickup_datetime",
-            "pickup_datetime",
-            Timestamp,
-            Some(TLC_TS),
-        ),
-        col(
-            "lpep_dropoff_datetime",
-            "dropoff_datetime",
-            Timestamp,
-            Some(TLC_TS),
-        ),
+        col("lpep_pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
+        col("lpep_dropoff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
         col("store_and_fwd_flag", "store_and_fwd_flag", String, None),
         col("RatecodeID", "ratecode_id", Int64, None),
         col("PULocationID", "pu_location_id", Int64, None),
@@ -555,63 +456,26 @@ fn builtin_datasets() -> Vec<Dataset> {
     common_tail(&mut green);
     green.extend([
         col("ehail_fee", "ehail_fee", Float64, None),
-        col(
-            "improvement_surcharge",
-            "improvement_surcharge",
-            Float64,
-            None,
-        ),
+        col("improvement_surcharge", "improvement_surcharge", Float64, None),
         col("total_amount", "total_amount", Float64, None),
         col("payment_type", "payment_type", Int64, None),
         col("trip_type", "trip_type", Int64, None),
-        col(
-            "congestion_surcharge",
-            "congestion_surcharge",
-            Float64,
-            None,
-        ),
+        col("congestion_surcharge", "congestion_surcharge", Float64, None),
     ]);
     let fhv = vec![
         col("dispatching_base_num", "dispatching_base_num", String, None),
-        col(
-            "pickup_datetime",
-            "pickup_datetime",
-            Timestamp,
-            Some(TLC_TS),
-        ),
-        col(
-            "dropOff_datetime",
-            "dropoff_datetime",
-            Timestamp,
-            Some(TLC_TS),
-        ),
+        col("pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
+        col("dropOff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
         col("PUlocationID", "pu_location_id", Int64, None),
         col("DOlocationID", "do_location_id", Int64, None),
         col("SR_Flag", "sr_flag", Int64, None),
-        col(
-            "Affiliated_base_number",
-            "affiliated_base_number",
-            String,
-            None,
-        ),
+        col("Affiliated_base_number", "affiliated_base_number", String, None),
     ];
     vec![
         mta,
-        tlc(
-            "yellow",
-            "NYC TLC yellow taxi trips, one gzip CSV per month",
-            yellow,
-        ),
-        tlc(
-            "green",
-            "NYC TLC green taxi trips, one gzip CSV per month",
-            green,
-        ),
-        tlc(
-            "fhv",
-            "NYC TLC for-hire vehicle trips, one gzip CSV per month",
-            fhv,
-        ),
+        tlc("yellow", "NYC TLC yellow taxi trips, one gzip CSV per month", yellow),
+        tlc("green", "NYC TLC green taxi trips, one gzip CSV per month", green),
+        tlc("fhv", "NYC TLC for-hire vehicle trips, one gzip CSV per month", fhv),
     ]
 }
 
@@ -627,34 +491,22 @@ mod tests {
         }
         let mta = cat.get("mta-turnstile").unwrap();
         let sat = NaiveDate::from_ymd_opt(2022, 1, 8).unwrap();
-        assert_eq!(
-            mta.source_url(sat),
-            "http://web.mta.info/developers/data/nyct/turnstile/turnstile_220108.txt"
-        );
-        assert_eq!(
-            mta.object_key(sat),
-            "mta-turnstile/year=2022/turnstile_220108.parquet"
-        );
+        assert_eq!(mta.source_url(sat), "http://web.mta.info/developers/data/nyct/turnstile/turnstile_220108.txt");
+        assert_eq!(mta.object_key(sat), "mta-turnstile/year=2022/turnstile_220108.parquet");
         let y = cat.get("nyc-tlc-yellow").unwrap();
         let m = NaiveDate::from_ymd_opt(2019, 3, 1).unwrap();
         assert_eq!(
             y.source_url(m),
             "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-03.csv.gz"
         );
-        assert_eq!(
-            y.object_key(m),
-            "nyc-tlc-yellow/year=2019/yellow_tripdata_2019-03.parquet"
-        );
+        assert_eq!(y.object_key(m), "nyc-tlc-yellow/year=2019/yellow_tripdata_2019-03.parquet");
     }
 
     #[test]
     fn snake_case_normalises_headers() {
         assert_eq!(snake_case("VendorID"), "vendor_id");
         assert_eq!(snake_case("PULocationID"), "pu_location_id");
-        assert_eq!(
-            snake_case("EXITS                                                               "),
-            "exits"
-        );
+        assert_eq!(snake_case("EXITS                                                               "), "exits");
         assert_eq!(snake_case("C/A"), "c_a");
         assert_eq!(snake_case("tpep_pickup_datetime"), "tpep_pickup_datetime");
     }
@@ -687,10 +539,7 @@ columns = [ { source = "a", type = "date" } ]
         )
         .unwrap();
         let err = Catalog::with_file(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("dataset \"x\"") && err.contains("hourly"),
-            "{err}"
-        );
+        assert!(err.contains("dataset \"x\"") && err.contains("hourly"), "{err}");
     }
 
     #[test]

@@ -8,9 +8,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow_array::builder::{Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -53,35 +51,18 @@ pub enum ConvertError {
     #[error("{file}: reading the source failed: {message}")]
     Source { file: String, message: String },
     #[error("{file}: header does not match dataset {dataset}: {message}")]
-    Header {
-        file: String,
-        dataset: String,
-        message: String,
-    },
+    Header { file: String, dataset: String, message: String },
     #[error("{file}: line {line}, column {column} ({name}): {message}")]
-    Row {
-        file: String,
-        line: u64,
-        column: usize,
-        name: String,
-        message: String,
-    },
+    Row { file: String, line: u64, column: usize, name: String, message: String },
     #[error("{file}: writing Parquet failed: {message}")]
     Output { file: String, message: String },
 }
 
 /// The Arrow schema of a dataset's Parquet files.
 pub fn arrow_schema(ds: &Dataset) -> SchemaRef {
-    let mut fields: Vec<Field> = ds
-        .columns
-        .iter()
-        .map(|c| Field::new(Dataset::output_name(c), data_type(c.ty), c.nullable))
-        .collect();
-    fields.extend(
-        ds.derived
-            .iter()
-            .map(|d| Field::new(&d.name, data_type(d.ty), true)),
-    );
+    let mut fields: Vec<Field> =
+        ds.columns.iter().map(|c| Field::new(Dataset::output_name(c), data_type(c.ty), c.nullable)).collect();
+    fields.extend(ds.derived.iter().map(|d| Field::new(&d.name, data_type(d.ty), true)));
     Arc::new(Schema::new(fields))
 }
 
@@ -121,18 +102,13 @@ enum Col {
 
 impl Col {
     fn new(t: ColumnType, format: Option<&str>) -> Col {
-        let f =
-            || DateTimeFormat::compile(format.unwrap_or("%Y-%m-%d")).expect("validated catalog");
+        let f = || DateTimeFormat::compile(format.unwrap_or("%Y-%m-%d")).expect("validated catalog");
         match t {
-            ColumnType::String => {
-                Col::Str(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
-            }
+            ColumnType::String => Col::Str(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8)),
             ColumnType::Int64 => Col::I64(Int64Builder::with_capacity(BATCH_ROWS)),
             ColumnType::Float64 => Col::F64(Float64Builder::with_capacity(BATCH_ROWS)),
             ColumnType::Date => Col::Date(Date32Builder::with_capacity(BATCH_ROWS), f()),
-            ColumnType::Timestamp => {
-                Col::Ts(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS), f())
-            }
+            ColumnType::Timestamp => Col::Ts(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS), f()),
         }
     }
 
@@ -148,11 +124,7 @@ impl Col {
 
     /// Appends one field; `Err` carries the reason.
     fn push(&mut self, raw: &[u8], nullable: bool) -> Result<(), String> {
-        let v = if matches!(self, Col::Str(_)) {
-            raw
-        } else {
-            raw.trim_ascii()
-        };
+        let v = if matches!(self, Col::Str(_)) { raw } else { raw.trim_ascii() };
         if v.is_empty() && !matches!(self, Col::Str(_)) {
             if !nullable {
                 return Err("empty value in a column that is not nullable".into());
@@ -172,9 +144,7 @@ impl Col {
                 if v.is_empty() && nullable {
                     b.append_null();
                 } else {
-                    b.append_value(
-                        std::str::from_utf8(v).map_err(|_| "invalid UTF-8".to_string())?,
-                    );
+                    b.append_value(std::str::from_utf8(v).map_err(|_| "invalid UTF-8".to_string())?);
                 }
             }
             Col::I64(b) => b.append_value(parse_i64(v).ok_or_else(|| bad("int64"))?),
@@ -225,39 +195,20 @@ fn parse_i64(v: &[u8]) -> Option<i64> {
 
 /// Compares the header with the catalog; the message names the differences.
 fn check_header(ds: &Dataset, header: &csv::ByteRecord) -> Result<(), String> {
-    let mut found: Vec<String> = header
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim()
-                .trim_start_matches('\u{feff}')
-                .to_string()
-        })
-        .collect();
+    let mut found: Vec<String> =
+        header.iter().map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_string()).collect();
     while found.last().is_some_and(|h| h.is_empty()) {
         found.pop();
     }
     let expected: Vec<&str> = ds.columns.iter().map(|c| c.source.as_str()).collect();
-    let same = found.len() == expected.len()
-        && found
-            .iter()
-            .zip(&expected)
-            .all(|(a, b)| a.eq_ignore_ascii_case(b));
+    let same = found.len() == expected.len() && found.iter().zip(&expected).all(|(a, b)| a.eq_ignore_ascii_case(b));
     if same {
         return Ok(());
     }
     let has = |list: &[String], x: &str| list.iter().any(|h| h.eq_ignore_ascii_case(x));
-    let missing: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|e| !has(&found, e))
-        .collect();
+    let missing: Vec<&str> = expected.iter().copied().filter(|e| !has(&found, e)).collect();
     let expected_owned: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-    let added: Vec<&str> = found
-        .iter()
-        .map(String::as_str)
-        .filter(|f| !has(&expected_owned, f))
-        .collect();
+    let added: Vec<&str> = found.iter().map(String::as_str).filter(|f| !has(&expected_owned, f)).collect();
     let mut parts = Vec::new();
     if !missing.is_empty() {
         parts.push(format!("missing column(s) {}", missing.join(", ")));
@@ -268,12 +219,7 @@ fn check_header(ds: &Dataset, header: &csv::ByteRecord) -> Result<(), String> {
     if parts.is_empty() {
         parts.push("columns in a different order".into());
     }
-    Err(format!(
-        "{}; expected [{}], found [{}]",
-        parts.join("; "),
-        expected.join(","),
-        found.join(",")
-    ))
+    Err(format!("{}; expected [{}], found [{}]", parts.join("; "), expected.join(","), found.join(",")))
 }
 
 /// Converts `input` (the raw source bytes, plain or gzip) into Parquet on
@@ -286,31 +232,16 @@ pub fn convert<R: Read, W: Write + Send>(
     output: W,
     kv: &[(&str, String)],
 ) -> Result<ConvertStats, ConvertError> {
-    let src_err = |e: std::io::Error| ConvertError::Source {
-        file: file.to_string(),
-        message: e.to_string(),
-    };
-    let out_err = |e: parquet::errors::ParquetError| ConvertError::Output {
-        file: file.to_string(),
-        message: e.to_string(),
-    };
+    let src_err = |e: std::io::Error| ConvertError::Source { file: file.to_string(), message: e.to_string() };
+    let out_err =
+        |e: parquet::errors::ParquetError| ConvertError::Output { file: file.to_string(), message: e.to_string() };
 
-    let mut hashing = Hashing {
-        inner: input,
-        sha: Sha256::new(),
-        bytes: 0,
-    };
+    let mut hashing = Hashing { inner: input, sha: Sha256::new(), bytes: 0 };
     {
         let mut buffered = BufReader::with_capacity(256 * 1024, &mut hashing);
-        let gz = buffered
-            .fill_buf()
-            .map_err(src_err)?
-            .starts_with(&[0x1f, 0x8b]);
+        let gz = buffered.fill_buf().map_err(src_err)?.starts_with(&[0x1f, 0x8b]);
         let text: Box<dyn Read + '_> = if gz {
-            Box::new(BufReader::with_capacity(
-                256 * 1024,
-                flate2::bufread::MultiGzDecoder::new(buffered),
-            ))
+            Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(buffered)))
         } else {
             Box::new(buffered)
         };
@@ -323,14 +254,11 @@ pub fn convert<R: Read, W: Write + Send>(
 
         let schema = arrow_schema(ds);
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid level"),
-            ))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_created_by(format!("lakefleet {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let mut writer =
-            ArrowWriter::try_new(output, schema.clone(), Some(props)).map_err(out_err)?;
+        let mut writer = ArrowWriter::try_new(output, schema.clone(), Some(props)).map_err(out_err)?;
 
         let mut rec = csv::ByteRecord::new();
         let row_err = |line: u64, column: usize, name: &str, message: String| ConvertError::Row {
@@ -340,28 +268,25 @@ pub fn convert<R: Read, W: Write + Send>(
             name: name.to_string(),
             message,
         };
-        let read = |rdr: &mut csv::Reader<Box<dyn Read + '_>>,
-                    rec: &mut csv::ByteRecord|
-         -> Result<bool, ConvertError> {
-            rdr.read_byte_record(rec).map_err(|e| match e.kind() {
-                csv::ErrorKind::Io(_) => {
-                    let csv::ErrorKind::Io(io) = e.into_kind() else {
-                        unreachable!()
-                    };
-                    src_err(io)
-                }
-                _ => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    ConvertError::Row {
-                        file: file.to_string(),
-                        line,
-                        column: 0,
-                        name: String::new(),
-                        message: e.to_string(),
+        let read =
+            |rdr: &mut csv::Reader<Box<dyn Read + '_>>, rec: &mut csv::ByteRecord| -> Result<bool, ConvertError> {
+                rdr.read_byte_record(rec).map_err(|e| match e.kind() {
+                    csv::ErrorKind::Io(_) => {
+                        let csv::ErrorKind::Io(io) = e.into_kind() else { unreachable!() };
+                        src_err(io)
                     }
-                }
-            })
-        };
+                    _ => {
+                        let line = e.position().map(|p| p.line()).unwrap_or(0);
+                        ConvertError::Row {
+                            file: file.to_string(),
+                            line,
+                            column: 0,
+                            name: String::new(),
+                            message: e.to_string(),
+                        }
+                    }
+                })
+            };
 
         // Header.
         loop {
@@ -385,51 +310,29 @@ pub fn convert<R: Read, W: Write + Send>(
         let ncols = ds.columns.len();
         let names: Vec<String> = ds.columns.iter().map(Dataset::output_name).collect();
         let nullable: Vec<bool> = ds.columns.iter().map(|c| c.nullable).collect();
-        let mut cols: Vec<Col> = ds
-            .columns
-            .iter()
-            .map(|c| Col::new(c.ty, c.format.as_deref()))
-            .collect();
+        let mut cols: Vec<Col> = ds.columns.iter().map(|c| Col::new(c.ty, c.format.as_deref())).collect();
         let derived_idx: Vec<Vec<usize>> = ds
             .derived
             .iter()
             .map(|d| {
                 d.from
                     .iter()
-                    .map(|f| {
-                        ds.columns
-                            .iter()
-                            .position(|c| c.source.eq_ignore_ascii_case(f))
-                            .expect("validated")
-                    })
+                    .map(|f| ds.columns.iter().position(|c| c.source.eq_ignore_ascii_case(f)).expect("validated"))
                     .collect()
             })
             .collect();
-        let mut derived: Vec<Col> = ds
-            .derived
-            .iter()
-            .map(|d| Col::new(d.ty, Some(&d.format)))
-            .collect();
+        let mut derived: Vec<Col> = ds.derived.iter().map(|d| Col::new(d.ty, Some(&d.format))).collect();
         let mut joined = Vec::with_capacity(64);
         let mut rows: u64 = 0;
         let mut in_batch = 0usize;
 
-        let flush = |cols: &mut Vec<Col>,
-                     derived: &mut Vec<Col>,
-                     writer: &mut ArrowWriter<W>|
-         -> Result<(), ConvertError> {
-            let arrays: Vec<ArrayRef> = cols
-                .iter_mut()
-                .chain(derived.iter_mut())
-                .map(Col::finish)
-                .collect();
-            let batch =
-                RecordBatch::try_new(schema.clone(), arrays).map_err(|e| ConvertError::Output {
-                    file: file.to_string(),
-                    message: e.to_string(),
-                })?;
-            writer.write(&batch).map_err(out_err)
-        };
+        let flush =
+            |cols: &mut Vec<Col>, derived: &mut Vec<Col>, writer: &mut ArrowWriter<W>| -> Result<(), ConvertError> {
+                let arrays: Vec<ArrayRef> = cols.iter_mut().chain(derived.iter_mut()).map(Col::finish).collect();
+                let batch = RecordBatch::try_new(schema.clone(), arrays)
+                    .map_err(|e| ConvertError::Output { file: file.to_string(), message: e.to_string() })?;
+                writer.write(&batch).map_err(out_err)
+            };
 
         while read(&mut rdr, &mut rec)? {
             let line = rec.position().map(|p| p.line()).unwrap_or(0);
@@ -456,8 +359,7 @@ pub fn convert<R: Read, W: Write + Send>(
                 }
             }
             for (i, col) in cols.iter_mut().enumerate() {
-                col.push(&rec[i], nullable[i])
-                    .map_err(|m| row_err(line, i + 1, &names[i], m))?;
+                col.push(&rec[i], nullable[i]).map_err(|m| row_err(line, i + 1, &names[i], m))?;
             }
             for (j, col) in derived.iter_mut().enumerate() {
                 joined.clear();
@@ -476,11 +378,7 @@ pub fn convert<R: Read, W: Write + Send>(
                         line,
                         derived_idx[j][0] + 1,
                         &ds.derived[j].name,
-                        format!(
-                            "{m} ({} from {})",
-                            col.type_name(),
-                            ds.derived[j].from.join("+")
-                        ),
+                        format!("{m} ({} from {})", col.type_name(), ds.derived[j].from.join("+")),
                     )
                 })?;
             }
@@ -503,20 +401,10 @@ pub fn convert<R: Read, W: Write + Send>(
         }
         writer.append_key_value_metadata(KeyValue::new(meta::SOURCE_SHA256.into(), sha.clone()));
         writer.append_key_value_metadata(KeyValue::new(meta::ROWS.into(), rows.to_string()));
-        writer.append_key_value_metadata(KeyValue::new(
-            meta::VERSION.into(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ));
-        writer.append_key_value_metadata(KeyValue::new(
-            meta::SCHEMA_VERSION.into(),
-            ds.schema_version.to_string(),
-        ));
+        writer.append_key_value_metadata(KeyValue::new(meta::VERSION.into(), env!("CARGO_PKG_VERSION").to_string()));
+        writer.append_key_value_metadata(KeyValue::new(meta::SCHEMA_VERSION.into(), ds.schema_version.to_string()));
         writer.close().map_err(out_err)?;
-        Ok(ConvertStats {
-            rows,
-            source_bytes: hashing.bytes,
-            source_sha256: sha,
-        })
+        Ok(ConvertStats { rows, source_bytes: hashing.bytes, source_sha256: sha })
     }
 }
 

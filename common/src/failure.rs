@@ -57,10 +57,7 @@ impl Reason {
 #[derive(Debug, Clone)]
 pub enum Failure {
     /// May heal: retry after a delay (at least `retry_after` if given).
-    Transient {
-        message: String,
-        retry_after: Option<Duration>,
-    },
+    Transient { message: String, retry_after: Option<Duration> },
     /// Will not heal: park now.
     Permanent { reason: Reason, message: String },
 }
@@ -73,42 +70,24 @@ impl Failure {
     }
 
     pub fn transient(message: impl Into<String>) -> Self {
-        Failure::Transient {
-            message: message.into(),
-            retry_after: None,
-        }
+        Failure::Transient { message: message.into(), retry_after: None }
     }
 
     /// An HTTP failure; `recent` says the partition is the newest one the
     /// source should have, so a 404 likely means "not published yet".
     pub fn from_fetch(e: FetchError, recent: bool) -> Self {
         match &e {
-            FetchError::Status {
-                status: 404 | 410, ..
-            } if recent => Failure::Permanent {
+            FetchError::Status { status: 404 | 410, .. } if recent => Failure::Permanent {
                 reason: Reason::NotPublishedYet,
-                message: format!(
-                    "{e}: not published yet (the newest partitions may appear later; replay it then)"
-                ),
+                message: format!("{e}: not published yet (the newest partitions may appear later; replay it then)"),
             },
-            FetchError::Status {
-                status: 404 | 410, ..
-            } => Failure::Permanent {
-                reason: Reason::NotFound,
-                message: format!("{e}: the source has no such file"),
-            },
-            FetchError::Status {
-                status,
-                retry_after,
-                ..
-            } if *status >= 500 || *status == 429 || *status == 408 => Failure::Transient {
-                message: e.to_string(),
-                retry_after: *retry_after,
-            },
-            FetchError::Status { .. } => Failure::Permanent {
-                reason: Reason::HttpError,
-                message: e.to_string(),
-            },
+            FetchError::Status { status: 404 | 410, .. } => {
+                Failure::Permanent { reason: Reason::NotFound, message: format!("{e}: the source has no such file") }
+            }
+            FetchError::Status { status, retry_after, .. } if *status >= 500 || *status == 429 || *status == 408 => {
+                Failure::Transient { message: e.to_string(), retry_after: *retry_after }
+            }
+            FetchError::Status { .. } => Failure::Permanent { reason: Reason::HttpError, message: e.to_string() },
             FetchError::Network { .. } => Failure::transient(e.to_string()),
         }
     }
@@ -117,17 +96,11 @@ impl Failure {
 impl From<ConvertError> for Failure {
     fn from(e: ConvertError) -> Self {
         match e {
-            ConvertError::Source { .. } | ConvertError::Output { .. } => {
-                Failure::transient(e.to_string())
+            ConvertError::Source { .. } | ConvertError::Output { .. } => Failure::transient(e.to_string()),
+            ConvertError::Header { .. } => {
+                Failure::Permanent { reason: Reason::SchemaMismatch, message: e.to_string() }
             }
-            ConvertError::Header { .. } => Failure::Permanent {
-                reason: Reason::SchemaMismatch,
-                message: e.to_string(),
-            },
-            ConvertError::Row { .. } => Failure::Permanent {
-                reason: Reason::BadRow,
-                message: e.to_string(),
-            },
+            ConvertError::Row { .. } => Failure::Permanent { reason: Reason::BadRow, message: e.to_string() },
         }
     }
 }
@@ -137,10 +110,7 @@ impl From<LakeError> for Failure {
         if Lake::is_transient(&e) {
             Failure::transient(format!("uploading {e}"))
         } else {
-            Failure::Permanent {
-                reason: Reason::Conflict,
-                message: format!("uploading {e}"),
-            }
+            Failure::Permanent { reason: Reason::Conflict, message: format!("uploading {e}") }
         }
     }
 }
@@ -152,38 +122,13 @@ mod tests {
     #[test]
     fn http_statuses_are_classified() {
         let st = |status, recent| {
-            Failure::from_fetch(
-                FetchError::Status {
-                    url: "http://x/f.csv".into(),
-                    status,
-                    retry_after: None,
-                },
-                recent,
-            )
+            Failure::from_fetch(FetchError::Status { url: "http://x/f.csv".into(), status, retry_after: None }, recent)
         };
         assert!(matches!(st(500, false), Failure::Transient { .. }));
         assert!(matches!(st(429, false), Failure::Transient { .. }));
-        assert!(matches!(
-            st(404, false),
-            Failure::Permanent {
-                reason: Reason::NotFound,
-                ..
-            }
-        ));
-        assert!(matches!(
-            st(404, true),
-            Failure::Permanent {
-                reason: Reason::NotPublishedYet,
-                ..
-            }
-        ));
-        assert!(matches!(
-            st(403, false),
-            Failure::Permanent {
-                reason: Reason::HttpError,
-                ..
-            }
-        ));
+        assert!(matches!(st(404, false), Failure::Permanent { reason: Reason::NotFound, .. }));
+        assert!(matches!(st(404, true), Failure::Permanent { reason: Reason::NotPublishedYet, .. }));
+        assert!(matches!(st(403, false), Failure::Permanent { reason: Reason::HttpError, .. }));
         for r in Reason::ALL {
             assert_eq!(Reason::from_code(r.code()), Some(r));
         }

@@ -10,9 +10,7 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use object_store::path::Path;
-use object_store::{
-    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
-};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
 /// Files up to this size go up in one conditional PUT.
@@ -34,16 +32,9 @@ pub enum LakeError {
     #[error(
         "{key}: an object of {found} bytes is already there, this conversion made {expected} bytes; use --overwrite to replace it"
     )]
-    Conflict {
-        key: String,
-        found: u64,
-        expected: u64,
-    },
+    Conflict { key: String, found: u64, expected: u64 },
     #[error("{key}: {source}")]
-    Store {
-        key: String,
-        source: object_store::Error,
-    },
+    Store { key: String, source: object_store::Error },
     #[error("{key}: reading the spool file failed: {source}")]
     Spool { key: String, source: std::io::Error },
 }
@@ -72,8 +63,7 @@ impl Lake {
                 (Arc::new(fs), Path::default())
             }
             Some(s @ ("s3" | "s3a" | "gs" | "az" | "abfs" | "abfss")) => {
-                let parsed =
-                    url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
+                let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
                 let root = Path::from(parsed.path().trim_matches('/'));
                 let store: Arc<dyn ObjectStore> = match s {
                     "s3" | "s3a" => Arc::new(
@@ -101,21 +91,12 @@ impl Lake {
                 "LAKE_URL {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"
             ),
         };
-        Ok(Lake {
-            store,
-            root,
-            url: url.trim_end_matches('/').to_string(),
-        })
+        Ok(Lake { store, root, url: url.trim_end_matches('/').to_string() })
     }
 
     /// An S3 lake with an explicit endpoint and credentials (instead of the
     /// environment), e.g. an S3-compatible server.
-    pub fn open_s3_with(
-        url: &str,
-        endpoint: &str,
-        key_id: &str,
-        secret: &str,
-    ) -> anyhow::Result<Lake> {
+    pub fn open_s3_with(url: &str, endpoint: &str, key_id: &str, secret: &str) -> anyhow::Result<Lake> {
         let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
         let store = object_store::aws::AmazonS3Builder::new()
             .with_url(url)
@@ -150,25 +131,13 @@ impl Lake {
         match self.store.head(&self.path(key)).await {
             Ok(m) => Ok(Some(m)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(LakeError::Store {
-                key: self.display(key),
-                source,
-            }),
+            Err(source) => Err(LakeError::Store { key: self.display(key), source }),
         }
     }
 
     pub async fn get(&self, key: &str) -> Result<bytes::Bytes, LakeError> {
-        let store_err = |source| LakeError::Store {
-            key: self.display(key),
-            source,
-        };
-        self.store
-            .get(&self.path(key))
-            .await
-            .map_err(store_err)?
-            .bytes()
-            .await
-            .map_err(store_err)
+        let store_err = |source| LakeError::Store { key: self.display(key), source };
+        self.store.get(&self.path(key)).await.map_err(store_err)?.bytes().await.map_err(store_err)
     }
 
     /// Every key below `prefix` with its size, sorted.
@@ -179,16 +148,9 @@ impl Lake {
         let mut s = self.store.list(Some(&p));
         let root = self.root.as_ref().to_string();
         while let Some(m) = s.next().await {
-            let m = m.map_err(|source| LakeError::Store {
-                key: self.display(prefix),
-                source,
-            })?;
+            let m = m.map_err(|source| LakeError::Store { key: self.display(prefix), source })?;
             let k = m.location.as_ref();
-            let k = if root.is_empty() {
-                k
-            } else {
-                k.strip_prefix(&format!("{root}/")).unwrap_or(k)
-            };
+            let k = if root.is_empty() { k } else { k.strip_prefix(&format!("{root}/")).unwrap_or(k) };
             out.push((k.to_string(), m.size));
         }
         out.sort();
@@ -207,46 +169,24 @@ impl Lake {
         overwrite: bool,
     ) -> Result<Uploaded, LakeError> {
         let path = self.path(key);
-        let spool = |source| LakeError::Spool {
-            key: self.display(key),
-            source,
-        };
-        let store_err = |source| LakeError::Store {
-            key: self.display(key),
-            source,
-        };
+        let spool = |source| LakeError::Spool { key: self.display(key), source };
+        let store_err = |source| LakeError::Store { key: self.display(key), source };
         if !overwrite && let Some(found) = self.head(key).await? {
             return self.verify(key, found.size, size);
         }
         if size <= SINGLE_PUT_MAX {
             let data = tokio::fs::read(file).await.map_err(spool)?;
-            let mode = if overwrite {
-                PutMode::Overwrite
-            } else {
-                PutMode::Create
-            };
-            let opts = PutOptions {
-                mode,
-                ..Default::default()
-            };
-            return match self
-                .store
-                .put_opts(&path, PutPayload::from(data), opts)
-                .await
-            {
+            let mode = if overwrite { PutMode::Overwrite } else { PutMode::Create };
+            let opts = PutOptions { mode, ..Default::default() };
+            return match self.store.put_opts(&path, PutPayload::from(data), opts).await {
                 Ok(_) => Ok(Uploaded::Written),
                 // Someone else (or our own lost response) created it: verify.
-                Err(
-                    object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. },
-                ) => match self.head(key).await? {
-                    Some(found) => self.verify(key, found.size, size),
-                    None => Err(LakeError::Conflict {
-                        key: self.display(key),
-                        found: 0,
-                        expected: size,
-                    }),
-                },
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    match self.head(key).await? {
+                        Some(found) => self.verify(key, found.size, size),
+                        None => Err(LakeError::Conflict { key: self.display(key), found: 0, expected: size }),
+                    }
+                }
                 Err(source) => Err(store_err(source)),
             };
         }
@@ -278,11 +218,7 @@ impl Lake {
         if found == expected {
             Ok(Uploaded::AlreadyPresent)
         } else {
-            Err(LakeError::Conflict {
-                key: self.display(key),
-                found,
-                expected,
-            })
+            Err(LakeError::Conflict { key: self.display(key), found, expected })
         }
     }
 

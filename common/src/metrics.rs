@@ -3,8 +3,7 @@
 //! `result`, `service`. Every metric here is documented in the README.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Task outcomes (`lakefleet_tasks_total{outcome}`).
@@ -41,37 +40,25 @@ pub struct Metrics {
     pub build_info: GaugeVec,
 }
 
-const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
+const DURATION_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            let h = HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
-                labels,
-            )
-            .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()), labels)
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
             h
         };
         let m = Metrics {
-            tasks: counter(
-                "lakefleet_tasks_total",
-                "Tasks handled, by dataset and outcome",
-                &["dataset", "outcome"],
-            ),
+            tasks: counter("lakefleet_tasks_total", "Tasks handled, by dataset and outcome", &["dataset", "outcome"]),
             parked: counter(
                 "lakefleet_tasks_parked_total",
                 "Tasks sent to the parking queue, by reason",
@@ -87,41 +74,23 @@ impl Metrics {
                 "Duration of a task's stages (download, convert, upload)",
                 &["dataset", "stage"],
             ),
-            source_bytes: counter(
-                "lakefleet_source_bytes_total",
-                "Source bytes downloaded",
-                &["dataset"],
-            ),
-            rows_written: counter(
-                "lakefleet_rows_written_total",
-                "Rows written to Parquet objects",
-                &["dataset"],
-            ),
-            parquet_bytes: counter(
-                "lakefleet_parquet_bytes_total",
-                "Bytes of Parquet objects uploaded",
-                &["dataset"],
-            ),
+            source_bytes: counter("lakefleet_source_bytes_total", "Source bytes downloaded", &["dataset"]),
+            rows_written: counter("lakefleet_rows_written_total", "Rows written to Parquet objects", &["dataset"]),
+            parquet_bytes: counter("lakefleet_parquet_bytes_total", "Bytes of Parquet objects uploaded", &["dataset"]),
             uploads: counter(
                 "lakefleet_uploads_total",
                 "Uploads by result (written, already_present)",
                 &["dataset", "result"],
             ),
-            in_flight: IntGauge::new(
-                "lakefleet_tasks_in_flight",
-                "Tasks being processed by this worker",
-            )
-            .expect("valid"),
+            in_flight: IntGauge::new("lakefleet_tasks_in_flight", "Tasks being processed by this worker")
+                .expect("valid"),
             lease_conflicts: counter(
                 "lakefleet_lease_conflicts_total",
                 "Deliveries delayed because another worker held the partition's lease",
                 &["dataset"],
             ),
             connection_up: IntGaugeVec::new(
-                Opts::new(
-                    "lakefleet_connection_up",
-                    "1 when connected to the service (rabbitmq, redis)",
-                ),
+                Opts::new("lakefleet_connection_up", "1 when connected to the service (rabbitmq, redis)"),
                 &["service"],
             )
             .expect("valid"),
@@ -132,18 +101,10 @@ impl Metrics {
             .expect("valid"),
             registry: registry.clone(),
         };
-        registry
-            .register(Box::new(m.in_flight.clone()))
-            .expect("unique");
-        registry
-            .register(Box::new(m.connection_up.clone()))
-            .expect("unique");
-        registry
-            .register(Box::new(m.build_info.clone()))
-            .expect("unique");
-        m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1.0);
+        registry.register(Box::new(m.in_flight.clone())).expect("unique");
+        registry.register(Box::new(m.connection_up.clone())).expect("unique");
+        registry.register(Box::new(m.build_info.clone())).expect("unique");
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         m
     }
 
@@ -168,9 +129,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding");
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
         String::from_utf8(buf).expect("utf-8")
     }
 }

@@ -23,34 +23,15 @@ pub enum PlanError {
     #[error("--from {from} is after --to {to}")]
     Reversed { from: NaiveDate, to: NaiveDate },
     #[error("{dataset}: {date} is before the first available partition {first}{note}")]
-    BeforeFirst {
-        dataset: String,
-        date: NaiveDate,
-        first: NaiveDate,
-        note: String,
-    },
+    BeforeFirst { dataset: String, date: NaiveDate, first: NaiveDate, note: String },
     #[error("{dataset}: {date} is after the last available partition {last}")]
-    AfterLast {
-        dataset: String,
-        date: NaiveDate,
-        last: NaiveDate,
-    },
+    AfterLast { dataset: String, date: NaiveDate, last: NaiveDate },
     #[error(
         "{dataset}: the range reaches {date}, past the latest published partition {latest} (today is {today}); a file that is not published yet is never requested"
     )]
-    NotPublishedYet {
-        dataset: String,
-        date: NaiveDate,
-        latest: NaiveDate,
-        today: NaiveDate,
-    },
+    NotPublishedYet { dataset: String, date: NaiveDate, latest: NaiveDate, today: NaiveDate },
     #[error("{dataset}: no {cadence} publication between {from} and {to}")]
-    Empty {
-        dataset: String,
-        cadence: String,
-        from: NaiveDate,
-        to: NaiveDate,
-    },
+    Empty { dataset: String, cadence: String, from: NaiveDate, to: NaiveDate },
 }
 
 /// The publication date of the partition that contains `date`, rounded down
@@ -80,12 +61,7 @@ pub fn latest_published(ds: &Dataset, today: NaiveDate) -> NaiveDate {
 }
 
 /// Plans `[from, to]` for `ds` as seen on `today`.
-pub fn plan(
-    ds: &Dataset,
-    from: NaiveDate,
-    to: NaiveDate,
-    today: NaiveDate,
-) -> Result<Vec<Partition>, PlanError> {
+pub fn plan(ds: &Dataset, from: NaiveDate, to: NaiveDate, today: NaiveDate) -> Result<Vec<Partition>, PlanError> {
     if from > to {
         return Err(PlanError::Reversed { from, to });
     }
@@ -98,33 +74,20 @@ pub fn plan(
     };
     let last_partition = round_down(ds.cadence, to);
     if first_partition > last_partition {
-        return Err(PlanError::Empty {
-            dataset: ds.name.clone(),
-            cadence: ds.cadence.to_string(),
-            from,
-            to,
-        });
+        return Err(PlanError::Empty { dataset: ds.name.clone(), cadence: ds.cadence.to_string(), from, to });
     }
     if first_partition < ds.first {
         return Err(PlanError::BeforeFirst {
             dataset: ds.name.clone(),
             date: first_partition,
             first: ds.first,
-            note: ds
-                .before_first_note
-                .as_ref()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default(),
+            note: ds.before_first_note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
         });
     }
     if let Some(last) = ds.last
         && last_partition > last
     {
-        return Err(PlanError::AfterLast {
-            dataset: ds.name.clone(),
-            date: last_partition,
-            last,
-        });
+        return Err(PlanError::AfterLast { dataset: ds.name.clone(), date: last_partition, last });
     }
     let latest = latest_published(ds, today);
     if to > today || last_partition > latest {
@@ -138,20 +101,13 @@ pub fn plan(
     let mut out = Vec::new();
     let mut d = first_partition;
     while d <= last_partition {
-        out.push(Partition {
-            date: d,
-            source_url: ds.source_url(d),
-            object_key: ds.object_key(d),
-        });
+        out.push(Partition { date: d, source_url: ds.source_url(d), object_key: ds.object_key(d) });
         d = match ds.cadence {
             Cadence::Weekly => d + Days::new(7),
             Cadence::Monthly => d + Months::new(1),
         };
     }
-    debug_assert!(
-        out.iter()
-            .all(|p| ds.cadence != Cadence::Weekly || p.date.weekday() == Weekday::Sat)
-    );
+    debug_assert!(out.iter().all(|p| ds.cadence != Cadence::Weekly || p.date.weekday() == Weekday::Sat));
     Ok(out)
 }
 
@@ -175,15 +131,9 @@ mod tests {
         let cat = Catalog::builtin();
         let mta = cat.get("mta-turnstile").unwrap();
         let p = plan(mta, d("2021-12-20"), d("2022-01-15"), d(TODAY)).unwrap();
-        assert_eq!(
-            dates(&p),
-            ["2021-12-25", "2022-01-01", "2022-01-08", "2022-01-15"]
-        );
+        assert_eq!(dates(&p), ["2021-12-25", "2022-01-01", "2022-01-08", "2022-01-15"]);
         assert!(p[1].source_url.ends_with("turnstile_220101.txt"));
-        assert_eq!(
-            p[0].object_key,
-            "mta-turnstile/year=2021/turnstile_211225.parquet"
-        );
+        assert_eq!(p[0].object_key, "mta-turnstile/year=2021/turnstile_211225.parquet");
     }
 
     #[test]
@@ -191,17 +141,7 @@ mod tests {
         let cat = Catalog::builtin();
         let mta = cat.get("mta-turnstile").unwrap();
         let p = plan(mta, d("2020-02-01"), d("2020-03-07"), d(TODAY)).unwrap();
-        assert_eq!(
-            dates(&p),
-            [
-                "2020-02-01",
-                "2020-02-08",
-                "2020-02-15",
-                "2020-02-22",
-                "2020-02-29",
-                "2020-03-07"
-            ]
-        );
+        assert_eq!(dates(&p), ["2020-02-01", "2020-02-08", "2020-02-15", "2020-02-22", "2020-02-29", "2020-03-07"]);
         let q1 = plan(mta, d("2022-01-01"), d("2022-03-31"), d(TODAY)).unwrap();
         assert_eq!(q1.len(), 13);
     }
@@ -210,21 +150,12 @@ mod tests {
     fn single_day_and_empty_ranges() {
         let cat = Catalog::builtin();
         let mta = cat.get("mta-turnstile").unwrap();
-        assert_eq!(
-            dates(&plan(mta, d("2022-01-08"), d("2022-01-08"), d(TODAY)).unwrap()),
-            ["2022-01-08"]
-        );
+        assert_eq!(dates(&plan(mta, d("2022-01-08"), d("2022-01-08"), d(TODAY)).unwrap()), ["2022-01-08"]);
         let e = plan(mta, d("2022-01-09"), d("2022-01-14"), d(TODAY)).unwrap_err();
         assert!(matches!(e, PlanError::Empty { .. }), "{e}");
-        assert!(
-            e.to_string().contains("no weekly (Saturdays) publication"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("no weekly (Saturdays) publication"), "{e}");
         let y = cat.get("nyc-tlc-yellow").unwrap();
-        assert_eq!(
-            dates(&plan(y, d("2019-02-10"), d("2019-02-10"), d(TODAY)).unwrap()),
-            ["2019-02-01"]
-        );
+        assert_eq!(dates(&plan(y, d("2019-02-10"), d("2019-02-10"), d(TODAY)).unwrap()), ["2019-02-01"]);
     }
 
     #[test]
@@ -232,14 +163,8 @@ mod tests {
         let cat = Catalog::builtin();
         let y = cat.get("nyc-tlc-green").unwrap();
         let p = plan(y, d("2019-11-15"), d("2020-02-03"), d(TODAY)).unwrap();
-        assert_eq!(
-            dates(&p),
-            ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]
-        );
-        assert!(
-            p[3].source_url
-                .ends_with("green/green_tripdata_2020-02.csv.gz")
-        );
+        assert_eq!(dates(&p), ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]);
+        assert!(p[3].source_url.ends_with("green/green_tripdata_2020-02.csv.gz"));
     }
 
     #[test]
@@ -249,28 +174,16 @@ mod tests {
         let e = plan(mta, d("2022-03-01"), d("2022-01-01"), d(TODAY)).unwrap_err();
         assert_eq!(e.to_string(), "--from 2022-03-01 is after --to 2022-01-01");
         let e = plan(mta, d("2014-10-01"), d("2014-11-01"), d(TODAY)).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("before the first available partition 2014-10-18"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("before the first available partition 2014-10-18"), "{e}");
         assert!(e.to_string().contains("older wide layout"), "{e}");
         // today is Saturday 2026-11-21: it is published, next week is not.
         let ok = plan(mta, d("2026-11-15"), d("2026-11-21"), d(TODAY)).unwrap();
         assert_eq!(dates(&ok), ["2026-11-21"]);
         let e = plan(mta, d("2026-11-01"), d("2026-11-28"), d(TODAY)).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("latest published partition 2026-11-21"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("latest published partition 2026-11-21"), "{e}");
         let y = cat.get("nyc-tlc-yellow").unwrap();
         let e = plan(y, d("2021-06-01"), d("2021-09-30"), d(TODAY)).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("after the last available partition 2021-07-01"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("after the last available partition 2021-07-01"), "{e}");
     }
 
     #[test]
@@ -278,16 +191,7 @@ mod tests {
         let mut ds = Catalog::builtin().get("nyc-tlc-yellow").unwrap().clone();
         ds.last = None;
         let e = plan(&ds, d("2026-10-01"), d("2026-11-20"), d(TODAY)).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("latest published partition 2026-10-01"),
-            "{e}"
-        );
-        assert_eq!(
-            plan(&ds, d("2026-10-01"), d("2026-10-31"), d(TODAY))
-                .unwrap()
-                .len(),
-            1
-        );
+        assert!(e.to_string().contains("latest published partition 2026-10-01"), "{e}");
+        assert_eq!(plan(&ds, d("2026-10-01"), d("2026-10-31"), d(TODAY)).unwrap().len(), 1);
     }
 }

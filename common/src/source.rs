@@ -15,11 +15,7 @@ const CHANNEL_CHUNKS: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{url}: HTTP {status}")]
-    Status {
-        url: String,
-        status: u16,
-        retry_after: Option<Duration>,
-    },
+    Status { url: String, status: u16, retry_after: Option<Duration> },
     #[error("{url}: {message}")]
     Network { url: String, message: String },
 }
@@ -75,10 +71,7 @@ impl Fetcher {
         url: &str,
         on_chunk: impl Fn(usize) + Send + 'static,
     ) -> Result<(ChannelReader, tokio::task::JoinHandle<u64>), FetchError> {
-        let net = |e: reqwest::Error| FetchError::Network {
-            url: url.to_string(),
-            message: describe(&e),
-        };
+        let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
         let mut resp = self.client.get(url).send().await.map_err(net)?;
         let status = resp.status();
         if !status.is_success() {
@@ -103,29 +96,15 @@ impl Fetcher {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let msg = format!(
-                            "{url}: download interrupted after {total} bytes: {}",
-                            describe(&e)
-                        );
-                        let _ = tx
-                            .send(Err(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                msg,
-                            )))
-                            .await;
+                        let msg = format!("{url}: download interrupted after {total} bytes: {}", describe(&e));
+                        let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, msg))).await;
                         break;
                     }
                 }
             }
             total
         });
-        Ok((
-            ChannelReader {
-                rx,
-                cur: Bytes::new(),
-            },
-            pump,
-        ))
+        Ok((ChannelReader { rx, cur: Bytes::new() }, pump))
     }
 }
 

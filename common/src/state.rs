@@ -48,8 +48,7 @@ pub struct BackfillStatus {
 impl BackfillStatus {
     /// Partitions neither done nor parked.
     pub fn pending(&self) -> u64 {
-        self.planned
-            .saturating_sub(self.done + self.dead.len() as u64)
+        self.planned.saturating_sub(self.done + self.dead.len() as u64)
     }
     pub fn finished(&self) -> bool {
         self.planned > 0 && self.pending() == 0
@@ -57,12 +56,7 @@ impl BackfillStatus {
 }
 
 /// What `backfill` reads in one round trip: meta, done, skipped, dead.
-type BackfillRow = (
-    std::collections::HashMap<String, String>,
-    u64,
-    u64,
-    Vec<(String, String)>,
-);
+type BackfillRow = (std::collections::HashMap<String, String>, u64, u64, Vec<(String, String)>);
 
 #[derive(Clone)]
 pub struct State {
@@ -70,32 +64,27 @@ pub struct State {
     prefix: String,
 }
 
-const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+const RELEASE: &str =
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+const RENEW: &str =
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 
 impl State {
     /// Connects; the error names the (redacted) address. The connection
     /// manager reconnects by itself after Redis restarts.
     pub async fn connect(redis_url: &str, prefix: &str) -> anyhow::Result<State> {
         let shown = crate::config::redact(redis_url);
-        let client = redis::Client::open(redis_url)
-            .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {shown}: {e}"))?;
+        let client = redis::Client::open(redis_url).map_err(|e| anyhow::anyhow!("invalid REDIS_URL {shown}: {e}"))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let con = tokio::time::timeout(
-            Duration::from_secs(10),
-            client.get_connection_manager_with_config(cfg),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("cannot connect to Redis at {shown}: no answer within 10s"))?
-        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {shown}: {e}"))?;
-        Ok(State {
-            con,
-            prefix: prefix.to_string(),
-        })
+        let con = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager_with_config(cfg))
+            .await
+            .map_err(|_| anyhow::anyhow!("cannot connect to Redis at {shown}: no answer within 10s"))?
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {shown}: {e}"))?;
+        Ok(State { con, prefix: prefix.to_string() })
     }
 
     fn k(&self, parts: &[&str]) -> String {
@@ -109,20 +98,12 @@ impl State {
 
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut c)
-            .await
-            .map(|_| ())
+        redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ())
     }
 
-    pub async fn done_marker(
-        &self,
-        dataset: &str,
-        partition: &str,
-    ) -> redis::RedisResult<Option<DoneMarker>> {
+    pub async fn done_marker(&self, dataset: &str, partition: &str) -> redis::RedisResult<Option<DoneMarker>> {
         let mut c = self.con.clone();
-        let v: std::collections::HashMap<String, String> =
-            c.hgetall(self.k(&["done", dataset, partition])).await?;
+        let v: std::collections::HashMap<String, String> = c.hgetall(self.k(&["done", dataset, partition])).await?;
         if v.is_empty() {
             return Ok(None);
         }
@@ -135,12 +116,7 @@ impl State {
         }))
     }
 
-    pub async fn mark_done(
-        &self,
-        dataset: &str,
-        partition: &str,
-        m: &DoneMarker,
-    ) -> redis::RedisResult<()> {
+    pub async fn mark_done(&self, dataset: &str, partition: &str, m: &DoneMarker) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         let now = chrono::Utc::now().to_rfc3339();
         redis::pipe()
@@ -204,18 +180,10 @@ impl State {
         Ok(n == 1)
     }
 
-    pub async fn release_lease(
-        &self,
-        dataset: &str,
-        partition: &str,
-        token: &str,
-    ) -> redis::RedisResult<()> {
+    pub async fn release_lease(&self, dataset: &str, partition: &str, token: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        let _: i64 = Script::new(RELEASE)
-            .key(self.k(&["lease", dataset, partition]))
-            .arg(token)
-            .invoke_async(&mut c)
-            .await?;
+        let _: i64 =
+            Script::new(RELEASE).key(self.k(&["lease", dataset, partition])).arg(token).invoke_async(&mut c).await?;
         Ok(())
     }
 
@@ -224,11 +192,7 @@ impl State {
         c.exists(self.k(&["lease", dataset, partition])).await
     }
 
-    pub async fn failed(
-        &self,
-        dataset: &str,
-        partition: &str,
-    ) -> redis::RedisResult<Option<String>> {
+    pub async fn failed(&self, dataset: &str, partition: &str) -> redis::RedisResult<Option<String>> {
         let mut c = self.con.clone();
         c.get(self.k(&["failed", dataset, partition])).await
     }
@@ -260,18 +224,12 @@ impl State {
         if !partitions.is_empty() {
             p.rpush(self.k(&["bf", id, "parts"]), partitions).ignore();
         }
-        p.zadd(self.k(&["backfills"]), id, now.timestamp_millis())
-            .ignore();
+        p.zadd(self.k(&["backfills"]), id, now.timestamp_millis()).ignore();
         p.exec_async(&mut c).await
     }
 
     /// A partition of backfill `id` is in the lake (`skipped`: it already was).
-    pub async fn record_done(
-        &self,
-        id: &str,
-        partition: &str,
-        skipped: bool,
-    ) -> redis::RedisResult<()> {
+    pub async fn record_done(&self, id: &str, partition: &str, skipped: bool) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         let mut p = redis::pipe();
         p.sadd(self.k(&["bf", id, "done"]), partition).ignore();
@@ -288,13 +246,7 @@ impl State {
     }
 
     /// A partition was parked with `error`.
-    pub async fn record_dead(
-        &self,
-        id: &str,
-        dataset: &str,
-        partition: &str,
-        error: &str,
-    ) -> redis::RedisResult<()> {
+    pub async fn record_dead(&self, id: &str, dataset: &str, partition: &str, error: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         redis::pipe()
             .hset(self.k(&["bf", id, "dead"]), partition, error)
@@ -306,12 +258,7 @@ impl State {
     }
 
     /// A parked partition was replayed: it is pending again.
-    pub async fn clear_dead(
-        &self,
-        id: &str,
-        dataset: &str,
-        partition: &str,
-    ) -> redis::RedisResult<()> {
+    pub async fn clear_dead(&self, id: &str, dataset: &str, partition: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         redis::pipe()
             .hdel(self.k(&["bf", id, "dead"]), partition)

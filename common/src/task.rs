@@ -38,9 +38,7 @@ pub struct Task {
 pub enum DecodeError {
     #[error("not a lakefleet task (invalid MessagePack): {0}")]
     Invalid(String),
-    #[error(
-        "task message version {found} is newer than this worker understands ({MAJOR}); upgrade the worker"
-    )]
+    #[error("task message version {found} is newer than this worker understands ({MAJOR}); upgrade the worker")]
     NewerMajor { found: u16 },
 }
 
@@ -55,8 +53,7 @@ impl Task {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Task, DecodeError> {
-        let head: VersionOnly =
-            rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+        let head: VersionOnly = rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))?;
         if head.v > MAJOR {
             return Err(DecodeError::NewerMajor { found: head.v });
         }
@@ -104,12 +101,7 @@ mod tests {
     #[test]
     fn decodes_a_message_with_unknown_fields() {
         let t = sample();
-        let bytes = rmp_serde::to_vec_named(&Future {
-            task: t.clone(),
-            priority: 3,
-            tags: vec!["x".into()],
-        })
-        .unwrap();
+        let bytes = rmp_serde::to_vec_named(&Future { task: t.clone(), priority: 3, tags: vec!["x".into()] }).unwrap();
         assert_eq!(Task::decode(&bytes).unwrap(), t);
     }
 

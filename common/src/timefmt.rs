@@ -114,9 +114,7 @@ impl DateTimeFormat {
 
 /// Formats microseconds since the epoch, for messages and tests.
 pub fn micros_to_string(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|d| d.naive_utc().to_string())
-        .unwrap_or_else(|| us.to_string())
+    chrono::DateTime::from_timestamp_micros(us).map(|d| d.naive_utc().to_string()).unwrap_or_else(|| us.to_string())
 }
 
 /// The naive datetime of microseconds since the epoch.
@@ -140,10 +138,7 @@ mod tests {
         assert_eq!(d.parse_days(b"02/29/2020"), Some(18321));
         assert_eq!(d.parse_days(b"02/29/2021"), None);
         let t = DateTimeFormat::compile("%Y-%m-%d %H:%M:%S").unwrap();
-        assert_eq!(
-            t.parse_micros(b"2019-01-01 00:46:40"),
-            Some(1_546_303_600_000_000)
-        );
+        assert_eq!(t.parse_micros(b"2019-01-01 00:46:40"), Some(1_546_303_600_000_000));
         assert!(DateTimeFormat::compile("%Y-%b").is_err());
         assert!(DateTimeFormat::compile("%H:%M").is_err());
     }

@@ -18,9 +18,7 @@
 
 use std::time::Duration;
 
-use lapin::options::{
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
@@ -54,19 +52,12 @@ impl Topology {
 
     /// TTL of retry level `level`.
     pub fn retry_delay(&self, level: u32) -> Duration {
-        Duration::from_millis(
-            self.retry_base_ms
-                .saturating_mul(1 << level.min(RETRY_LEVELS - 1)),
-        )
+        Duration::from_millis(self.retry_base_ms.saturating_mul(1 << level.min(RETRY_LEVELS - 1)))
     }
 
     /// Name of the retry queue of `level`.
     pub fn retry_queue(&self, level: u32) -> String {
-        format!(
-            "{}.retry.{}ms",
-            self.prefix,
-            self.retry_delay(level).as_millis()
-        )
+        format!("{}.retry.{}ms", self.prefix, self.retry_delay(level).as_millis())
     }
 
     /// The retry level for the retry after failed attempt `attempt` (1-based),
@@ -89,35 +80,23 @@ impl Topology {
 
     /// Declares every queue; safe to call any number of times.
     pub async fn declare(&self, ch: &Channel) -> lapin::Result<()> {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
         let mut parking = FieldTable::default();
         parking.insert("x-queue-type".into(), lstr("quorum"));
-        ch.queue_declare(self.parking.as_str().into(), durable, parking)
-            .await?;
+        ch.queue_declare(self.parking.as_str().into(), durable, parking).await?;
 
         let mut work = FieldTable::default();
         work.insert("x-queue-type".into(), lstr("quorum"));
-        work.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(DELIVERY_LIMIT),
-        );
+        work.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
         dead_letter_to(&mut work, &self.parking);
-        ch.queue_declare(self.work.as_str().into(), durable, work)
-            .await?;
+        ch.queue_declare(self.work.as_str().into(), durable, work).await?;
 
         for level in 0..RETRY_LEVELS {
             let mut retry = FieldTable::default();
             retry.insert("x-queue-type".into(), lstr("quorum"));
-            retry.insert(
-                "x-message-ttl".into(),
-                AMQPValue::LongLongInt(self.retry_delay(level).as_millis() as i64),
-            );
+            retry.insert("x-message-ttl".into(), AMQPValue::LongLongInt(self.retry_delay(level).as_millis() as i64));
             dead_letter_to(&mut retry, &self.work);
-            ch.queue_declare(self.retry_queue(level).as_str().into(), durable, retry)
-                .await?;
+            ch.queue_declare(self.retry_queue(level).as_str().into(), durable, retry).await?;
         }
         Ok(())
     }
@@ -141,14 +120,10 @@ pub async fn connect(amqp_url: &str, name: &str) -> anyhow::Result<Connection> {
     let fut = Connection::connect(amqp_url, props);
     match tokio::time::timeout(Duration::from_secs(10), fut).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => anyhow::bail!(
-            "cannot connect to RabbitMQ at {}: {e}",
-            crate::config::redact(amqp_url)
-        ),
-        Err(_) => anyhow::bail!(
-            "cannot connect to RabbitMQ at {}: no answer within 10s",
-            crate::config::redact(amqp_url)
-        ),
+        Ok(Err(e)) => anyhow::bail!("cannot connect to RabbitMQ at {}: {e}", crate::config::redact(amqp_url)),
+        Err(_) => {
+            anyhow::bail!("cannot connect to RabbitMQ at {}: no answer within 10s", crate::config::redact(amqp_url))
+        }
     }
 }
 
@@ -198,10 +173,7 @@ pub async fn publish_confirmed(
         .basic_publish(
             "".into(),
             queue.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
+            BasicPublishOptions { mandatory: true, ..Default::default() },
             payload,
             props,
         )

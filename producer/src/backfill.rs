@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lakefleet::catalog::{Catalog, file_name};
+use lakefleet::lake::Lake;
 use lakefleet::plan::{Partition, plan};
 use lakefleet::state::State;
 use lakefleet::task::{MAJOR, Task};
@@ -13,13 +14,29 @@ use crate::cli::BackfillArgs;
 use crate::progress::Progress;
 use crate::{Refused, status};
 
+/// Whether the partition is done: its done marker exists AND its object is in
+/// the lake with the marker's size. A marker whose object is gone (the lake was
+/// cleaned, or the object deleted) is removed, so that the partition is
+/// converted again instead of being skipped by workers.
+async fn is_done(state: &State, lake: &Lake, dataset: &str, p: &Partition) -> anyhow::Result<bool> {
+    let key = p.date.to_string();
+    let Some(marker) = state.done_marker(dataset, &key).await? else { return Ok(false) };
+    let found = lake.head(&p.object_key).await.with_context(|| format!("checking {}", lake.display(&p.object_key)))?;
+    if found.is_some_and(|m| m.size == marker.size) {
+        return Ok(true);
+    }
+    state.clear_done(dataset, &key).await?;
+    Ok(false)
+}
+
 /// A partition's state as the dry run shows it.
-async fn partition_state(state: &State, dataset: &str, p: &str) -> anyhow::Result<&'static str> {
-    if state.done_marker(dataset, p).await?.is_some() {
+async fn partition_state(state: &State, lake: &Lake, dataset: &str, p: &Partition) -> anyhow::Result<&'static str> {
+    let key = p.date.to_string();
+    if is_done(state, lake, dataset, p).await? {
         Ok("done")
-    } else if state.lease_held(dataset, p).await? {
+    } else if state.lease_held(dataset, &key).await? {
         Ok("in progress")
-    } else if state.failed(dataset, p).await?.is_some() {
+    } else if state.failed(dataset, &key).await?.is_some() {
         Ok("failed")
     } else {
         Ok("new")
@@ -55,6 +72,7 @@ pub async fn run(
     }
     let force = args.force || args.overwrite;
     let state = State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
+    let lake = Lake::open(&cli.conn.lake_url)?;
 
     if args.dry_run {
         println!(
@@ -64,43 +82,26 @@ pub async fn run(
             args.from,
             args.to
         );
-        println!(
-            "{:<12} {:<12} {:<60} object key",
-            "partition", "state", "source URL"
-        );
+        println!("{:<12} {:<12} {:<60} object key", "partition", "state", "source URL");
         for p in &parts {
-            let st = partition_state(&state, &ds.name, &p.date.to_string()).await?;
-            let action = if st == "done" && !force {
-                " (skipped: already done)"
-            } else {
-                ""
-            };
-            println!(
-                "{:<12} {:<12} {:<60} {}{action}",
-                p.date,
-                st,
-                fetch_url(p, args.mirror.as_deref()),
-                p.object_key
-            );
+            let st = partition_state(&state, &lake, &ds.name, p).await?;
+            let action = if st == "done" && !force { " (skipped: already done)" } else { "" };
+            println!("{:<12} {:<12} {:<60} {}{action}", p.date, st, fetch_url(p, args.mirror.as_deref()), p.object_key);
         }
         return Ok(std::process::ExitCode::SUCCESS);
     }
 
     let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer").await?;
     let topo = cli.conn.topology();
-    let ch = topology::confirm_channel(&conn, None)
-        .await
-        .context("opening a RabbitMQ channel")?;
-    topo.declare(&ch)
-        .await
-        .context("declaring the RabbitMQ topology")?;
+    let ch = topology::confirm_channel(&conn, None).await.context("opening a RabbitMQ channel")?;
+    topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
 
     // Skip what is done already (unless --force).
     let mut to_publish = Vec::new();
     let mut already = Vec::new();
     for p in &parts {
         let key = p.date.to_string();
-        if !force && state.done_marker(&ds.name, &key).await?.is_some() {
+        if !force && is_done(&state, &lake, &ds.name, p).await? {
             already.push(key);
         } else {
             to_publish.push(p.clone());
@@ -109,13 +110,7 @@ pub async fn run(
     let id = new_backfill_id();
     let all: Vec<String> = parts.iter().map(|p| p.date.to_string()).collect();
     state
-        .create_backfill(
-            &id,
-            &ds.name,
-            &args.from.to_string(),
-            &args.to.to_string(),
-            &all,
-        )
+        .create_backfill(&id, &ds.name, &args.from.to_string(), &args.to.to_string(), &all)
         .await
         .context("recording the backfill in Redis")?;
     for k in &already {
@@ -157,10 +152,7 @@ pub async fn run(
                 if !ch.status().connected() {
                     // The channel is gone: the rest cannot be published either.
                     for rest in &to_publish[i + 1..] {
-                        failed.push((
-                            rest.date.to_string(),
-                            "not published: the channel was closed".into(),
-                        ));
+                        failed.push((rest.date.to_string(), "not published: the channel was closed".into()));
                     }
                     break;
                 }
@@ -174,11 +166,7 @@ pub async fn run(
             "error: {} of {} task(s) were not confirmed by RabbitMQ: {}; re-run the same command (done partitions are skipped)",
             failed.len(),
             to_publish.len(),
-            failed
-                .iter()
-                .map(|(p, _)| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            failed.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
         );
         return Ok(std::process::ExitCode::FAILURE);
     }

@@ -34,27 +34,16 @@ fn describe(d: lapin::message::Delivery) -> Parked {
     let h = d.properties.headers().as_ref();
     let task = Task::decode(&d.data).ok();
     let (deaths, death_reason) = x_death(h);
-    let reason =
-        header_str(h, "x-lakefleet-reason").unwrap_or_else(|| match death_reason.as_deref() {
-            Some("delivery_limit") => "delivery_limit".into(),
-            Some(other) => other.to_string(),
-            None => "unknown".into(),
-        });
-    let pick =
-        |key: &str, from_task: Option<String>| header_str(h, key).or(from_task).unwrap_or_default();
+    let reason = header_str(h, "x-lakefleet-reason").unwrap_or_else(|| match death_reason.as_deref() {
+        Some("delivery_limit") => "delivery_limit".into(),
+        Some(other) => other.to_string(),
+        None => "unknown".into(),
+    });
+    let pick = |key: &str, from_task: Option<String>| header_str(h, key).or(from_task).unwrap_or_default();
     Parked {
-        backfill: pick(
-            "x-lakefleet-backfill",
-            task.as_ref().map(|t| t.backfill_id.clone()),
-        ),
-        dataset: pick(
-            "x-lakefleet-dataset",
-            task.as_ref().map(|t| t.dataset.clone()),
-        ),
-        partition: pick(
-            "x-lakefleet-partition",
-            task.as_ref().map(|t| t.partition.clone()),
-        ),
+        backfill: pick("x-lakefleet-backfill", task.as_ref().map(|t| t.backfill_id.clone())),
+        dataset: pick("x-lakefleet-dataset", task.as_ref().map(|t| t.dataset.clone())),
+        partition: pick("x-lakefleet-partition", task.as_ref().map(|t| t.partition.clone())),
         error: header_str(h, "x-lakefleet-error").unwrap_or_else(|| {
             if reason == "delivery_limit" {
                 format!("delivered {deaths}+ times without an ack (workers crashed on it?)")
@@ -80,18 +69,11 @@ impl DlqFilter {
 }
 
 /// Reads every parked message (unacked) and splits them by the filter.
-async fn fetch(
-    ch: &lapin::Channel,
-    topo: &Topology,
-    filter: &DlqFilter,
-) -> anyhow::Result<(Vec<Parked>, usize)> {
+async fn fetch(ch: &lapin::Channel, topo: &Topology, filter: &DlqFilter) -> anyhow::Result<(Vec<Parked>, usize)> {
     let mut matching = Vec::new();
     let mut others = 0;
     while let Some(m) = ch
-        .basic_get(
-            topo.parking.as_str().into(),
-            BasicGetOptions { no_ack: false },
-        )
+        .basic_get(topo.parking.as_str().into(), BasicGetOptions { no_ack: false })
         .await
         .context("reading the parking queue")?
     {
@@ -135,19 +117,12 @@ pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<Exit
     let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer-dlq").await?;
     let topo = cli.conn.topology();
     let ch = topology::confirm_channel(&conn, None).await?;
-    topo.declare(&ch)
-        .await
-        .context("declaring the RabbitMQ topology")?;
+    topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
     let code = match cmd {
         DlqCommand::List(f) => {
             let (items, others) = fetch(&ch, &topo, f).await?;
             print_table(&items);
-            println!(
-                "{} parked task(s) match ({} others in {})",
-                items.len(),
-                others,
-                topo.parking
-            );
+            println!("{} parked task(s) match ({} others in {})", items.len(), others, topo.parking);
             ExitCode::SUCCESS
         }
         DlqCommand::Replay(f) => {
@@ -171,9 +146,7 @@ pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<Exit
                     .await
                     .with_context(|| format!("re-publishing {}", t.label()))?;
                 p.delivery.ack(BasicAckOptions::default()).await?;
-                state
-                    .clear_dead(&t.backfill_id, &t.dataset, &t.partition)
-                    .await?;
+                state.clear_dead(&t.backfill_id, &t.dataset, &t.partition).await?;
                 replayed += 1;
             }
             println!("replayed {replayed} task(s) to {}", topo.work);
@@ -194,10 +167,7 @@ pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<Exit
             print_table(&items);
             if !yes {
                 if !std::io::stdin().is_terminal() {
-                    return Err(crate::Refused(
-                        "refusing to purge without confirmation: pass --yes".into(),
-                    )
-                    .into());
+                    return Err(crate::Refused("refusing to purge without confirmation: pass --yes".into()).into());
                 }
                 print!("remove them? type yes: ");
                 std::io::stdout().flush()?;

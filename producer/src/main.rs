@@ -30,20 +30,13 @@ impl std::error::Error for Refused {}
 
 fn datasets(catalog: &Catalog) {
     for d in catalog.iter() {
-        let last = d
-            .last
-            .map(|l| l.to_string())
-            .unwrap_or_else(|| "still publishing".into());
+        let last = d.last.map(|l| l.to_string()).unwrap_or_else(|| "still publishing".into());
         println!("{}  ({}, {} .. {})", d.name, d.cadence, d.first, last);
         if !d.description.is_empty() {
             println!("  {}", d.description);
         }
         println!("  url: {}", d.url_template);
-        println!(
-            "  schema (v{}): {}",
-            d.schema_version,
-            d.schema_summary().join(", ")
-        );
+        println!("  schema (v{}): {}", d.schema_version, d.schema_summary().join(", "));
     }
 }
 
@@ -56,8 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Backfill(args) => backfill::run(&cli, &catalog, args).await,
         Command::Status(args) => {
-            let state =
-                lakefleet::state::State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
+            let state = lakefleet::state::State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
             status::run(&state, args.backfill_id.as_deref(), args.limit).await
         }
         Command::Dlq(cmd) => dlq::run(&cli, cmd).await,
@@ -67,26 +59,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<Refused>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+            if e.downcast_ref::<Refused>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -16,21 +16,14 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
-                ProgressStyle::with_template(
-                    "{msg:12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{msg:12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             b.set_message(what);
             b
         });
-        Progress {
-            bar,
-            total,
-            done: 0.into(),
-            what,
-        }
+        Progress { bar, total, done: 0.into(), what }
     }
 
     /// One more item finished.

@@ -25,10 +25,7 @@ fn summary(s: &BackfillStatus) -> String {
 
 fn print_failures(s: &BackfillStatus) {
     if !s.dead.is_empty() {
-        println!(
-            "parked partitions (see `producer dlq list --backfill {}`):",
-            s.id
-        );
+        println!("parked partitions (see `producer dlq list --backfill {}`):", s.id);
         for (p, err) in &s.dead {
             println!("  {p}: {err}");
         }
@@ -44,11 +41,7 @@ pub async fn run(state: &State, id: Option<&str>, limit: isize) -> anyhow::Resul
         for id in ids {
             if let Some(s) = state.backfill(&id).await? {
                 let st = if s.finished() {
-                    if s.dead.is_empty() {
-                        "done"
-                    } else {
-                        "done with parked tasks"
-                    }
+                    if s.dead.is_empty() { "done" } else { "done with parked tasks" }
                 } else {
                     "running"
                 };
@@ -58,10 +51,7 @@ pub async fn run(state: &State, id: Option<&str>, limit: isize) -> anyhow::Resul
         return Ok(ExitCode::SUCCESS);
     };
     let Some(s) = state.backfill(id).await? else {
-        return Err(crate::Refused(format!(
-            "no backfill {id:?} in Redis (ids are listed by `producer status`)"
-        ))
-        .into());
+        return Err(crate::Refused(format!("no backfill {id:?} in Redis (ids are listed by `producer status`)")).into());
     };
     let bar = Progress::new(s.planned, "done");
     bar.set(s.done + s.dead.len() as u64, "");
@@ -76,9 +66,10 @@ pub async fn wait(state: &State, id: &str, timeout: Duration) -> anyhow::Result<
     let start = Instant::now();
     let mut bar: Option<Progress> = None;
     loop {
-        let s = state.backfill(id).await?.ok_or_else(|| {
-            anyhow::anyhow!("backfill {id} vanished from Redis (was Redis restarted?)")
-        })?;
+        let s = state
+            .backfill(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("backfill {id} vanished from Redis (was Redis restarted?)"))?;
         let b = bar.get_or_insert_with(|| Progress::new(s.planned, "done"));
         let finished = s.done + s.dead.len() as u64;
         b.set(finished, &format!("waiting: {}", summary(&s)));
@@ -86,19 +77,11 @@ pub async fn wait(state: &State, id: &str, timeout: Duration) -> anyhow::Result<
             b.finish();
             println!("{}", summary(&s));
             print_failures(&s);
-            return Ok(if s.dead.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+            return Ok(if s.dead.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         if start.elapsed() > timeout {
             b.finish();
-            eprintln!(
-                "error: backfill {id} not finished after {}s: {}",
-                timeout.as_secs(),
-                summary(&s)
-            );
+            eprintln!("error: backfill {id} not finished after {}s: {}", timeout.as_secs(), summary(&s));
             return Ok(ExitCode::FAILURE);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

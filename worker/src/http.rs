@@ -35,25 +35,17 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, state: State, ready:
             let path = path.split('?').next().unwrap_or(path);
             let (status, ctype, body) = match path {
                 "/metrics" => {
-                    let redis_up = tokio::time::timeout(Duration::from_secs(1), state.ping())
-                        .await
-                        .is_ok_and(|r| r.is_ok());
-                    metrics
-                        .connection_up
-                        .with_label_values(&["redis"])
-                        .set(redis_up as i64);
+                    let redis_up =
+                        tokio::time::timeout(Duration::from_secs(1), state.ping()).await.is_ok_and(|r| r.is_ok());
+                    metrics.connection_up.with_label_values(&["redis"]).set(redis_up as i64);
                     ("200 OK", "text/plain; version=0.0.4", metrics.render())
                 }
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
                 "/readyz" => {
                     let amqp = ready.amqp.load(Ordering::SeqCst);
-                    let redis = tokio::time::timeout(Duration::from_secs(1), state.ping())
-                        .await
-                        .is_ok_and(|r| r.is_ok());
-                    metrics
-                        .connection_up
-                        .with_label_values(&["redis"])
-                        .set(redis as i64);
+                    let redis =
+                        tokio::time::timeout(Duration::from_secs(1), state.ping()).await.is_ok_and(|r| r.is_ok());
+                    metrics.connection_up.with_label_values(&["redis"]).set(redis as i64);
                     let body = format!("rabbitmq: {}\nredis: {}\n", up(amqp), up(redis));
                     if amqp && redis {
                         ("200 OK", "text/plain", body)
@@ -61,11 +53,7 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, state: State, ready:
                         ("503 Service Unavailable", "text/plain", body)
                     }
                 }
-                _ => (
-                    "404 Not Found",
-                    "text/plain",
-                    "try /metrics, /healthz or /readyz\n".to_string(),
-                ),
+                _ => ("404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n".to_string()),
             };
             let resp = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -90,8 +90,7 @@ struct RunArgs {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
         _ = term.recv() => info!("SIGTERM received"),
@@ -100,19 +99,12 @@ async fn shutdown_signal() {
 
 async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let worker_id = args.worker_id.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "worker".into());
+        let host =
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
         format!("{host}-{}", std::process::id())
     });
-    let concurrency = args
-        .concurrency
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
+    let concurrency =
+        args.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
     let metrics = Metrics::new();
     for d in catalog.iter() {
         metrics.init_dataset(&d.name);
@@ -121,23 +113,14 @@ async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     metrics.connection_up.with_label_values(&["redis"]).set(1);
     let lake = Lake::open(&args.conn.lake_url)?;
     let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&spool_dir)
-        .with_context(|| format!("creating spool folder {}", spool_dir.display()))?;
-    let fetcher = Fetcher::new(
-        Duration::from_secs(args.connect_timeout),
-        Duration::from_secs(args.read_timeout),
-    )?;
+    std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating spool folder {}", spool_dir.display()))?;
+    let fetcher = Fetcher::new(Duration::from_secs(args.connect_timeout), Duration::from_secs(args.read_timeout))?;
     let ready = Arc::new(service::Ready::default());
     let listener = tokio::net::TcpListener::bind(&args.metrics_addr)
         .await
         .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
     let bound = listener.local_addr()?;
-    tokio::spawn(http::serve(
-        listener,
-        metrics.clone(),
-        state.clone(),
-        ready.clone(),
-    ));
+    tokio::spawn(http::serve(listener, metrics.clone(), state.clone(), ready.clone()));
     info!(%bound, worker = %worker_id, lake = %args.conn.lake_url, "metrics on http://{bound}/metrics");
     let ctx = Arc::new(process::Ctx {
         catalog,
@@ -160,19 +143,10 @@ async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn convert_one(
-    catalog: &Catalog,
-    dataset: &str,
-    input: &str,
-    output: &std::path::Path,
-) -> anyhow::Result<()> {
-    let ds = catalog
-        .require(dataset)
-        .map_err(|e| anyhow::anyhow!(e))?
-        .clone();
+async fn convert_one(catalog: &Catalog, dataset: &str, input: &str, output: &std::path::Path) -> anyhow::Result<()> {
+    let ds = catalog.require(dataset).map_err(|e| anyhow::anyhow!(e))?.clone();
     let partial = output.with_extension("parquet.partial");
-    let file = std::fs::File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
+    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let start = Instant::now();
     let input_owned = input.to_string();
     let stats = if input.starts_with("http://") || input.starts_with("https://") {
@@ -191,13 +165,7 @@ async fn convert_one(
     } else {
         let src = std::fs::File::open(input).with_context(|| format!("opening {input}"))?;
         tokio::task::spawn_blocking(move || {
-            lakefleet::convert::convert(
-                &ds,
-                &input_owned,
-                src,
-                std::io::BufWriter::with_capacity(1 << 20, file),
-                &[],
-            )
+            lakefleet::convert::convert(&ds, &input_owned, src, std::io::BufWriter::with_capacity(1 << 20, file), &[])
         })
         .await?
     };
@@ -208,8 +176,7 @@ async fn convert_one(
             return Err(e.into());
         }
     };
-    std::fs::rename(&partial, output)
-        .with_context(|| format!("renaming to {}", output.display()))?;
+    std::fs::rename(&partial, output).with_context(|| format!("renaming to {}", output.display()))?;
     let secs = start.elapsed().as_secs_f64();
     let size = std::fs::metadata(output)?.len();
     println!(
@@ -228,10 +195,7 @@ async fn convert_one(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -242,17 +206,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async {
         match cli.command {
-            Some(Cmd::Convert {
-                dataset,
-                input,
-                output,
-            }) => convert_one(&catalog, &dataset, &input, &output).await,
+            Some(Cmd::Convert { dataset, input, output }) => convert_one(&catalog, &dataset, &input, &output).await,
             None => run_service(cli.run, catalog).await,
         }
     });

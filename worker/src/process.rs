@@ -71,74 +71,40 @@ pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
         Ok(t) => t,
         Err(e) => {
             warn!(error = %e, "parking an unreadable message");
-            let failure = Failure::Permanent {
-                reason: Reason::BadMessage,
-                message: e.to_string(),
-            };
+            let failure = Failure::Permanent { reason: Reason::BadMessage, message: e.to_string() };
             let label = "unknown".to_string();
             settle_park(&ctx, &publish, &delivery, None, &label, &failure, 1).await;
             ctx.metrics.in_flight.dec();
             return;
         }
     };
-    let ds_label = if ctx.catalog.get(&task.dataset).is_some() {
-        task.dataset.clone()
-    } else {
-        "unknown".into()
-    };
+    let ds_label = if ctx.catalog.get(&task.dataset).is_some() { task.dataset.clone() } else { "unknown".into() };
     let result = run_task(&ctx, &task).await;
     match result {
         Ok(Done::Converted { uploaded }) => {
             if ack(&delivery).await {
-                ctx.metrics
-                    .tasks
-                    .with_label_values(&[&ds_label, outcome::SUCCEEDED])
-                    .inc();
+                ctx.metrics.tasks.with_label_values(&[&ds_label, outcome::SUCCEEDED]).inc();
                 info!(task = %task.label(), ?uploaded, secs = start.elapsed().as_secs_f64(), "done");
             }
         }
         Ok(Done::Skipped) => {
             if ack(&delivery).await {
-                ctx.metrics
-                    .tasks
-                    .with_label_values(&[&ds_label, outcome::SKIPPED_DUPLICATE])
-                    .inc();
+                ctx.metrics.tasks.with_label_values(&[&ds_label, outcome::SKIPPED_DUPLICATE]).inc();
                 info!(task = %task.label(), "skipped: already done");
             }
         }
         Ok(Done::LeaseHeld) => {
             // Another worker converts it now: delay, do not drop, do not count an attempt.
-            ctx.metrics
-                .lease_conflicts
-                .with_label_values(&[&ds_label])
-                .inc();
+            ctx.metrics.lease_conflicts.with_label_values(&[&ds_label]).inc();
             let q = ctx.topo.retry_queue(0);
-            match topology::publish_confirmed(
-                &publish,
-                &q,
-                &task.encode(),
-                task_headers(&task, &[]),
-            )
-            .await
-            {
+            match topology::publish_confirmed(&publish, &q, &task.encode(), task_headers(&task, &[])).await {
                 Ok(()) => {
                     ack(&delivery).await;
                 }
-                Err(e) => {
-                    nack(
-                        &ctx,
-                        &delivery,
-                        &ds_label,
-                        &format!("delaying {}: {e}", task.label()),
-                    )
-                    .await
-                }
+                Err(e) => nack(&ctx, &delivery, &ds_label, &format!("delaying {}: {e}", task.label())).await,
             }
         }
-        Err(Failure::Transient {
-            message,
-            retry_after,
-        }) if task.attempt < ctx.topo.max_attempts => {
+        Err(Failure::Transient { message, retry_after }) if task.attempt < ctx.topo.max_attempts => {
             let level = ctx.topo.retry_level(task.attempt, retry_after);
             let mut next = task.clone();
             next.attempt += 1;
@@ -147,10 +113,7 @@ pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
             match topology::publish_confirmed(&publish, &q, &next.encode(), hdr).await {
                 Ok(()) => {
                     if ack(&delivery).await {
-                        ctx.metrics
-                            .tasks
-                            .with_label_values(&[&ds_label, outcome::RETRIED])
-                            .inc();
+                        ctx.metrics.tasks.with_label_values(&[&ds_label, outcome::RETRIED]).inc();
                         if let Err(e) = ctx.state.record_retry(&task.backfill_id).await {
                             warn!(error = %e, "Redis: counting a retry");
                         }
@@ -158,13 +121,7 @@ pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
                     }
                 }
                 Err(e) => {
-                    nack(
-                        &ctx,
-                        &delivery,
-                        &ds_label,
-                        &format!("scheduling a retry of {}: {e}", task.label()),
-                    )
-                    .await
+                    nack(&ctx, &delivery, &ds_label, &format!("scheduling a retry of {}: {e}", task.label())).await
                 }
             }
         }
@@ -173,34 +130,13 @@ pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
                 reason: Reason::AttemptsExhausted,
                 message: format!("gave up after {} attempts: {message}", task.attempt),
             };
-            settle_park(
-                &ctx,
-                &publish,
-                &delivery,
-                Some(&task),
-                &ds_label,
-                &f,
-                task.attempt,
-            )
-            .await;
+            settle_park(&ctx, &publish, &delivery, Some(&task), &ds_label, &f, task.attempt).await;
         }
         Err(f @ Failure::Permanent { .. }) => {
-            settle_park(
-                &ctx,
-                &publish,
-                &delivery,
-                Some(&task),
-                &ds_label,
-                &f,
-                task.attempt,
-            )
-            .await;
+            settle_park(&ctx, &publish, &delivery, Some(&task), &ds_label, &f, task.attempt).await;
         }
     }
-    ctx.metrics
-        .task_duration
-        .with_label_values(&[&ds_label])
-        .observe(start.elapsed().as_secs_f64());
+    ctx.metrics.task_duration.with_label_values(&[&ds_label]).observe(start.elapsed().as_secs_f64());
     ctx.metrics.in_flight.dec();
 }
 
@@ -228,16 +164,8 @@ async fn ack(d: &Delivery) -> bool {
 
 async fn nack(ctx: &Ctx, d: &Delivery, ds: &str, why: &str) {
     warn!(error = why, "returning the delivery to the queue");
-    ctx.metrics
-        .tasks
-        .with_label_values(&[ds, outcome::FAILED])
-        .inc();
-    let _ = d
-        .nack(BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        })
-        .await;
+    ctx.metrics.tasks.with_label_values(&[ds, outcome::FAILED]).inc();
+    let _ = d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
 }
 
 /// Parks the delivery (original payload, reason headers), confirmed, then acks.
@@ -250,9 +178,7 @@ async fn settle_park(
     f: &Failure,
     attempts: u32,
 ) {
-    let Failure::Permanent { reason, message } = f else {
-        unreachable!("only permanent failures are parked")
-    };
+    let Failure::Permanent { reason, message } = f else { unreachable!("only permanent failures are parked") };
     let mut pairs = vec![
         ("x-lakefleet-reason", reason.code().to_string()),
         ("x-lakefleet-error", message.clone()),
@@ -265,34 +191,16 @@ async fn settle_park(
         pairs.push(("x-lakefleet-dataset", t.dataset.clone()));
         pairs.push(("x-lakefleet-partition", t.partition.clone()));
     }
-    match topology::publish_confirmed(
-        publish,
-        &ctx.topo.parking,
-        &d.data,
-        topology::headers(&pairs),
-    )
-    .await
-    {
+    match topology::publish_confirmed(publish, &ctx.topo.parking, &d.data, topology::headers(&pairs)).await {
         Ok(()) => {
             if ack(d).await {
-                ctx.metrics
-                    .tasks
-                    .with_label_values(&[ds, outcome::PARKED])
-                    .inc();
-                ctx.metrics
-                    .parked
-                    .with_label_values(&[ds, reason.code()])
-                    .inc();
+                ctx.metrics.tasks.with_label_values(&[ds, outcome::PARKED]).inc();
+                ctx.metrics.parked.with_label_values(&[ds, reason.code()]).inc();
                 warn!(task = task.map(|t| t.label()).unwrap_or_default(), reason = reason.code(), error = %message, "parked");
                 if let Some(t) = task
                     && let Err(e) = ctx
                         .state
-                        .record_dead(
-                            &t.backfill_id,
-                            &t.dataset,
-                            &t.partition,
-                            &format!("{}: {message}", reason.code()),
-                        )
+                        .record_dead(&t.backfill_id, &t.dataset, &t.partition, &format!("{}: {message}", reason.code()))
                         .await
                 {
                     warn!(error = %e, "Redis: recording a parked task");
@@ -316,36 +224,17 @@ fn soft<T>(what: &str, r: redis::RedisResult<T>) -> Option<T> {
 }
 
 async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
-    let ds = ctx
-        .catalog
-        .get(&task.dataset)
-        .ok_or_else(|| Failure::Permanent {
-            reason: Reason::BadMessage,
-            message: format!(
-                "unknown dataset {:?} (not in this worker's catalog)",
-                task.dataset
-            ),
-        })?;
+    let ds = ctx.catalog.get(&task.dataset).ok_or_else(|| Failure::Permanent {
+        reason: Reason::BadMessage,
+        message: format!("unknown dataset {:?} (not in this worker's catalog)", task.dataset),
+    })?;
     let (dsn, part) = (task.dataset.as_str(), task.partition.as_str());
-    if !task.overwrite
-        && soft(
-            "checking the done marker",
-            ctx.state.done_marker(dsn, part).await,
-        )
-        .flatten()
-        .is_some()
-    {
-        soft(
-            "counting a skip",
-            ctx.state.record_done(&task.backfill_id, part, true).await,
-        );
+    if !task.overwrite && soft("checking the done marker", ctx.state.done_marker(dsn, part).await).flatten().is_some() {
+        soft("counting a skip", ctx.state.record_done(&task.backfill_id, part, true).await);
         return Ok(Done::Skipped);
     }
     let token = format!("{}:{}", ctx.worker_id, uuid_like());
-    let leased = soft(
-        "taking the lease",
-        ctx.state.try_lease(dsn, part, &token, ctx.lease_ttl).await,
-    );
+    let leased = soft("taking the lease", ctx.state.try_lease(dsn, part, &token, ctx.lease_ttl).await);
     if leased == Some(false) {
         return Ok(Done::LeaseHeld);
     }
@@ -364,38 +253,21 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     let result = convert_and_upload(ctx, ds, task).await;
     if let Some(r) = renewer {
         r.abort();
-        soft(
-            "releasing the lease",
-            ctx.state.release_lease(dsn, part, &token).await,
-        );
+        soft("releasing the lease", ctx.state.release_lease(dsn, part, &token).await);
     }
     let (uploaded, marker) = result?;
-    soft(
-        "writing the done marker",
-        ctx.state.mark_done(dsn, part, &marker).await,
-    );
-    soft(
-        "counting progress",
-        ctx.state.record_done(&task.backfill_id, part, false).await,
-    );
+    soft("writing the done marker", ctx.state.mark_done(dsn, part, &marker).await);
+    soft("counting progress", ctx.state.record_done(&task.backfill_id, part, false).await);
     Ok(Done::Converted { uploaded })
 }
 
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn convert_and_upload(
-    ctx: &Arc<Ctx>,
-    ds: &Dataset,
-    task: &Task,
-) -> Result<(Uploaded, DoneMarker), Failure> {
+async fn convert_and_upload(ctx: &Arc<Ctx>, ds: &Dataset, task: &Task) -> Result<(Uploaded, DoneMarker), Failure> {
     let m = &ctx.metrics;
     let dl_start = Instant::now();
     let bytes_counter = m.source_bytes.with_label_values(&[&ds.name]);
@@ -405,67 +277,42 @@ async fn convert_and_upload(
         .await
         .map_err(|e| Failure::from_fetch(e, is_recent(ds, &task.partition)))?;
 
-    let spool_path = ctx
-        .spool_dir
-        .join(format!("lakefleet-{}.parquet", uuid_like()));
+    let spool_path = ctx.spool_dir.join(format!("lakefleet-{}.parquet", uuid_like()));
     let spool = Spool(spool_path.clone());
-    let file = std::fs::File::create(&spool_path).map_err(|e| {
-        Failure::transient(format!("creating spool file {}: {e}", spool_path.display()))
-    })?;
+    let file = std::fs::File::create(&spool_path)
+        .map_err(|e| Failure::transient(format!("creating spool file {}: {e}", spool_path.display())))?;
     let (ds2, url, partition) = (ds.clone(), task.source_url.clone(), task.partition.clone());
     let convert_start = Instant::now();
     let conv = tokio::task::spawn_blocking(move || {
-        let kv = [
-            (meta::SOURCE_URL, url.clone()),
-            (meta::DATASET, ds2.name.clone()),
-            (meta::PARTITION, partition),
-        ];
+        let kv = [(meta::SOURCE_URL, url.clone()), (meta::DATASET, ds2.name.clone()), (meta::PARTITION, partition)];
         let out = std::io::BufWriter::with_capacity(1 << 20, file);
         convert::convert(&ds2, &url, reader, out, &kv)
     });
     let downloaded = pump.await.unwrap_or(0);
-    m.stage_duration
-        .with_label_values(&[&ds.name, stage::DOWNLOAD])
-        .observe(dl_start.elapsed().as_secs_f64());
-    let stats = conv
-        .await
-        .map_err(|e| Failure::transient(format!("conversion thread failed: {e}")))?
-        .map_err(Failure::from)?;
-    m.stage_duration
-        .with_label_values(&[&ds.name, stage::CONVERT])
-        .observe(convert_start.elapsed().as_secs_f64());
+    m.stage_duration.with_label_values(&[&ds.name, stage::DOWNLOAD]).observe(dl_start.elapsed().as_secs_f64());
+    let stats =
+        conv.await.map_err(|e| Failure::transient(format!("conversion thread failed: {e}")))?.map_err(Failure::from)?;
+    m.stage_duration.with_label_values(&[&ds.name, stage::CONVERT]).observe(convert_start.elapsed().as_secs_f64());
     debug_assert!(downloaded >= stats.source_bytes || downloaded == 0);
 
     let size = std::fs::metadata(&spool.0)
         .map_err(|e| Failure::transient(format!("reading spool file {}: {e}", spool.0.display())))?
         .len();
     let up_start = Instant::now();
-    let uploaded = ctx
-        .lake
-        .upload_file(&task.object_key, &spool.0, size, task.overwrite)
-        .await?;
-    m.stage_duration
-        .with_label_values(&[&ds.name, stage::UPLOAD])
-        .observe(up_start.elapsed().as_secs_f64());
+    let uploaded = ctx.lake.upload_file(&task.object_key, &spool.0, size, task.overwrite).await?;
+    m.stage_duration.with_label_values(&[&ds.name, stage::UPLOAD]).observe(up_start.elapsed().as_secs_f64());
     let result = match uploaded {
         Uploaded::Written => "written",
         Uploaded::AlreadyPresent => "already_present",
     };
     m.uploads.with_label_values(&[&ds.name, result]).inc();
     if uploaded == Uploaded::Written {
-        m.rows_written
-            .with_label_values(&[&ds.name])
-            .inc_by(stats.rows);
+        m.rows_written.with_label_values(&[&ds.name]).inc_by(stats.rows);
         m.parquet_bytes.with_label_values(&[&ds.name]).inc_by(size);
     }
     drop(spool);
     Ok((
         uploaded,
-        DoneMarker {
-            object_key: task.object_key.clone(),
-            size,
-            rows: stats.rows,
-            sha256: stats.source_sha256,
-        },
+        DoneMarker { object_key: task.object_key.clone(), size, rows: stats.rows, sha256: stats.source_sha256 },
     ))
 }

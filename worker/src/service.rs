@@ -50,10 +50,7 @@ pub async fn run(
         let conn = match conn {
             Ok(c) => c,
             Err(e) => {
-                ctx.metrics
-                    .connection_up
-                    .with_label_values(&["rabbitmq"])
-                    .set(0);
+                ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(0);
                 warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ unavailable");
                 tokio::select! { _ = &mut shutdown => break, _ = tokio::time::sleep(backoff) => {} }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -62,12 +59,7 @@ pub async fn run(
         };
         let setup = async {
             let consume = conn.create_channel().await?;
-            consume
-                .basic_qos(
-                    settings.concurrency.min(u16::MAX as usize) as u16,
-                    Default::default(),
-                )
-                .await?;
+            consume.basic_qos(settings.concurrency.min(u16::MAX as usize) as u16, Default::default()).await?;
             let publish = topology::confirm_channel(&conn, None).await?;
             ctx.topo.declare(&publish).await?;
             let consumer = consume
@@ -92,10 +84,7 @@ pub async fn run(
         };
         backoff = Duration::from_millis(250);
         ready.amqp.store(true, Ordering::SeqCst);
-        ctx.metrics
-            .connection_up
-            .with_label_values(&["rabbitmq"])
-            .set(1);
+        ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(1);
         info!(queue = %ctx.topo.work, concurrency = settings.concurrency, "consuming");
 
         let stop = loop {
@@ -123,28 +112,19 @@ pub async fn run(
             }
         };
         ready.amqp.store(false, Ordering::SeqCst);
-        ctx.metrics
-            .connection_up
-            .with_label_values(&["rabbitmq"])
-            .set(0);
+        ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(0);
         if stop {
             info!(
                 in_flight = tasks.len(),
                 grace_s = settings.shutdown_grace.as_secs(),
                 "shutting down: no new deliveries"
             );
-            let _ = consume
-                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                .await;
-            let drained = tokio::time::timeout(settings.shutdown_grace, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
+            let _ = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+            let drained =
+                tokio::time::timeout(settings.shutdown_grace, async { while tasks.join_next().await.is_some() {} })
+                    .await;
             if drained.is_err() {
-                warn!(
-                    unfinished = tasks.len(),
-                    "grace period over: unfinished tasks go back to the queue"
-                );
+                warn!(unfinished = tasks.len(), "grace period over: unfinished tasks go back to the queue");
                 tasks.abort_all();
             }
             let _ = conn.close(200, "worker shutting down".into()).await;
@@ -167,10 +147,6 @@ pub async fn run(
 fn uuid_suffix() -> String {
     format!(
         "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-            & 0xffffff
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() & 0xffffff
     )
 }

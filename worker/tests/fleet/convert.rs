@@ -19,38 +19,16 @@ fn green_row(i: usize) -> String {
         i % 60,
         100 + i % 50,
         200 + i % 50,
-        if i % 3 == 0 {
-            "1.0".to_string()
-        } else {
-            (i % 4).to_string()
-        },
+        if i % 3 == 0 { "1.0".to_string() } else { (i % 4).to_string() },
         i % 9,
-        if i % 10 == 0 {
-            "-5.5".to_string()
-        } else {
-            format!("{}.25", 5 + i % 20)
-        },
-        if i % 10 == 0 {
-            "-6.8".to_string()
-        } else {
-            format!("{}.80", 6 + i % 20)
-        },
+        if i % 10 == 0 { "-5.5".to_string() } else { format!("{}.25", 5 + i % 20) },
+        if i % 10 == 0 { "-6.8".to_string() } else { format!("{}.80", 6 + i % 20) },
     )
 }
 
-fn convert(
-    dataset: &str,
-    input: &std::path::Path,
-    output: &std::path::Path,
-) -> std::process::Output {
+fn convert(dataset: &str, input: &std::path::Path, output: &std::path::Path) -> std::process::Output {
     let out = std::process::Command::new(worker_bin())
-        .args([
-            "convert",
-            "--dataset",
-            dataset,
-            input.to_str().unwrap(),
-            output.to_str().unwrap(),
-        ])
+        .args(["convert", "--dataset", dataset, input.to_str().unwrap(), output.to_str().unwrap()])
         .env_remove("LAKEFLEET_CATALOG")
         .output()
         .unwrap();
@@ -91,39 +69,15 @@ fn tlc_multi_member_gzip_crlf_blank_lines_nulls_and_trailing_fields() {
     assert_eq!(rows(&batches), 1000, "every member of the gzip is read");
     assert_eq!(kv["lakefleet.source_sha256"], sha256_hex(&gz));
     let schema = batches[0].schema();
-    assert_eq!(
-        schema.field_with_name("ehail_fee").unwrap().data_type(),
-        &DataType::Float64
-    );
-    assert_eq!(
-        schema
-            .field_with_name("congestion_surcharge")
-            .unwrap()
-            .data_type(),
-        &DataType::Float64
-    );
+    assert_eq!(schema.field_with_name("ehail_fee").unwrap().data_type(), &DataType::Float64);
+    assert_eq!(schema.field_with_name("congestion_surcharge").unwrap().data_type(), &DataType::Float64);
     let mut extra_sum = 0.0;
     let mut fare_min = f64::MAX;
     let mut passengers = 0i64;
     for b in &batches {
-        assert_eq!(
-            b.column_by_name("ehail_fee").unwrap().null_count(),
-            b.num_rows(),
-            "empty column is all null"
-        );
-        assert_eq!(
-            b.column_by_name("congestion_surcharge")
-                .unwrap()
-                .null_count(),
-            b.num_rows()
-        );
-        extra_sum += b
-            .column_by_name("extra")
-            .unwrap()
-            .as_primitive::<Float64Type>()
-            .iter()
-            .flatten()
-            .sum::<f64>();
+        assert_eq!(b.column_by_name("ehail_fee").unwrap().null_count(), b.num_rows(), "empty column is all null");
+        assert_eq!(b.column_by_name("congestion_surcharge").unwrap().null_count(), b.num_rows());
+        extra_sum += b.column_by_name("extra").unwrap().as_primitive::<Float64Type>().iter().flatten().sum::<f64>();
         fare_min = fare_min.min(
             b.column_by_name("fare_amount")
                 .unwrap()
@@ -132,29 +86,15 @@ fn tlc_multi_member_gzip_crlf_blank_lines_nulls_and_trailing_fields() {
                 .flatten()
                 .fold(f64::MAX, f64::min),
         );
-        passengers += b
-            .column_by_name("passenger_count")
-            .unwrap()
-            .as_primitive::<Int64Type>()
-            .iter()
-            .flatten()
-            .sum::<i64>();
+        passengers +=
+            b.column_by_name("passenger_count").unwrap().as_primitive::<Int64Type>().iter().flatten().sum::<i64>();
     }
     assert!((extra_sum - 200.0).abs() < 1e-6, ".20 parses: {extra_sum}");
     assert_eq!(fare_min, -5.5);
-    let expected_passengers: i64 = (0..1000)
-        .map(|i| if i % 3 == 0 { 1 } else { (i % 4) as i64 })
-        .sum();
+    let expected_passengers: i64 = (0..1000).map(|i| if i % 3 == 0 { 1 } else { (i % 4) as i64 }).sum();
     assert_eq!(passengers, expected_passengers, "1.0 is an integer");
-    let ts = batches[0]
-        .column_by_name("pickup_datetime")
-        .unwrap()
-        .as_primitive::<TimestampMicrosecondType>()
-        .value(1);
-    assert_eq!(
-        lakefleet::timefmt::micros_to_string(ts),
-        "2019-01-02 00:01:10"
-    );
+    let ts = batches[0].column_by_name("pickup_datetime").unwrap().as_primitive::<TimestampMicrosecondType>().value(1);
+    assert_eq!(lakefleet::timefmt::micros_to_string(ts), "2019-01-02 00:01:10");
 }
 
 #[test]
@@ -162,27 +102,14 @@ fn a_changed_header_is_refused_with_the_differing_columns_and_no_output() {
     let dir = tmpdir("drift");
     let input = dir.join("turnstile_220108.txt");
     let header = MTA_HEADER.replace("DESC,", "DESCRIPTION,");
-    std::fs::write(
-        &input,
-        format!("{header}\nA,R,0,59 ST,N,BMT,01/01/2022,00:00:00,REGULAR,1,2\n"),
-    )
-    .unwrap();
+    std::fs::write(&input, format!("{header}\nA,R,0,59 ST,N,BMT,01/01/2022,00:00:00,REGULAR,1,2\n")).unwrap();
     let output = dir.join("out.parquet");
     let out = convert("mta-turnstile", &input, &output);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("turnstile_220108.txt: header does not match dataset mta-turnstile"),
-        "{err}"
-    );
-    assert!(
-        err.contains("missing column(s) DESC") && err.contains("unexpected column(s) DESCRIPTION"),
-        "{err}"
-    );
-    assert!(
-        !output.exists() && !dir.join("out.parquet.partial").exists(),
-        "no output file"
-    );
+    assert!(err.contains("turnstile_220108.txt: header does not match dataset mta-turnstile"), "{err}");
+    assert!(err.contains("missing column(s) DESC") && err.contains("unexpected column(s) DESCRIPTION"), "{err}");
+    assert!(!output.exists() && !dir.join("out.parquet.partial").exists(), "no output file");
 }
 
 #[test]
@@ -196,10 +123,7 @@ fn a_truncated_last_record_names_its_line() {
     let out = convert("mta-turnstile", &input, &dir.join("out.parquet"));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("line 51") && err.contains("truncated record"),
-        "{err}"
-    );
+    assert!(err.contains("line 51") && err.contains("truncated record"), "{err}");
 }
 
 #[test]
@@ -210,27 +134,15 @@ fn mta_values_are_typed_and_kept() {
     let input = dir.join(mta_name(week));
     std::fs::write(&input, &bytes).unwrap();
     let output = dir.join("out.parquet");
-    assert_eq!(
-        convert("mta-turnstile", &input, &output).status.code(),
-        Some(0)
-    );
+    assert_eq!(convert("mta-turnstile", &input, &output).status.code(), Some(0));
     let (batches, kv) = read_parquet(std::fs::read(&output).unwrap().into());
     assert_eq!(rows(&batches), 5000);
     assert_eq!(sum_i64(&batches, "entries"), sum);
     assert!(batches.iter().any(|b| {
-        b.column_by_name("entries")
-            .unwrap()
-            .as_primitive::<Int64Type>()
-            .iter()
-            .flatten()
-            .any(|v| v > i32::MAX as i64)
+        b.column_by_name("entries").unwrap().as_primitive::<Int64Type>().iter().flatten().any(|v| v > i32::MAX as i64)
     }));
     assert_eq!(kv["lakefleet.rows"], "5000");
     // 2020-02-29 is a leap day: the Saturday itself is row 6 (i % 7 == 6).
-    let d = batches[0]
-        .column_by_name("date")
-        .unwrap()
-        .as_primitive::<arrow_array::types::Date32Type>()
-        .value(6);
+    let d = batches[0].column_by_name("date").unwrap().as_primitive::<arrow_array::types::Date32Type>().value(6);
     assert_eq!(d, 18321);
 }

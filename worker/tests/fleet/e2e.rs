@@ -9,12 +9,7 @@ use chrono::NaiveDate;
 use crate::util::*;
 
 /// Serves `weeks` generated MTA files; returns (name, bytes, sum of entries) per week.
-fn serve_weeks(
-    src: &Source,
-    first: NaiveDate,
-    weeks: usize,
-    rows: usize,
-) -> Vec<(NaiveDate, Vec<u8>, i64)> {
+fn serve_weeks(src: &Source, first: NaiveDate, weeks: usize, rows: usize) -> Vec<(NaiveDate, Vec<u8>, i64)> {
     (0..weeks)
         .map(|i| {
             let week = first + chrono::Days::new(7 * i as u64);
@@ -27,35 +22,17 @@ fn serve_weeks(
 
 /// Every planned week is in the lake exactly once, with the source's rows,
 /// schema, values and metadata; nothing else is there.
-async fn assert_lake_holds(
-    f: &Fleet,
-    src: &Source,
-    weeks: &[(NaiveDate, Vec<u8>, i64)],
-    rows: usize,
-) {
+async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>, i64)], rows: usize) {
     let objects = f.objects().await;
     let mut expected_keys: Vec<String> = weeks
         .iter()
-        .map(|(w, _, _)| {
-            format!(
-                "mta-turnstile/year={}/turnstile_{}.parquet",
-                w.format("%Y"),
-                w.format("%y%m%d")
-            )
-        })
+        .map(|(w, _, _)| format!("mta-turnstile/year={}/turnstile_{}.parquet", w.format("%Y"), w.format("%y%m%d")))
         .collect();
     expected_keys.sort();
     let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
-    assert_eq!(
-        keys, expected_keys,
-        "exactly one object per partition, nothing else"
-    );
+    assert_eq!(keys, expected_keys, "exactly one object per partition, nothing else");
     for (week, bytes, sum) in weeks {
-        let key = format!(
-            "mta-turnstile/year={}/turnstile_{}.parquet",
-            week.format("%Y"),
-            week.format("%y%m%d")
-        );
+        let key = format!("mta-turnstile/year={}/turnstile_{}.parquet", week.format("%Y"), week.format("%y%m%d"));
         let (batches, kv) = read_parquet(f.read_object(&key).await);
         assert_eq!(rows_of(&batches), rows, "{key}");
         assert_eq!(sum_i64(&batches, "entries"), *sum, "{key}");
@@ -78,26 +55,14 @@ async fn assert_lake_holds(
                 "observed_at"
             ]
         );
-        assert_eq!(
-            schema.field_with_name("entries").unwrap().data_type(),
-            &DataType::Int64
-        );
-        assert_eq!(
-            schema.field_with_name("date").unwrap().data_type(),
-            &DataType::Date32
-        );
-        assert_eq!(
-            schema.field_with_name("linename").unwrap().data_type(),
-            &DataType::Utf8
-        );
+        assert_eq!(schema.field_with_name("entries").unwrap().data_type(), &DataType::Int64);
+        assert_eq!(schema.field_with_name("date").unwrap().data_type(), &DataType::Date32);
+        assert_eq!(schema.field_with_name("linename").unwrap().data_type(), &DataType::Utf8);
         assert_eq!(
             schema.field_with_name("observed_at").unwrap().data_type(),
             &DataType::Timestamp(TimeUnit::Microsecond, None)
         );
-        assert_eq!(
-            kv["lakefleet.source_url"],
-            format!("{}/{}", src.base, mta_name(*week))
-        );
+        assert_eq!(kv["lakefleet.source_url"], format!("{}/{}", src.base, mta_name(*week)));
         assert_eq!(kv["lakefleet.source_sha256"], sha256_hex(bytes));
         assert_eq!(kv["lakefleet.rows"], rows.to_string());
         assert_eq!(kv["lakefleet.schema_version"], "1");
@@ -134,45 +99,23 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
         "120",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", w1.log());
-    assert!(
-        stdout(&out).contains("planned 6, done 6"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("planned 6, done 6"), "{}", stdout(&out));
     assert_lake_holds(&f, &src, &weeks, 3000).await;
 
     // Values survive: a station with '/', '.' and quotes; digits-only line names stay text.
     let key = "mta-turnstile/year=2022/turnstile_220101.parquet";
     let (batches, _) = read_parquet(f.read_object(key).await);
     let b = &batches[0];
-    let stations: Vec<String> = b
-        .column_by_name("station")
-        .unwrap()
-        .as_string::<i32>()
-        .iter()
-        .flatten()
-        .map(String::from)
-        .collect();
+    let stations: Vec<String> =
+        b.column_by_name("station").unwrap().as_string::<i32>().iter().flatten().map(String::from).collect();
     assert!(
         stations.iter().any(|s| s == "B'WAY-LAFAYETTE")
             && stations.iter().any(|s| s == "ST. GEORGE")
             && stations.iter().any(|s| s == "LEXINGTON AV/53")
     );
-    let lines: Vec<&str> = b
-        .column_by_name("linename")
-        .unwrap()
-        .as_string::<i32>()
-        .iter()
-        .flatten()
-        .collect();
+    let lines: Vec<&str> = b.column_by_name("linename").unwrap().as_string::<i32>().iter().flatten().collect();
     assert!(lines.contains(&"456") && lines.contains(&"1"));
-    let descs: Vec<&str> = b
-        .column_by_name("desc")
-        .unwrap()
-        .as_string::<i32>()
-        .iter()
-        .flatten()
-        .collect();
+    let descs: Vec<&str> = b.column_by_name("desc").unwrap().as_string::<i32>().iter().flatten().collect();
     assert!(descs.contains(&"RECOVR AUD"));
     // Row 0 of the generator: 2021-12-26 (six days before the Saturday) at 00:00:00.
     let obs = b
@@ -180,20 +123,12 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
         .unwrap()
         .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
         .value(0);
-    assert_eq!(
-        lakefleet::timefmt::micros_to_string(obs),
-        "2021-12-26 00:00:00"
-    );
+    assert_eq!(lakefleet::timefmt::micros_to_string(obs), "2021-12-26 00:00:00");
 
     let before = f.objects().await;
     let mtimes: Vec<_> = before
         .iter()
-        .map(|(k, _)| {
-            std::fs::metadata(f.lake_dir.as_ref().unwrap().join(k))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
+        .map(|(k, _)| std::fs::metadata(f.lake_dir.as_ref().unwrap().join(k)).unwrap().modified().unwrap())
         .collect();
     let written = |m: &str| metric(m, "lakefleet_uploads_total", &[("result", "written")]);
     let written_before = written(&w1.metrics().await) + written(&w2.metrics().await);
@@ -218,40 +153,22 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
     assert_eq!(out.status.code(), Some(0));
     let (m1, m2) = (w1.metrics().await, w2.metrics().await);
     assert_eq!(written(&m1) + written(&m2), 6.0, "no second upload");
-    let skipped = metric(
-        &m1,
-        "lakefleet_tasks_total",
-        &[("outcome", "skipped_duplicate")],
-    ) + metric(
-        &m2,
-        "lakefleet_tasks_total",
-        &[("outcome", "skipped_duplicate")],
-    );
+    let skipped = metric(&m1, "lakefleet_tasks_total", &[("outcome", "skipped_duplicate")])
+        + metric(&m2, "lakefleet_tasks_total", &[("outcome", "skipped_duplicate")]);
     assert_eq!(skipped, 6.0);
     assert_eq!(f.objects().await, before, "the lake is unchanged");
     let mtimes_after: Vec<_> = before
         .iter()
-        .map(|(k, _)| {
-            std::fs::metadata(f.lake_dir.as_ref().unwrap().join(k))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
+        .map(|(k, _)| std::fs::metadata(f.lake_dir.as_ref().unwrap().join(k)).unwrap().modified().unwrap())
         .collect();
     assert_eq!(mtimes, mtimes_after);
     let succeeded = metric(&m1, "lakefleet_tasks_total", &[("outcome", "succeeded")])
         + metric(&m2, "lakefleet_tasks_total", &[("outcome", "succeeded")]);
     assert_eq!(succeeded, 6.0);
     assert!(
-        metric(
-            &m1,
-            "lakefleet_rows_written_total",
-            &[("dataset", "mta-turnstile")]
-        ) + metric(
-            &m2,
-            "lakefleet_rows_written_total",
-            &[("dataset", "mta-turnstile")]
-        ) == 18000.0
+        metric(&m1, "lakefleet_rows_written_total", &[("dataset", "mta-turnstile")])
+            + metric(&m2, "lakefleet_rows_written_total", &[("dataset", "mta-turnstile")])
+            == 18000.0
     );
     f.cleanup().await;
 }
@@ -261,12 +178,7 @@ async fn backfill_into_an_s3_compatible_lake() {
     let s3 = S3Server::start().await;
     let src = Source::start().await;
     let f = Fleet::s3("e2e-s3", &s3);
-    let weeks = serve_weeks(
-        &src,
-        NaiveDate::from_ymd_opt(2021, 12, 25).unwrap(),
-        3,
-        2000,
-    );
+    let weeks = serve_weeks(&src, NaiveDate::from_ymd_opt(2021, 12, 25).unwrap(), 3, 2000);
     let w = f.worker(&[]);
     w.ready().await;
     let out = f.producer(&[
@@ -287,10 +199,7 @@ async fn backfill_into_an_s3_compatible_lake() {
     assert_lake_holds(&f, &src, &weeks, 2000).await;
     // The year partition follows the partition date across the year boundary.
     let keys: Vec<String> = f.objects().await.into_iter().map(|(k, _)| k).collect();
-    assert!(
-        keys.contains(&"mta-turnstile/year=2021/turnstile_211225.parquet".to_string()),
-        "{keys:?}"
-    );
+    assert!(keys.contains(&"mta-turnstile/year=2021/turnstile_211225.parquet".to_string()), "{keys:?}");
     f.cleanup().await;
 }
 
@@ -324,29 +233,16 @@ async fn a_malformed_row_fails_the_task_with_its_line_and_leaves_no_object() {
         "--wait-timeout",
         "60",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a parked partition fails --wait"
-    );
+    assert_eq!(out.status.code(), Some(1), "a parked partition fails --wait");
     let text = stdout(&out);
-    assert!(
-        text.contains("bad_row") && text.contains("line 5") && text.contains("entries"),
-        "{text}"
-    );
+    assert!(text.contains("bad_row") && text.contains("line 5") && text.contains("entries"), "{text}");
     assert!(f.objects().await.is_empty(), "no object in the lake");
     let parked = f.drain(&f.topology().parking).await;
     assert_eq!(parked.len(), 1);
     let h = parked[0].properties.headers().as_ref();
-    assert_eq!(
-        lakefleet::topology::header_str(h, "x-lakefleet-reason").as_deref(),
-        Some("bad_row")
-    );
+    assert_eq!(lakefleet::topology::header_str(h, "x-lakefleet-reason").as_deref(), Some("bad_row"));
     let err = lakefleet::topology::header_str(h, "x-lakefleet-error").unwrap();
-    assert!(
-        err.contains("turnstile_220108.txt: line 5, column 10 (entries)") && err.contains("12x34"),
-        "{err}"
-    );
+    assert!(err.contains("turnstile_220108.txt: line 5, column 10 (entries)") && err.contains("12x34"), "{err}");
     f.cleanup().await;
 }
 
@@ -385,21 +281,11 @@ async fn sigterm_mid_task_returns_it_and_another_worker_completes_the_backfill()
         }
     })
     .await;
-    assert_eq!(
-        a.terminate(Duration::from_secs(15)),
-        Some(0),
-        "worker exits 0 after SIGTERM: {}",
-        a.log()
-    );
+    assert_eq!(a.terminate(Duration::from_secs(15)), Some(0), "worker exits 0 after SIGTERM: {}", a.log());
     assert!(a.log().contains("grace period over"), "{}", a.log());
     let b = f.worker(&[]);
     b.ready().await;
-    let id = stdout(&out)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(':')
-        .to_string();
+    let id = stdout(&out).split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string();
     let st = f.state().await;
     eventually(Duration::from_secs(60), "backfill complete", || {
         let (st, id) = (st.clone(), id.clone());

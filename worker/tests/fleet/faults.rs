@@ -13,17 +13,7 @@ fn week(i: u64) -> NaiveDate {
 
 fn backfill(f: &Fleet, src: &Source, weeks: u64) -> std::process::Output {
     let to = week(weeks - 1).to_string();
-    f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        &to,
-        "--mirror",
-        &src.base,
-    ])
+    f.producer(&["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", &to, "--mirror", &src.base])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -39,17 +29,10 @@ async fn source_errors_retry_with_growing_delays_or_park_with_a_reason() {
     }
     // week 0: 500 twice, then 200. week 1: 404. week 2: truncated once.
     // week 3: a changed header. week 4: fine.
-    src.fault(
-        &mta_name(week(0)),
-        &[Fault::Status(500), Fault::Status(500)],
-    );
+    src.fault(&mta_name(week(0)), &[Fault::Status(500), Fault::Status(500)]);
     src.state_remove(&mta_name(week(1)));
     src.fault(&mta_name(week(2)), &[Fault::Truncate(700)]);
-    let drifted = String::from_utf8(files[3].clone()).unwrap().replacen(
-        "DESC,ENTRIES",
-        "DESC,ENTRIES,EXTRA",
-        1,
-    );
+    let drifted = String::from_utf8(files[3].clone()).unwrap().replacen("DESC,ENTRIES", "DESC,ENTRIES,EXTRA", 1);
     src.put(&mta_name(week(3)), drifted.into_bytes());
     expect.push(mta_expect(week(0), 500, &files[0]));
     expect.push(mta_expect(week(2), 500, &files[2]));
@@ -61,66 +44,29 @@ async fn source_errors_retry_with_growing_delays_or_park_with_a_reason() {
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
     assert_eq!((s.done, s.dead.len()), (3, 2), "{s:?}");
-    assert_eq!(
-        s.retried, 3,
-        "two retries for the 500s, one for the truncated body"
-    );
+    assert_eq!(s.retried, 3, "two retries for the 500s, one for the truncated body");
 
     // Growing delays between the three requests of week 0 (base 200 ms).
     let hits = src.hits(&mta_name(week(0)));
     assert_eq!(hits.len(), 3);
     let (d1, d2) = (hits[1] - hits[0], hits[2] - hits[1]);
-    assert!(
-        d1 >= Duration::from_millis(200) && d2 >= Duration::from_millis(400) && d2 > d1,
-        "{d1:?} then {d2:?}"
-    );
+    assert!(d1 >= Duration::from_millis(200) && d2 >= Duration::from_millis(400) && d2 > d1, "{d1:?} then {d2:?}");
 
     let m = w.metrics().await;
-    assert_eq!(
-        metric(&m, "lakefleet_tasks_total", &[("outcome", "retried")]),
-        3.0
-    );
-    assert_eq!(
-        metric(
-            &m,
-            "lakefleet_tasks_parked_total",
-            &[("reason", "not_found")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &m,
-            "lakefleet_tasks_parked_total",
-            &[("reason", "schema_mismatch")]
-        ),
-        1.0
-    );
+    assert_eq!(metric(&m, "lakefleet_tasks_total", &[("outcome", "retried")]), 3.0);
+    assert_eq!(metric(&m, "lakefleet_tasks_parked_total", &[("reason", "not_found")]), 1.0);
+    assert_eq!(metric(&m, "lakefleet_tasks_parked_total", &[("reason", "schema_mismatch")]), 1.0);
 
     // What an operator sees.
     let list = f.producer(&["dlq", "list"]);
     let text = stdout(&list);
-    assert!(
-        text.contains("not_found") && text.contains("HTTP 404"),
-        "{text}"
-    );
-    let drift = text
-        .lines()
-        .find(|l| l.contains("schema_mismatch"))
-        .unwrap();
+    assert!(text.contains("not_found") && text.contains("HTTP 404"), "{text}");
+    let drift = text.lines().find(|l| l.contains("schema_mismatch")).unwrap();
     assert!(drift.contains("unexpected column(s) EXTRA"), "{drift}");
     let status = f.producer(&["status", &s.id]);
     assert!(stdout(&status).contains("parked 2"), "{}", stdout(&status));
 
-    oracle(
-        &f,
-        &expect,
-        &[
-            ("2022-01-08", "not_found"),
-            ("2022-01-22", "schema_mismatch"),
-        ],
-    )
-    .await;
+    oracle(&f, &expect, &[("2022-01-08", "not_found"), ("2022-01-22", "schema_mismatch")]).await;
     f.cleanup().await;
 }
 
@@ -131,45 +77,24 @@ async fn exhausted_attempts_park_and_replay_completes_after_the_source_heals() {
     f.env.push(("LAKEFLEET_MAX_ATTEMPTS".into(), "3".into()));
     let (bytes, _) = mta_week(week(0), 300, 9);
     src.put(&mta_name(week(0)), bytes.clone());
-    src.fault(
-        &mta_name(week(0)),
-        &[Fault::Status(503), Fault::Status(503), Fault::Status(503)],
-    );
+    src.fault(&mta_name(week(0)), &[Fault::Status(503), Fault::Status(503), Fault::Status(503)]);
     let w = f.worker(&[]);
     w.ready().await;
     let out = backfill(&f, &src, 1);
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
     assert_eq!(s.dead.len(), 1);
-    assert!(
-        s.dead[0]
-            .1
-            .starts_with("attempts_exhausted: gave up after 3 attempts"),
-        "{:?}",
-        s.dead
-    );
+    assert!(s.dead[0].1.starts_with("attempts_exhausted: gave up after 3 attempts"), "{:?}", s.dead);
 
     let list = f.producer(&["dlq", "list", "--reason", "attempts_exhausted"]);
-    assert!(
-        stdout(&list).contains("1 parked task(s) match"),
-        "{}",
-        stdout(&list)
-    );
+    assert!(stdout(&list).contains("1 parked task(s) match"), "{}", stdout(&list));
     let none = f.producer(&["dlq", "list", "--dataset", "nyc-tlc-green"]);
-    assert!(
-        stdout(&none).contains("0 parked task(s) match (1 others"),
-        "{}",
-        stdout(&none)
-    );
+    assert!(stdout(&none).contains("0 parked task(s) match (1 others"), "{}", stdout(&none));
     let bad = f.producer(&["dlq", "list", "--reason", "oops"]);
     assert_eq!(bad.status.code(), Some(2));
 
     // The source healed: replay; the backfill completes.
     let replay = f.producer(&["dlq", "replay", "--backfill", &s.id]);
-    assert!(
-        stdout(&replay).contains("replayed 1 task(s)"),
-        "{}",
-        stdout(&replay)
-    );
+    assert!(stdout(&replay).contains("replayed 1 task(s)"), "{}", stdout(&replay));
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
     assert_eq!((s.done, s.dead.len()), (1, 0));
     oracle(&f, &[mta_expect(week(0), 300, &bytes)], &[]).await;
@@ -183,17 +108,10 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
     let w = f.worker(&[]);
     w.ready().await;
     let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn, None)
+    let ch = lakefleet::topology::confirm_channel(&conn, None).await.unwrap();
+    lakefleet::topology::publish_confirmed(&ch, &f.topology().work, b"{\"not\": \"msgpack\"}", Default::default())
         .await
         .unwrap();
-    lakefleet::topology::publish_confirmed(
-        &ch,
-        &f.topology().work,
-        b"{\"not\": \"msgpack\"}",
-        Default::default(),
-    )
-    .await
-    .unwrap();
     let mut future = lakefleet::task::Task {
         v: lakefleet::task::MAJOR + 1,
         backfill_id: "x".into(),
@@ -205,14 +123,9 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
         enqueued_at: String::new(),
         overwrite: false,
     };
-    lakefleet::topology::publish_confirmed(
-        &ch,
-        &f.topology().work,
-        &future.encode(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    lakefleet::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
+        .await
+        .unwrap();
     future.v = lakefleet::task::MAJOR;
     eventually(Duration::from_secs(20), "two parked messages", || async {
         f.queue_len(&f.topology().parking).await == 2
@@ -226,35 +139,19 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
     assert_eq!(s.done, 1);
     let m = w.metrics().await;
-    assert_eq!(
-        metric(
-            &m,
-            "lakefleet_tasks_parked_total",
-            &[("reason", "bad_message")]
-        ),
-        2.0
-    );
+    assert_eq!(metric(&m, "lakefleet_tasks_parked_total", &[("reason", "bad_message")]), 2.0);
 
     let list = f.producer(&["dlq", "list", "--reason", "bad_message"]);
     assert!(
-        stdout(&list).contains("newer than this worker")
-            && stdout(&list).contains("invalid MessagePack"),
+        stdout(&list).contains("newer than this worker") && stdout(&list).contains("invalid MessagePack"),
         "{}",
         stdout(&list)
     );
     let refused = f.producer(&["dlq", "purge", "--reason", "bad_message"]);
-    assert_eq!(
-        refused.status.code(),
-        Some(2),
-        "no confirmation without a terminal or --yes"
-    );
+    assert_eq!(refused.status.code(), Some(2), "no confirmation without a terminal or --yes");
     assert_eq!(f.queue_len(&f.topology().parking).await, 2);
     let purge = f.producer(&["dlq", "purge", "--reason", "bad_message", "--yes"]);
-    assert!(
-        stdout(&purge).contains("removed 2 parked task(s)"),
-        "{}",
-        stdout(&purge)
-    );
+    assert!(stdout(&purge).contains("removed 2 parked task(s)"), "{}", stdout(&purge));
     oracle(&f, &[mta_expect(week(0), 100, &bytes)], &[]).await;
     f.cleanup().await;
 }
@@ -265,13 +162,7 @@ async fn the_same_task_delivered_twice_at_once_is_written_once() {
     let f = Fleet::local("twice");
     let (bytes, _) = mta_week(week(0), 2000, 4);
     src.put(&mta_name(week(0)), bytes.clone());
-    src.fault(
-        &mta_name(week(0)),
-        &[
-            Fault::Slow(10, Duration::from_secs(2)),
-            Fault::Slow(10, Duration::from_secs(2)),
-        ],
-    );
+    src.fault(&mta_name(week(0)), &[Fault::Slow(10, Duration::from_secs(2)), Fault::Slow(10, Duration::from_secs(2))]);
     let w1 = f.worker(&[]);
     let w2 = f.worker(&[]);
     w1.ready().await;
@@ -294,23 +185,10 @@ async fn the_same_task_delivered_twice_at_once_is_written_once() {
     wait_finished(&f, &forced, Duration::from_secs(30)).await;
     let (m1, m2) = (w1.metrics().await, w2.metrics().await);
     let sum = |name: &str, l: &[(&str, &str)]| metric(&m1, name, l) + metric(&m2, name, l);
-    assert_eq!(
-        sum("lakefleet_uploads_total", &[("result", "written")]),
-        1.0,
-        "one write"
-    );
-    assert_eq!(
-        sum("lakefleet_tasks_total", &[("outcome", "succeeded")]),
-        1.0
-    );
-    assert_eq!(
-        sum("lakefleet_tasks_total", &[("outcome", "skipped_duplicate")]),
-        1.0
-    );
-    assert!(
-        sum("lakefleet_lease_conflicts_total", &[]) >= 1.0,
-        "the second delivery waited for the lease"
-    );
+    assert_eq!(sum("lakefleet_uploads_total", &[("result", "written")]), 1.0, "one write");
+    assert_eq!(sum("lakefleet_tasks_total", &[("outcome", "succeeded")]), 1.0);
+    assert_eq!(sum("lakefleet_tasks_total", &[("outcome", "skipped_duplicate")]), 1.0);
+    assert!(sum("lakefleet_lease_conflicts_total", &[]) >= 1.0, "the second delivery waited for the lease");
     oracle(&f, &[mta_expect(week(0), 2000, &bytes)], &[]).await;
     f.cleanup().await;
 }
@@ -323,31 +201,24 @@ async fn kill_9_mid_download_leaves_every_partition_in_the_lake_once() {
     for i in 0..3 {
         let (bytes, _) = mta_week(week(i), 1500, 70 + i);
         src.put(&mta_name(week(i)), bytes.clone());
-        src.fault(
-            &mta_name(week(i)),
-            &[Fault::Slow(20, Duration::from_secs(4))],
-        );
+        src.fault(&mta_name(week(i)), &[Fault::Slow(20, Duration::from_secs(4))]);
         expect.push(mta_expect(week(i), 1500, &bytes));
     }
     let mut a = f.worker(&["--concurrency", "3"]);
     a.ready().await;
     let out = backfill(&f, &src, 3);
-    eventually(
-        Duration::from_secs(10),
-        "worker A busy with all three",
-        || {
-            let addr = a.addr.clone();
-            async move {
-                reqwest::get(format!("http://{addr}/metrics"))
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap()
-                    .contains("lakefleet_tasks_in_flight 3")
-            }
-        },
-    )
+    eventually(Duration::from_secs(10), "worker A busy with all three", || {
+        let addr = a.addr.clone();
+        async move {
+            reqwest::get(format!("http://{addr}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .contains("lakefleet_tasks_in_flight 3")
+        }
+    })
     .await;
     a.kill9();
     let b = f.worker(&[]);
@@ -388,26 +259,11 @@ async fn lost_redis_state_mid_backfill_still_gives_every_partition_once() {
         "--mirror",
         &src.base,
     ]);
-    assert!(
-        stdout(&again).contains("0 already done, 6 to publish"),
-        "{}",
-        stdout(&again)
-    );
+    assert!(stdout(&again).contains("0 already done, 6 to publish"), "{}", stdout(&again));
     wait_finished(&f, &again, Duration::from_secs(30)).await;
     let m = w.metrics().await;
-    assert_eq!(
-        metric(&m, "lakefleet_uploads_total", &[("result", "written")]),
-        6.0
-    );
-    assert_eq!(
-        metric(
-            &m,
-            "lakefleet_uploads_total",
-            &[("result", "already_present")]
-        ),
-        6.0,
-        "verified, not rewritten"
-    );
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "written")]), 6.0);
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "already_present")]), 6.0, "verified, not rewritten");
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;
 }

@@ -8,11 +8,7 @@ use lakefleet::task::MAJOR;
 use crate::util::*;
 
 fn backfill_id(out: &str) -> String {
-    out.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(':')
-        .to_string()
+    out.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -49,61 +45,33 @@ async fn backfill_publishes_exactly_the_planned_tasks() {
         assert_eq!(t.backfill_id, id);
         assert_eq!(t.dataset, "mta-turnstile");
         assert_eq!(t.partition, p.date.to_string());
-        assert_eq!(
-            t.source_url,
-            format!(
-                "http://127.0.0.1:9/mirror/turnstile_{}.txt",
-                p.date.format("%y%m%d")
-            )
-        );
+        assert_eq!(t.source_url, format!("http://127.0.0.1:9/mirror/turnstile_{}.txt", p.date.format("%y%m%d")));
         assert_eq!(t.object_key, p.object_key);
         assert_eq!(t.attempt, 1);
         assert!(!t.overwrite);
-        assert!(
-            chrono::DateTime::parse_from_rfc3339(&t.enqueued_at).is_ok(),
-            "{}",
-            t.enqueued_at
-        );
+        assert!(chrono::DateTime::parse_from_rfc3339(&t.enqueued_at).is_ok(), "{}", t.enqueued_at);
     }
     // The plan is recorded for status.
     let st = f.state().await.backfill(&id).await.unwrap().unwrap();
     assert_eq!((st.planned, st.done, st.dead.len()), (13, 0, 0));
     let out = f.producer(&["status", &id]);
-    assert!(
-        stdout(&out).contains("planned 13, done 0"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("planned 13, done 0"), "{}", stdout(&out));
     f.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn monthly_backfill_publishes_one_task_per_month() {
     let f = Fleet::local("monthly");
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "nyc-tlc-yellow",
-        "--from",
-        "2019-11-15",
-        "--to",
-        "2020-02-03",
-    ]);
+    let out = f.producer(&["backfill", "--dataset", "nyc-tlc-yellow", "--from", "2019-11-15", "--to", "2020-02-03"]);
     assert_eq!(out.status.code(), Some(0));
     let tasks = f.drain_tasks(&f.topology().work).await;
     let months: Vec<&str> = tasks.iter().map(|t| t.partition.as_str()).collect();
-    assert_eq!(
-        months,
-        ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]
-    );
+    assert_eq!(months, ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]);
     assert_eq!(
         tasks[0].source_url,
         "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-11.csv.gz"
     );
-    assert_eq!(
-        tasks[3].object_key,
-        "nyc-tlc-yellow/year=2020/yellow_tripdata_2020-02.parquet"
-    );
+    assert_eq!(tasks[3].object_key, "nyc-tlc-yellow/year=2020/yellow_tripdata_2020-02.parquet");
     f.cleanup().await;
 }
 
@@ -122,98 +90,34 @@ async fn dry_run_and_refusals_publish_nothing() {
     ]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    for d in [
-        "2022-01-01",
-        "2022-01-08",
-        "2022-01-15",
-        "2022-01-22",
-        "2022-01-29",
-    ] {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(d))
-            .unwrap_or_else(|| panic!("{d} missing:\n{text}"));
+    for d in ["2022-01-01", "2022-01-08", "2022-01-15", "2022-01-22", "2022-01-29"] {
+        let line = text.lines().find(|l| l.starts_with(d)).unwrap_or_else(|| panic!("{d} missing:\n{text}"));
         assert!(line.contains("new"), "{line}");
         assert!(line.contains("turnstile_"), "{line}");
         assert!(line.contains("mta-turnstile/year=2022/"), "{line}");
     }
     let far = (chrono::Local::now().date_naive() + chrono::Days::new(30)).to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--dataset", "nope", "--from", "2022-01-01", "--to", "2022-01-31"], "known datasets: mta-turnstile"),
+        (vec!["--dataset", "mta-turnstile", "--from", "2022-03-01", "--to", "2022-01-31"], "is after --to"),
         (
-            vec![
-                "--dataset",
-                "nope",
-                "--from",
-                "2022-01-01",
-                "--to",
-                "2022-01-31",
-            ],
-            "known datasets: mta-turnstile",
-        ),
-        (
-            vec![
-                "--dataset",
-                "mta-turnstile",
-                "--from",
-                "2022-03-01",
-                "--to",
-                "2022-01-31",
-            ],
-            "is after --to",
-        ),
-        (
-            vec![
-                "--dataset",
-                "mta-turnstile",
-                "--from",
-                "2014-01-01",
-                "--to",
-                "2014-12-31",
-            ],
+            vec!["--dataset", "mta-turnstile", "--from", "2014-01-01", "--to", "2014-12-31"],
             "before the first available partition 2014-10-18",
         ),
         (
-            vec![
-                "--dataset",
-                "mta-turnstile",
-                "--from",
-                "2022-01-01",
-                "--to",
-                &far,
-            ],
+            vec!["--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", &far],
             "past the latest published partition",
         ),
         (
-            vec![
-                "--dataset",
-                "nyc-tlc-fhv",
-                "--from",
-                "2018-06-01",
-                "--to",
-                "2019-02-01",
-            ],
+            vec!["--dataset", "nyc-tlc-fhv", "--from", "2018-06-01", "--to", "2019-02-01"],
             "before the first available partition 2019-01-01",
         ),
         (
-            vec![
-                "--dataset",
-                "nyc-tlc-green",
-                "--from",
-                "2021-01-01",
-                "--to",
-                "2021-12-31",
-            ],
+            vec!["--dataset", "nyc-tlc-green", "--from", "2021-01-01", "--to", "2021-12-31"],
             "after the last available partition 2021-07-01",
         ),
         (
-            vec![
-                "--dataset",
-                "mta-turnstile",
-                "--from",
-                "2022-01-02",
-                "--to",
-                "2022-01-07",
-            ],
+            vec!["--dataset", "mta-turnstile", "--from", "2022-01-02", "--to", "2022-01-07"],
             "no weekly (Saturdays) publication",
         ),
     ];
@@ -238,33 +142,17 @@ async fn done_partitions_are_not_published_again_without_force() {
     let ds = cat.get("mta-turnstile").unwrap();
     let mut d = NaiveDate::from_ymd_opt(2022, 1, 1).unwrap();
     while d <= NaiveDate::from_ymd_opt(2022, 3, 31).unwrap() {
-        let m = DoneMarker {
-            object_key: ds.object_key(d),
-            size: 1,
-            rows: 1,
-            sha256: "x".into(),
-        };
-        st.mark_done("mta-turnstile", &d.to_string(), &m)
-            .await
-            .unwrap();
+        let m = DoneMarker { object_key: ds.object_key(d), size: 1, rows: 1, sha256: "x".into() };
+        st.mark_done("mta-turnstile", &d.to_string(), &m).await.unwrap();
+        let path = f.lake_dir.as_ref().unwrap().join(ds.object_key(d));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"x").unwrap();
         d = d + chrono::Days::new(7);
     }
-    let args = [
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-03-31",
-    ];
+    let args = ["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-03-31"];
     let out = f.producer(&args);
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        stdout(&out).contains("13 already done, 0 to publish"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("13 already done, 0 to publish"), "{}", stdout(&out));
     assert_eq!(f.queue_len(&f.topology().work).await, 0);
     // Its status is complete at once.
     let id = backfill_id(&stdout(&out));
@@ -280,11 +168,18 @@ async fn done_partitions_are_not_published_again_without_force() {
         "2022-01-08",
         "--dry-run",
     ]);
-    assert!(
-        stdout(&dry).contains("skipped: already done"),
-        "{}",
-        stdout(&dry)
-    );
+    assert!(stdout(&dry).contains("skipped: already done"), "{}", stdout(&dry));
+
+    // A done marker whose object has left the lake does not count as done.
+    std::fs::remove_file(
+        f.lake_dir.as_ref().unwrap().join(ds.object_key(NaiveDate::from_ymd_opt(2022, 1, 15).unwrap())),
+    )
+    .unwrap();
+    let out = f.producer(&args);
+    assert!(stdout(&out).contains("12 already done, 1 to publish"), "{}", stdout(&out));
+    let tasks = f.drain_tasks(&f.topology().work).await;
+    assert_eq!(tasks.iter().map(|t| t.partition.as_str()).collect::<Vec<_>>(), ["2022-01-15"]);
+    assert!(st.done_marker("mta-turnstile", "2022-01-15").await.unwrap().is_none(), "the stale marker is gone");
 
     let mut forced = args.to_vec();
     forced.push("--force");
@@ -298,48 +193,23 @@ async fn done_partitions_are_not_published_again_without_force() {
 async fn unreachable_services_give_one_clear_line() {
     let f = Fleet::local("down");
     let mut cmd = std::process::Command::new(producer_bin());
-    cmd.args([
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-01-08",
-    ])
-    .env("LAKEFLEET_PREFIX", &f.prefix)
-    .env("REDIS_URL", format!("redis://127.0.0.1:{}", free_port()));
+    cmd.args(["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-01-08"])
+        .env("LAKEFLEET_PREFIX", &f.prefix)
+        .env("REDIS_URL", format!("redis://127.0.0.1:{}", free_port()));
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.starts_with("error: cannot connect to Redis at redis://127.0.0.1:"),
-        "{err}"
-    );
+    assert!(err.starts_with("error: cannot connect to Redis at redis://127.0.0.1:"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     let mut cmd = std::process::Command::new(producer_bin());
-    cmd.args([
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-01-08",
-    ])
-    .env("LAKEFLEET_PREFIX", &f.prefix)
-    .env(
-        "AMQP_URL",
-        format!("amqp://guest:secret@127.0.0.1:{}/%2f", free_port()),
-    );
+    cmd.args(["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-01-08"])
+        .env("LAKEFLEET_PREFIX", &f.prefix)
+        .env("AMQP_URL", format!("amqp://guest:secret@127.0.0.1:{}/%2f", free_port()));
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:"),
-        "{err}"
-    );
+    assert!(err.contains("cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:"), "{err}");
     assert!(!err.contains("secret"), "password leaked: {err}");
     f.cleanup().await;
 }
@@ -347,17 +217,10 @@ async fn unreachable_services_give_one_clear_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unroutable_publish_is_an_error() {
     let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn, None)
+    let ch = lakefleet::topology::confirm_channel(&conn, None).await.unwrap();
+    let e = lakefleet::topology::publish_confirmed(&ch, "lakefleet-test-no-such-queue", b"x", Default::default())
         .await
-        .unwrap();
-    let e = lakefleet::topology::publish_confirmed(
-        &ch,
-        "lakefleet-test-no-such-queue",
-        b"x",
-        Default::default(),
-    )
-    .await
-    .unwrap_err();
+        .unwrap_err();
     assert!(e.to_string().contains("unroutable"), "{e}");
 }
 
@@ -366,27 +229,16 @@ async fn datasets_lists_the_catalog_and_a_bad_catalog_is_refused() {
     let f = Fleet::local("catalog");
     let out = f.producer(&["datasets"]);
     let text = stdout(&out);
-    for name in [
-        "mta-turnstile",
-        "nyc-tlc-yellow",
-        "nyc-tlc-green",
-        "nyc-tlc-fhv",
-    ] {
+    for name in ["mta-turnstile", "nyc-tlc-yellow", "nyc-tlc-green", "nyc-tlc-fhv"] {
         assert!(text.contains(name), "{text}");
     }
-    assert!(
-        text.contains("entries: int64") && text.contains("observed_at: timestamp"),
-        "{text}"
-    );
+    assert!(text.contains("entries: int64") && text.contains("observed_at: timestamp"), "{text}");
     let dir = tmpdir("catalog");
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[[dataset]]\nname = \"mine\"\ncadence = \"monthly\"\nurl_template = \"http://x/{yyyy}{mm}.csv\"\nfirst = \"2020-01-01\"\ncolumns = [ { source = \"a\", type = \"int65\" } ]\n").unwrap();
     let out = f.producer(&["--catalog", path.to_str().unwrap(), "datasets"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(
-        err.contains("bad.toml") && err.contains("dataset \"mine\"") && err.contains("int65"),
-        "{err}"
-    );
+    assert!(err.contains("bad.toml") && err.contains("dataset \"mine\"") && err.contains("int65"), "{err}");
     f.cleanup().await;
 }

@@ -27,11 +27,7 @@ pub fn worker_bin() -> PathBuf {
 
 pub fn producer_bin() -> PathBuf {
     let p = worker_bin().with_file_name("producer");
-    assert!(
-        p.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run the tests with `cargo test --workspace`", p.display());
     p
 }
 
@@ -47,11 +43,7 @@ pub struct Fleet {
 impl Fleet {
     /// A fleet with a local-folder lake.
     pub fn local(name: &str) -> Fleet {
-        let prefix = format!(
-            "t-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
+        let prefix = format!("t-{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join("lakefleet-tests").join(&prefix);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -109,9 +101,7 @@ impl Fleet {
     pub fn worker(&self, extra: &[&str]) -> WorkerProc {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let log = std::env::temp_dir()
-            .join("lakefleet-tests")
-            .join(format!("{}-worker-{port}.log", self.prefix));
+        let log = std::env::temp_dir().join("lakefleet-tests").join(format!("{}-worker-{port}.log", self.prefix));
         let mut cmd = Command::new(worker_bin());
         self.apply(&mut cmd);
         // Defaults through the environment, so that `extra` flags override them.
@@ -123,26 +113,17 @@ impl Fleet {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         let child = cmd.spawn().expect("starting worker");
-        WorkerProc {
-            child: Some(child),
-            addr,
-            log,
-        }
+        WorkerProc { child: Some(child), addr, log }
     }
 
     /// Messages in `queue` (0 if it does not exist).
     pub async fn queue_len(&self, queue: &str) -> u32 {
-        let conn = lapin::Connection::connect(AMQP, Default::default())
-            .await
-            .unwrap();
+        let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         let n = match ch
             .queue_declare(
                 queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
                 Default::default(),
             )
             .await
@@ -156,9 +137,7 @@ impl Fleet {
 
     /// Takes (and acks) every message of `queue`.
     pub async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
-        let conn = lapin::Connection::connect(AMQP, Default::default())
-            .await
-            .unwrap();
+        let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         let mut out = Vec::new();
         while let Ok(Some(m)) = ch.basic_get(queue.into(), BasicGetOptions::default()).await {
@@ -170,17 +149,11 @@ impl Fleet {
     }
 
     pub async fn drain_tasks(&self, queue: &str) -> Vec<Task> {
-        self.drain(queue)
-            .await
-            .iter()
-            .map(|d| Task::decode(&d.data).unwrap())
-            .collect()
+        self.drain(queue).await.iter().map(|d| Task::decode(&d.data).unwrap()).collect()
     }
 
     pub async fn state(&self) -> lakefleet::state::State {
-        lakefleet::state::State::connect(REDIS, &self.prefix)
-            .await
-            .unwrap()
+        lakefleet::state::State::connect(REDIS, &self.prefix).await.unwrap()
     }
 
     pub fn lake(&self) -> lakefleet::lake::Lake {
@@ -188,13 +161,7 @@ impl Fleet {
             lakefleet::lake::Lake::open(&self.lake_url).unwrap()
         } else {
             // Build the S3 store from this fleet's variables, not the process environment.
-            let get = |k: &str| {
-                self.env
-                    .iter()
-                    .find(|(a, _)| a == k)
-                    .map(|(_, v)| v.clone())
-                    .unwrap()
-            };
+            let get = |k: &str| self.env.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
             lakefleet::lake::Lake::open_s3_with(
                 &self.lake_url,
                 &get("AWS_ENDPOINT"),
@@ -218,17 +185,9 @@ impl Fleet {
     pub async fn forget_redis(&self) {
         let client = redis::Client::open(REDIS).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.unwrap();
         if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut c)
-                .await
-                .unwrap();
+            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap();
         }
     }
 
@@ -237,25 +196,16 @@ impl Fleet {
         if let Ok(conn) = lapin::Connection::connect(AMQP, Default::default()).await {
             let ch = conn.create_channel().await.unwrap();
             for q in self.topology().all_queues() {
-                let _ = ch
-                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                    .await;
+                let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
             }
             let _ = conn.close(200, "".into()).await;
         }
         let client = redis::Client::open(REDIS).unwrap();
         if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.prefix))
-                .query_async(&mut c)
-                .await
-                .unwrap_or_default();
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.unwrap_or_default();
             if !keys.is_empty() {
-                let _: () = redis::cmd("DEL")
-                    .arg(keys)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap_or(());
+                let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap_or(());
             }
         }
         if let Some(d) = &self.lake_dir {
@@ -265,11 +215,7 @@ impl Fleet {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -293,10 +239,7 @@ impl WorkerProc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .unwrap();
+        let st = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
         assert!(st.success());
     }
 
@@ -338,11 +281,7 @@ impl WorkerProc {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!(
-            "worker at {} never answered; log:\n{}",
-            self.addr,
-            self.log()
-        );
+        panic!("worker at {} never answered; log:\n{}", self.addr, self.log());
     }
 
     pub async fn metrics(&self) -> String {
@@ -381,10 +320,7 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         if n != name {
             continue;
         }
-        if labels
-            .iter()
-            .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        {
+        if labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))) {
             *total.get_or_insert(0.0) += value.parse::<f64>().unwrap();
         }
     }
@@ -456,12 +392,7 @@ impl Source {
                         }
                     }
                     let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                    let path = head
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or("/")
-                        .trim_start_matches('/')
-                        .to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
                     let (body, fault) = {
                         let mut s = st.lock().unwrap();
                         s.hits.entry(path.clone()).or_default().push(Instant::now());
@@ -469,18 +400,20 @@ impl Source {
                         (s.files.get(&path).cloned(), fault)
                     };
                     let Some(body) = body else {
-                        let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
                         return;
                     };
-                    let head = |len: usize| {
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
-                        )
-                    };
+                    let head =
+                        |len: usize| format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
                     match fault {
                         Some(Fault::Status(code)) => {
                             let _ = sock
-                                .write_all(format!("HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+                                .write_all(
+                                    format!("HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                                        .as_bytes(),
+                                )
                                 .await;
                         }
                         Some(Fault::Truncate(k)) => {
@@ -510,21 +443,11 @@ impl Source {
     }
 
     pub fn put(&self, name: &str, body: Vec<u8>) {
-        self.state
-            .lock()
-            .unwrap()
-            .files
-            .insert(name.to_string(), body);
+        self.state.lock().unwrap().files.insert(name.to_string(), body);
     }
 
     pub fn fault(&self, name: &str, faults: &[Fault]) {
-        self.state
-            .lock()
-            .unwrap()
-            .faults
-            .entry(name.to_string())
-            .or_default()
-            .extend(faults.iter().cloned());
+        self.state.lock().unwrap().faults.entry(name.to_string()).or_default().extend(faults.iter().cloned());
     }
 
     /// Stops serving `name` (requests get 404).
@@ -533,13 +456,7 @@ impl Source {
     }
 
     pub fn hits(&self, name: &str) -> Vec<Instant> {
-        self.state
-            .lock()
-            .unwrap()
-            .hits
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+        self.state.lock().unwrap().hits.get(name).cloned().unwrap_or_default()
     }
 }
 
@@ -587,11 +504,7 @@ pub fn mta_week(week: NaiveDate, rows: usize, seed: u64) -> (Vec<u8>, i64) {
         let entries = rng.below(3_500_000_000) as i64; // beyond Int32
         let exits = rng.below(2_000_000) as i64;
         sum += entries;
-        let desc = if rng.below(10) == 0 {
-            "RECOVR AUD"
-        } else {
-            "REGULAR"
-        };
+        let desc = if rng.below(10) == 0 { "RECOVR AUD" } else { "REGULAR" };
         out.push_str(&format!(
             "A{:03},R{:03},02-00-{:02},{st},{lines},{div},{},{:02}:00:00,{desc},{entries},{exits}\n",
             rng.below(999),
@@ -622,23 +535,14 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// All batches of a Parquet file, and its key-value metadata.
 pub fn read_parquet(data: bytes::Bytes) -> (Vec<RecordBatch>, HashMap<String, String>) {
-    let builder =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data).unwrap();
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data).unwrap();
     let kv = builder
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
-                .collect()
-        })
+        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
         .unwrap_or_default();
-    let batches = builder
-        .build()
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
+    let batches = builder.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
     (batches, kv)
 }
 
@@ -650,12 +554,7 @@ pub fn sum_i64(batches: &[RecordBatch], col: &str) -> i64 {
     batches
         .iter()
         .map(|b| {
-            let a = b
-                .column_by_name(col)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow_array::Int64Array>()
-                .unwrap();
+            let a = b.column_by_name(col).unwrap().as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
             a.iter().flatten().sum::<i64>()
         })
         .sum()
@@ -700,17 +599,10 @@ impl S3Server {
             {
                 break;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "moto_server did not start on {endpoint}"
-            );
+            assert!(start.elapsed() < Duration::from_secs(30), "moto_server did not start on {endpoint}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        S3Server {
-            child,
-            endpoint,
-            bucket,
-        }
+        S3Server { child, endpoint, bucket }
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
@@ -764,34 +656,19 @@ pub async fn oracle(f: &Fleet, in_lake: &[(String, usize, String)], parked: &[(&
         })
         .collect();
     got.sort();
-    let mut want: Vec<(String, String)> = parked
-        .iter()
-        .map(|(p, r)| (p.to_string(), r.to_string()))
-        .collect();
+    let mut want: Vec<(String, String)> = parked.iter().map(|(p, r)| (p.to_string(), r.to_string())).collect();
     want.sort();
-    assert_eq!(
-        got, want,
-        "the parking queue holds exactly the expected tasks"
-    );
-    for q in std::iter::once(topo.work.clone())
-        .chain((0..lakefleet::topology::RETRY_LEVELS).map(|l| topo.retry_queue(l)))
+    assert_eq!(got, want, "the parking queue holds exactly the expected tasks");
+    for q in
+        std::iter::once(topo.work.clone()).chain((0..lakefleet::topology::RETRY_LEVELS).map(|l| topo.retry_queue(l)))
     {
         assert_eq!(f.queue_len(&q).await, 0, "{q} is empty");
     }
 }
 
 /// Waits until the backfill printed in `out` has every partition done or parked.
-pub async fn wait_finished(
-    f: &Fleet,
-    out: &Output,
-    within: Duration,
-) -> lakefleet::state::BackfillStatus {
-    let id = stdout(out)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(':')
-        .to_string();
+pub async fn wait_finished(f: &Fleet, out: &Output, within: Duration) -> lakefleet::state::BackfillStatus {
+    let id = stdout(out).split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string();
     let st = f.state().await;
     let start = Instant::now();
     loop {
@@ -799,10 +676,7 @@ pub async fn wait_finished(
         if s.finished() {
             return s;
         }
-        assert!(
-            start.elapsed() < within,
-            "backfill {id} not finished after {within:?}: {s:?}"
-        );
+        assert!(start.elapsed() < within, "backfill {id} not finished after {within:?}: {s:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -810,11 +684,7 @@ pub async fn wait_finished(
 /// `(key, rows, sha256)` of an MTA week as the oracle expects it.
 pub fn mta_expect(week: NaiveDate, rows: usize, bytes: &[u8]) -> (String, usize, String) {
     (
-        format!(
-            "mta-turnstile/year={}/turnstile_{}.parquet",
-            week.format("%Y"),
-            week.format("%y%m%d")
-        ),
+        format!("mta-turnstile/year={}/turnstile_{}.parquet", week.format("%Y"), week.format("%y%m%d")),
         rows,
         sha256_hex(bytes),
     )
