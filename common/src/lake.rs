@@ -18,6 +18,21 @@ pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 /// Part size of multipart uploads.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// A few quick retries inside object_store for 5xx and connection errors;
+/// longer outages are the task-level retry's job (delay queues), so that a
+/// worker never sits for minutes on one request.
+fn retry_config() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(60),
+    }
+}
+
 /// What an upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Uploaded {
@@ -69,18 +84,21 @@ impl Lake {
                     "s3" | "s3a" => Arc::new(
                         object_store::aws::AmazonS3Builder::from_env()
                             .with_url(url)
+                            .with_retry(retry_config())
                             .build()
                             .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
                     ),
                     "gs" => Arc::new(
                         object_store::gcp::GoogleCloudStorageBuilder::from_env()
                             .with_url(url)
+                            .with_retry(retry_config())
                             .build()
                             .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
                     ),
                     _ => Arc::new(
                         object_store::azure::MicrosoftAzureBuilder::from_env()
                             .with_url(url)
+                            .with_retry(retry_config())
                             .build()
                             .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
                     ),
@@ -105,6 +123,7 @@ impl Lake {
             .with_access_key_id(key_id)
             .with_secret_access_key(secret)
             .with_region("us-east-1")
+            .with_retry(retry_config())
             .build()
             .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
         Ok(Lake {

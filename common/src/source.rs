@@ -119,3 +119,14 @@ fn describe(e: &reqwest::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retry_after_in_seconds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(super::retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(super::retry_after(&h), Some(std::time::Duration::from_secs(7)));
+    }
+}

@@ -267,3 +267,73 @@ async fn lost_redis_state_mid_backfill_still_gives_every_partition_once() {
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_store_answering_500_for_a_while_is_retried_then_written_once() {
+    let s3 = S3Server::start().await;
+    // object_store retries 3 times inside one attempt: 6 failures fail the
+    // first attempt (4 PUTs) and two PUTs of the second.
+    let proxy = FaultyProxy::start(&s3.endpoint, 6).await;
+    let src = Source::start().await;
+    let mut f = Fleet::s3("s3-500", &s3);
+    for (k, v) in f.env.iter_mut() {
+        if k == "AWS_ENDPOINT" {
+            *v = proxy.endpoint.clone();
+        }
+    }
+    let (bytes, _) = mta_week(week(0), 1000, 21);
+    src.put(&mta_name(week(0)), bytes.clone());
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = backfill(&f, &src, 1);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len(), s.retried), (1, 0, 1), "{s:?}");
+    assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 6);
+    let m = w.metrics().await;
+    assert_eq!(metric(&m, "lakefleet_tasks_total", &[("outcome", "retried")]), 1.0);
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "written")]), 1.0);
+    oracle(&f, &[mta_expect(week(0), 1000, &bytes)], &[]).await;
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
+    use lapin::options::{BasicGetOptions, BasicNackOptions};
+    let f = Fleet::local("poison");
+    let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
+    let ch = lakefleet::topology::confirm_channel(&conn, None).await.unwrap();
+    let topo = f.topology();
+    topo.declare(&ch).await.unwrap();
+    let task = lakefleet::task::Task {
+        v: lakefleet::task::MAJOR,
+        backfill_id: "bf-poison".into(),
+        dataset: "mta-turnstile".into(),
+        partition: "2022-01-01".into(),
+        source_url: "http://127.0.0.1:9/x".into(),
+        object_key: "k".into(),
+        attempt: 1,
+        enqueued_at: String::new(),
+        overwrite: false,
+    };
+    lakefleet::topology::publish_confirmed(&ch, &topo.work, &task.encode(), Default::default()).await.unwrap();
+    // A worker that dies holding the delivery returns it to the queue; do that
+    // more times than the delivery limit allows.
+    let mut returns = 0;
+    for _ in 0..=lakefleet::topology::DELIVERY_LIMIT + 1 {
+        match ch.basic_get(topo.work.as_str().into(), BasicGetOptions::default()).await.unwrap() {
+            Some(m) => {
+                m.delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.unwrap();
+                returns += 1;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(returns, lakefleet::topology::DELIVERY_LIMIT + 1);
+    eventually(Duration::from_secs(10), "parked by the broker", || async { f.queue_len(&topo.parking).await == 1 })
+        .await;
+    let list = f.producer(&["dlq", "list", "--reason", "delivery_limit"]);
+    let text = stdout(&list);
+    assert!(text.contains("bf-poison") && text.contains("delivery_limit") && text.contains("without an ack"), "{text}");
+    assert_eq!(f.queue_len(&topo.work).await, 0);
+    f.cleanup().await;
+}

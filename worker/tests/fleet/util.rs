@@ -689,3 +689,85 @@ pub fn mta_expect(week: NaiveDate, rows: usize, bytes: &[u8]) -> (String, usize,
         sha256_hex(bytes),
     )
 }
+
+// ---------------------------------------------------------------- faulty object store
+
+/// An HTTP proxy in front of the S3 server that answers 500 to the next
+/// `fail_puts` PUT requests and forwards everything else (one request per
+/// connection).
+pub struct FaultyProxy {
+    pub endpoint: String,
+    pub failed: Arc<AtomicU32>,
+}
+
+impl FaultyProxy {
+    pub async fn start(target: &str, fail_puts: u32) -> FaultyProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let target = target.trim_start_matches("http://").to_string();
+        let budget = Arc::new(AtomicU32::new(fail_puts));
+        let failed = Arc::new(AtomicU32::new(0));
+        let (b, fl) = (budget.clone(), failed.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { continue };
+                let (target, b, fl) = (target.clone(), b.clone(), fl.clone());
+                tokio::spawn(async move {
+                    // Request head.
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 8192];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match client.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match client.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    if head.starts_with("PUT ")
+                        && b.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
+                    {
+                        fl.fetch_add(1, Ordering::SeqCst);
+                        let body = "<Error><Code>InternalError</Code><Message>injected</Message></Error>";
+                        let _ = client
+                            .write_all(format!("HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                            .await;
+                        return;
+                    }
+                    // Forward with "Connection: close" and relay the answer to EOF.
+                    let mut lines: Vec<&str> = head[..head_end - 4]
+                        .split("\r\n")
+                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                        .collect();
+                    lines.push("Connection: close");
+                    let mut req = lines.join("\r\n").into_bytes();
+                    req.extend_from_slice(b"\r\n\r\n");
+                    req.extend_from_slice(&buf[head_end..]);
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&target).await else { return };
+                    if up.write_all(&req).await.is_err() {
+                        return;
+                    }
+                    let _ = tokio::io::copy(&mut up, &mut client).await;
+                    let _ = client.shutdown().await;
+                });
+            }
+        });
+        FaultyProxy { endpoint, failed }
+    }
+}

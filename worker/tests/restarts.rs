@@ -1,0 +1,231 @@
+//! Real broker and Redis restarts in the middle of a backfill. These stop and
+//! start the machine's RabbitMQ and Redis, so they live in their own test
+//! binary (cargo runs test binaries one after another) and run one at a time.
+
+#[path = "fleet/util.rs"]
+#[allow(dead_code)]
+mod util;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use util::*;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn week(i: u64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2022, 1, 1).unwrap() + chrono::Days::new(7 * i)
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let st = Command::new(cmd).args(args).status().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(st.success(), "{cmd} {args:?} failed");
+}
+
+/// Brings RabbitMQ back even when the test fails.
+struct RabbitBack;
+impl Drop for RabbitBack {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["-q", "start_app"]).status();
+    }
+}
+
+fn start_redis() {
+    run(
+        "redis-server",
+        &[
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/tmp",
+        ],
+    );
+    let start = Instant::now();
+    while Command::new("redis-cli").arg("ping").output().map(|o| o.stdout != b"PONG\n").unwrap_or(true) {
+        assert!(start.elapsed() < Duration::from_secs(20), "redis did not come back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct RedisBack;
+impl Drop for RedisBack {
+    fn drop(&mut self) {
+        if Command::new("redis-cli").arg("ping").output().map(|o| o.stdout != b"PONG\n").unwrap_or(true) {
+            start_redis();
+        }
+    }
+}
+
+/// Waits until every expected object is in the lake and the queues are empty,
+/// without Redis (whose state may be gone).
+async fn settle(f: &Fleet, keys: usize, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let n = f.objects().await.len();
+        let queued = f.queue_len(&f.topology().work).await;
+        if n >= keys && queued == 0 {
+            // Let redeliveries of in-flight tasks come and go.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if f.queue_len(&f.topology().work).await == 0 {
+                return;
+            }
+        }
+        assert!(start.elapsed() < within, "not settled after {within:?}: {n}/{keys} objects, {queued} queued");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmq_restarted_mid_backfill_every_partition_once() {
+    let _serial = SERIAL.lock().await;
+    let src = Source::start().await;
+    let f = Fleet::local("rmq-restart");
+    let mut expect = Vec::new();
+    for i in 0..6 {
+        let (bytes, _) = mta_week(week(i), 1000, 300 + i);
+        src.put(&mta_name(week(i)), bytes.clone());
+        src.fault(&mta_name(week(i)), &[Fault::Slow(10, Duration::from_secs(2))]);
+        expect.push(mta_expect(week(i), 1000, &bytes));
+    }
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.producer(&[
+        "backfill",
+        "--dataset",
+        "mta-turnstile",
+        "--from",
+        "2022-01-01",
+        "--to",
+        &week(5).to_string(),
+        "--mirror",
+        &src.base,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    eventually(Duration::from_secs(10), "two tasks in flight", || async {
+        metric(&w.metrics().await, "lakefleet_tasks_in_flight", &[]) >= 2.0
+    })
+    .await;
+    {
+        let _back = RabbitBack;
+        run("rabbitmqctl", &["-q", "stop_app"]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(w.get("/readyz").await.0, 503, "not ready while the broker is down");
+    }
+    run("rabbitmqctl", &["-q", "await_startup"]);
+    settle(&f, 6, Duration::from_secs(90)).await;
+    assert!(w.log().contains("reconnecting"), "{}", w.log());
+    assert_eq!(w.get("/readyz").await.0, 200);
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_mid_backfill_every_partition_once() {
+    let _serial = SERIAL.lock().await;
+    let src = Source::start().await;
+    let f = Fleet::local("redis-restart");
+    let mut expect = Vec::new();
+    for i in 0..6 {
+        let (bytes, _) = mta_week(week(i), 1000, 400 + i);
+        src.put(&mta_name(week(i)), bytes.clone());
+        src.fault(&mta_name(week(i)), &[Fault::Slow(10, Duration::from_secs(2))]);
+        expect.push(mta_expect(week(i), 1000, &bytes));
+    }
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.producer(&[
+        "backfill",
+        "--dataset",
+        "mta-turnstile",
+        "--from",
+        "2022-01-01",
+        "--to",
+        &week(5).to_string(),
+        "--mirror",
+        &src.base,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    eventually(Duration::from_secs(10), "two tasks in flight", || async {
+        metric(&w.metrics().await, "lakefleet_tasks_in_flight", &[]) >= 2.0
+    })
+    .await;
+    {
+        let _back = RedisBack;
+        let _ = Command::new("redis-cli").args(["shutdown", "nosave"]).status();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(w.get("/readyz").await.0, 503, "not ready while Redis is down");
+        start_redis();
+    }
+    settle(&f, 6, Duration::from_secs(90)).await;
+    // The same backfill again: Redis forgot the done markers, the lake did not.
+    let again = f.producer(&[
+        "backfill",
+        "--dataset",
+        "mta-turnstile",
+        "--from",
+        "2022-01-01",
+        "--to",
+        &week(5).to_string(),
+        "--mirror",
+        &src.base,
+        "--wait",
+        "--wait-timeout",
+        "60",
+    ]);
+    assert_eq!(again.status.code(), Some(0));
+    let m = w.metrics().await;
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "written")]), 6.0, "each partition written once");
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
+
+/// Lifts the memory alarm and brings RabbitMQ back even when the test fails.
+struct Unblock;
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["-q", "start_app"]).status();
+        let _ = Command::new("rabbitmqctl").args(["-q", "set_vm_memory_high_watermark", "0.4"]).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn producer_reports_unconfirmed_publishes_when_the_broker_goes_away() {
+    let _serial = SERIAL.lock().await;
+    let f = Fleet::local("rmq-producer");
+    let out = {
+        let _unblock = Unblock;
+        // A memory alarm makes the broker hold every publish unconfirmed:
+        // the producer is then mid-publish, deterministically, when the broker stops.
+        run("rabbitmqctl", &["-q", "set_vm_memory_high_watermark", "0"]);
+        let child = std::process::Command::new(producer_bin())
+            .args(["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-03-31"])
+            .env("LAKEFLEET_PREFIX", &f.prefix)
+            .env("LAKE_URL", &f.lake_url)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        run("rabbitmqctl", &["-q", "stop_app"]);
+        child.wait_with_output().unwrap()
+    };
+    run("rabbitmqctl", &["-q", "await_startup"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("13 task(s) were not confirmed by RabbitMQ") && err.contains("re-run the same command"),
+        "{err}"
+    );
+    assert!(err.contains("2022-01-01") && err.contains("2022-03-26"), "names the partitions: {err}");
+    f.cleanup().await;
+}
