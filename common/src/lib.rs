@@ -11,13 +11,14 @@
 //! - [`convert`]: streaming CSV -> Parquet;
 //! - [`lake`]: atomic uploads to any `object_store` URL;
 //! - [`failure`]: the one place that decides retry vs park;
-//! - [`metrics`]: Prometheus metric names and registry;
+//! - [`metrics`]: Prometheus metric names and registry; [`httpd`]: the tiny server that exposes them;
 //! - [`timefmt`]: fast date/time parsing.
 
 pub mod catalog;
 pub mod config;
 pub mod convert;
 pub mod failure;
+pub mod httpd;
 pub mod lake;
 pub mod metrics;
 pub mod plan;

@@ -40,6 +40,22 @@ pub enum Command {
     /// Inspect, replay or purge parked (dead-lettered) tasks.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Serve backfill progress and queue depths on /metrics for Prometheus.
+    ///
+    /// Gauges: lakefleet_backfill_partitions{backfill,dataset,state} for the
+    /// most recent backfills, lakefleet_queue_messages{queue} for the work,
+    /// retry and parking queues. Runs until SIGTERM or Ctrl-C.
+    Exporter(ExporterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// Address to serve /metrics on.
+    #[arg(long, env = "LAKEFLEET_EXPORTER_ADDR", default_value = "127.0.0.1:9465")]
+    pub listen: String,
+    /// How many recent backfills to export.
+    #[arg(long, default_value_t = 50)]
+    pub backfills: isize,
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,13 @@
 //! `producer`: plan and enqueue backfills, follow them, manage dead letters.
 //!
 //! - [`cli`]: flags; [`backfill`]: plan and publish; [`status`]: progress;
-//!   [`dlq`]: parked tasks; [`progress`]: terminal display.
+//!   [`dlq`]: parked tasks; [`exporter`]: progress for Prometheus;
+//!   [`progress`]: terminal display.
 
 mod backfill;
 mod cli;
 mod dlq;
+mod exporter;
 mod progress;
 mod status;
 
@@ -53,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             status::run(&state, args.backfill_id.as_deref(), args.limit).await
         }
         Command::Dlq(cmd) => dlq::run(&cli, cmd).await,
+        Command::Exporter(args) => exporter::run(&cli, args).await,
     }
 }
 

@@ -1,70 +1,47 @@
-//! `/metrics`, `/healthz` and `/readyz` over a minimal HTTP/1.1 responder.
+//! `/metrics`, `/healthz` and `/readyz`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use lakefleet::httpd::{self, PROMETHEUS_TEXT, Response};
 use lakefleet::metrics::Metrics;
 use lakefleet::state::State;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::service::Ready;
 
-pub async fn serve(listener: TcpListener, metrics: Metrics, state: State, ready: Arc<Ready>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let (metrics, state, ready) = (metrics.clone(), state.clone(), ready.clone());
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            // Read until the end of the request head (or a small limit).
-            while n < buf.len() {
-                match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..])).await {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(k)) => n += k,
-                }
-                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("/");
-            let path = path.split('?').next().unwrap_or(path);
-            let (status, ctype, body) = match path {
-                "/metrics" => {
-                    let redis_up =
-                        tokio::time::timeout(Duration::from_secs(1), state.ping()).await.is_ok_and(|r| r.is_ok());
-                    metrics.connection_up.with_label_values(&["redis"]).set(redis_up as i64);
-                    ("200 OK", "text/plain; version=0.0.4", metrics.render())
-                }
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-                "/readyz" => {
-                    let amqp = ready.amqp.load(Ordering::SeqCst);
-                    let redis =
-                        tokio::time::timeout(Duration::from_secs(1), state.ping()).await.is_ok_and(|r| r.is_ok());
-                    metrics.connection_up.with_label_values(&["redis"]).set(redis as i64);
-                    let body = format!("rabbitmq: {}\nredis: {}\n", up(amqp), up(redis));
-                    if amqp && redis {
-                        ("200 OK", "text/plain", body)
-                    } else {
-                        ("503 Service Unavailable", "text/plain", body)
-                    }
-                }
-                _ => ("404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n".to_string()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
+async fn redis_up(state: &State, metrics: &Metrics) -> bool {
+    let up = tokio::time::timeout(Duration::from_secs(1), state.ping()).await.is_ok_and(|r| r.is_ok());
+    metrics.connection_up.with_label_values(&["redis"]).set(up as i64);
+    up
 }
 
-fn up(b: bool) -> &'static str {
-    if b { "connected" } else { "NOT connected" }
+pub async fn serve(listener: TcpListener, metrics: Metrics, state: State, ready: Arc<Ready>) {
+    httpd::serve(listener, move |path| {
+        let (metrics, state, ready) = (metrics.clone(), state.clone(), ready.clone());
+        async move {
+            match path.as_str() {
+                "/metrics" => {
+                    redis_up(&state, &metrics).await;
+                    Response::ok(PROMETHEUS_TEXT, metrics.render())
+                }
+                "/healthz" => Response::ok("text/plain", "ok\n".into()),
+                "/readyz" => {
+                    let amqp = ready.amqp.load(Ordering::SeqCst);
+                    let redis = redis_up(&state, &metrics).await;
+                    let word = |b: bool| if b { "connected" } else { "NOT connected" };
+                    let body = format!("rabbitmq: {}\nredis: {}\n", word(amqp), word(redis));
+                    let status = if amqp && redis { "200 OK" } else { "503 Service Unavailable" };
+                    Response { status, content_type: "text/plain", body }
+                }
+                _ => Response {
+                    status: "404 Not Found",
+                    content_type: "text/plain",
+                    body: "try /metrics, /healthz or /readyz\n".into(),
+                },
+            }
+        }
+    })
+    .await
 }

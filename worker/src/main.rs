@@ -57,6 +57,8 @@ enum Cmd {
         /// Output Parquet file (written to OUTPUT.partial, then renamed).
         output: PathBuf,
     },
+    /// Exit 0 when the local worker's /readyz answers 200 (for container health checks).
+    Healthcheck,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +194,16 @@ async fn convert_one(catalog: &Catalog, dataset: &str, input: &str, output: &std
     Ok(())
 }
 
+async fn healthcheck(metrics_addr: &str) -> anyhow::Result<()> {
+    let port = metrics_addr.rsplit(':').next().unwrap_or("9464");
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let resp = reqwest::get(&url).await.with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url}: {status}: {}", body.trim().replace('\n', ", "));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -210,6 +222,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Some(Cmd::Convert { dataset, input, output }) => convert_one(&catalog, &dataset, &input, &output).await,
+            Some(Cmd::Healthcheck) => healthcheck(&cli.run.metrics_addr).await,
             None => run_service(cli.run, catalog).await,
         }
     });
