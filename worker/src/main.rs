@@ -116,6 +116,10 @@ async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let lake = Lake::open(&args.conn.lake_url)?;
     let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating spool folder {}", spool_dir.display()))?;
+    let stale = process::clean_spool(&spool_dir);
+    if stale > 0 {
+        info!(stale, dir = %spool_dir.display(), "removed spool files of dead workers");
+    }
     let fetcher = Fetcher::new(Duration::from_secs(args.connect_timeout), Duration::from_secs(args.read_timeout))?;
     let ready = Arc::new(service::Ready::default());
     let listener = tokio::net::TcpListener::bind(&args.metrics_addr)

@@ -261,10 +261,35 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     Ok(Done::Converted { uploaded })
 }
 
+/// `{pid}-{n}`: unique within this host's processes.
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Removes spool files left by workers of this host that died without
+/// cleaning up (`kill -9`, OOM): `lakefleet-{pid}-{n}.parquet` whose process
+/// is gone. Returns how many were removed.
+pub fn clean_spool(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) =
+            name.strip_prefix("lakefleet-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if name.ends_with(".parquet")
+            && pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 async fn convert_and_upload(ctx: &Arc<Ctx>, ds: &Dataset, task: &Task) -> Result<(Uploaded, DoneMarker), Failure> {

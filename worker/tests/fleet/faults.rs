@@ -204,7 +204,9 @@ async fn kill_9_mid_download_leaves_every_partition_in_the_lake_once() {
         src.fault(&mta_name(week(i)), &[Fault::Slow(20, Duration::from_secs(4))]);
         expect.push(mta_expect(week(i), 1500, &bytes));
     }
-    let mut a = f.worker(&["--concurrency", "3"]);
+    let spool = tmpdir("spool");
+    let spool_arg = spool.to_str().unwrap().to_string();
+    let mut a = f.worker(&["--concurrency", "3", "--spool-dir", &spool_arg]);
     a.ready().await;
     let out = backfill(&f, &src, 3);
     eventually(Duration::from_secs(10), "worker A busy with all three", || {
@@ -220,13 +222,23 @@ async fn kill_9_mid_download_leaves_every_partition_in_the_lake_once() {
         }
     })
     .await;
+    let a_pid = a.pid();
+    let a_files = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(&format!("lakefleet-{a_pid}-")))
+            .count()
+    };
     a.kill9();
-    let b = f.worker(&[]);
+    assert_eq!(a_files(&spool), 3, "A died with three spool files");
+    let b = f.worker(&["--spool-dir", &spool_arg]);
     b.ready().await;
+    assert_eq!(a_files(&spool), 0, "B removed the dead worker's spool files");
     // B waits for A's leases to expire (6 s), then converts.
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
     assert_eq!(s.done, 3);
     assert!(metric(&b.metrics().await, "lakefleet_lease_conflicts_total", &[]) >= 1.0);
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "no spool file left behind");
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;
 }
