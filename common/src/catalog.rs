@@ -58,7 +58,7 @@ pub enum ColumnType {
     Float64,
     /// Calendar date (Parquet DATE), parsed with `format`.
     Date,
-    /// Timestamp without time zone, microseconds, parsed with `format`.
+    /// Timestamp without time zone, milliseconds, parsed with `format`.
     Timestamp,
 }
 

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
-use arrow_array::builder::{Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -22,8 +22,16 @@ use crate::timefmt::DateTimeFormat;
 
 /// Rows per Arrow batch.
 pub const BATCH_ROWS: usize = 64 * 1024;
-/// Rows per Parquet row group.
+/// Rows per Parquet row group (bounds the writer's memory).
 pub const ROW_GROUP_ROWS: usize = 512 * 1024;
+/// zstd level of Parquet pages.
+pub const ZSTD_LEVEL: i32 = 3;
+/// Dictionary page limit per column chunk. Low-cardinality columns (codes,
+/// station names, dates) stay dictionary-encoded; high-cardinality ones
+/// (turnstile counters, trip timestamps) fall back to plain pages after 128 KiB
+/// of dictionary, which zstd compresses better than a 1 MiB dictionary and
+/// its indices (measured in bench/: 35% smaller MTA files, 6% smaller TLC).
+pub const DICTIONARY_PAGE_LIMIT: usize = 128 * 1024;
 
 /// Parquet key-value metadata keys.
 pub mod meta {
@@ -72,7 +80,7 @@ fn data_type(t: ColumnType) -> DataType {
         ColumnType::Int64 => DataType::Int64,
         ColumnType::Float64 => DataType::Float64,
         ColumnType::Date => DataType::Date32,
-        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
     }
 }
 
@@ -97,7 +105,7 @@ enum Col {
     I64(Int64Builder),
     F64(Float64Builder),
     Date(Date32Builder, DateTimeFormat),
-    Ts(TimestampMicrosecondBuilder, DateTimeFormat),
+    Ts(TimestampMillisecondBuilder, DateTimeFormat),
 }
 
 impl Col {
@@ -108,7 +116,7 @@ impl Col {
             ColumnType::Int64 => Col::I64(Int64Builder::with_capacity(BATCH_ROWS)),
             ColumnType::Float64 => Col::F64(Float64Builder::with_capacity(BATCH_ROWS)),
             ColumnType::Date => Col::Date(Date32Builder::with_capacity(BATCH_ROWS), f()),
-            ColumnType::Timestamp => Col::Ts(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS), f()),
+            ColumnType::Timestamp => Col::Ts(TimestampMillisecondBuilder::with_capacity(BATCH_ROWS), f()),
         }
     }
 
@@ -148,12 +156,9 @@ impl Col {
                 }
             }
             Col::I64(b) => b.append_value(parse_i64(v).ok_or_else(|| bad("int64"))?),
-            Col::F64(b) => {
-                let s = std::str::from_utf8(v).map_err(|_| bad("float64"))?;
-                b.append_value(s.parse::<f64>().map_err(|_| bad("float64"))?)
-            }
+            Col::F64(b) => b.append_value(parse_f64(v).ok_or_else(|| bad("float64"))?),
             Col::Date(b, f) => b.append_value(f.parse_days(v).ok_or_else(|| bad("date"))?),
-            Col::Ts(b, f) => b.append_value(f.parse_micros(v).ok_or_else(|| bad("timestamp"))?),
+            Col::Ts(b, f) => b.append_value(f.parse_millis(v).ok_or_else(|| bad("timestamp"))?),
         }
         Ok(())
     }
@@ -191,6 +196,48 @@ fn parse_i64(v: &[u8]) -> Option<i64> {
         n = n.checked_mul(10)?.checked_add((c - b'0') as i64)?;
     }
     Some(if neg { -n } else { n })
+}
+
+const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+
+/// Floats. Plain decimals of at most 15 significant digits (`12.5`, `.20`,
+/// `-6.80`: nearly every value in real data) take an exact fast path: the
+/// digits and the power of ten are both exact doubles, so one division gives
+/// the correctly rounded result (Clinger). Anything else goes to `str::parse`.
+fn parse_f64(v: &[u8]) -> Option<f64> {
+    let (neg, body) = match v.first()? {
+        b'-' => (true, &v[1..]),
+        b'+' => (false, &v[1..]),
+        _ => (false, v),
+    };
+    let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
+    let mut frac = 0usize;
+    let mut seen_dot = false;
+    let mut ok = !body.is_empty();
+    for &c in body {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + (c - b'0') as u64;
+                digits += 1;
+                frac += seen_dot as usize;
+                if digits > 15 {
+                    ok = false;
+                    break;
+                }
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => {
+                ok = false;
+                break;
+            }
+        }
+    }
+    if ok && digits > 0 {
+        let x = mantissa as f64 / POW10[frac];
+        return Some(if neg { -x } else { x });
+    }
+    std::str::from_utf8(v).ok()?.parse::<f64>().ok()
 }
 
 /// Compares the header with the catalog; the message names the differences.
@@ -237,7 +284,7 @@ pub fn convert<R: Read, W: Write + Send>(
         |e: parquet::errors::ParquetError| ConvertError::Output { file: file.to_string(), message: e.to_string() };
 
     let mut hashing = Hashing { inner: input, sha: Sha256::new(), bytes: 0 };
-    {
+    std::thread::scope(|scope| {
         let mut buffered = BufReader::with_capacity(256 * 1024, &mut hashing);
         let gz = buffered.fill_buf().map_err(src_err)?.starts_with(&[0x1f, 0x8b]);
         let text: Box<dyn Read + '_> = if gz {
@@ -254,11 +301,37 @@ pub fn convert<R: Read, W: Write + Send>(
 
         let schema = arrow_schema(ds);
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level")))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
             .set_created_by(format!("lakefleet {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let mut writer = ArrowWriter::try_new(output, schema.clone(), Some(props)).map_err(out_err)?;
+        // Parquet encoding runs on its own thread, fed through a bounded channel:
+        // parsing and encoding overlap on two cores, and memory stays bounded.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Encode>(2);
+        let encoder_schema = schema.clone();
+        let encoder = scope.spawn(move || -> Result<(), parquet::errors::ParquetError> {
+            let mut writer = ArrowWriter::try_new(output, encoder_schema, Some(props))?;
+            for msg in rx {
+                match msg {
+                    Encode::Batch(b) => writer.write(&b)?,
+                    Encode::Finish(kvs) => {
+                        for kv in kvs {
+                            writer.append_key_value_metadata(kv);
+                        }
+                        writer.close()?;
+                        return Ok(());
+                    }
+                }
+            }
+            Err(parquet::errors::ParquetError::General("conversion stopped before the end".into()))
+        });
+        let encoder_failed = |encoder: std::thread::ScopedJoinHandle<'_, Result<(), parquet::errors::ParquetError>>| {
+            match encoder.join() {
+                Ok(Err(e)) => out_err(e),
+                _ => ConvertError::Output { file: file.to_string(), message: "the Parquet encoder stopped".into() },
+            }
+        };
 
         let mut rec = csv::ByteRecord::new();
         let row_err = |line: u64, column: usize, name: &str, message: String| ConvertError::Row {
@@ -326,13 +399,12 @@ pub fn convert<R: Read, W: Write + Send>(
         let mut rows: u64 = 0;
         let mut in_batch = 0usize;
 
-        let flush =
-            |cols: &mut Vec<Col>, derived: &mut Vec<Col>, writer: &mut ArrowWriter<W>| -> Result<(), ConvertError> {
-                let arrays: Vec<ArrayRef> = cols.iter_mut().chain(derived.iter_mut()).map(Col::finish).collect();
-                let batch = RecordBatch::try_new(schema.clone(), arrays)
-                    .map_err(|e| ConvertError::Output { file: file.to_string(), message: e.to_string() })?;
-                writer.write(&batch).map_err(out_err)
-            };
+        let flush = |cols: &mut Vec<Col>, derived: &mut Vec<Col>| -> Result<Option<RecordBatch>, ConvertError> {
+            let arrays: Vec<ArrayRef> = cols.iter_mut().chain(derived.iter_mut()).map(Col::finish).collect();
+            let batch = RecordBatch::try_new(schema.clone(), arrays)
+                .map_err(|e| ConvertError::Output { file: file.to_string(), message: e.to_string() })?;
+            Ok(Some(batch))
+        };
 
         while read(&mut rdr, &mut rec)? {
             let line = rec.position().map(|p| p.line()).unwrap_or(0);
@@ -385,32 +457,88 @@ pub fn convert<R: Read, W: Write + Send>(
             rows += 1;
             in_batch += 1;
             if in_batch == BATCH_ROWS {
-                flush(&mut cols, &mut derived, &mut writer)?;
+                if let Some(b) = flush(&mut cols, &mut derived)?
+                    && tx.send(Encode::Batch(b)).is_err()
+                {
+                    return Err(encoder_failed(encoder));
+                }
                 in_batch = 0;
             }
         }
-        if in_batch > 0 || rows == 0 {
-            flush(&mut cols, &mut derived, &mut writer)?;
+        if (in_batch > 0 || rows == 0)
+            && let Some(b) = flush(&mut cols, &mut derived)?
+            && tx.send(Encode::Batch(b)).is_err()
+        {
+            return Err(encoder_failed(encoder));
         }
         drop(rdr);
         // The checksum covers every source byte, even past the last record.
         std::io::copy(&mut hashing, &mut std::io::sink()).map_err(src_err)?;
         let sha = hex::encode(std::mem::take(&mut hashing.sha).finalize());
-        for (k, v) in kv {
-            writer.append_key_value_metadata(KeyValue::new(k.to_string(), v.clone()));
+        let mut kvs: Vec<KeyValue> = kv.iter().map(|(k, v)| KeyValue::new(k.to_string(), v.clone())).collect();
+        kvs.push(KeyValue::new(meta::SOURCE_SHA256.into(), sha.clone()));
+        kvs.push(KeyValue::new(meta::ROWS.into(), rows.to_string()));
+        kvs.push(KeyValue::new(meta::VERSION.into(), env!("CARGO_PKG_VERSION").to_string()));
+        kvs.push(KeyValue::new(meta::SCHEMA_VERSION.into(), ds.schema_version.to_string()));
+        if tx.send(Encode::Finish(kvs)).is_err() {
+            return Err(encoder_failed(encoder));
         }
-        writer.append_key_value_metadata(KeyValue::new(meta::SOURCE_SHA256.into(), sha.clone()));
-        writer.append_key_value_metadata(KeyValue::new(meta::ROWS.into(), rows.to_string()));
-        writer.append_key_value_metadata(KeyValue::new(meta::VERSION.into(), env!("CARGO_PKG_VERSION").to_string()));
-        writer.append_key_value_metadata(KeyValue::new(meta::SCHEMA_VERSION.into(), ds.schema_version.to_string()));
-        writer.close().map_err(out_err)?;
+        drop(tx);
+        match encoder.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(out_err(e)),
+            Err(_) => {
+                return Err(ConvertError::Output {
+                    file: file.to_string(),
+                    message: "the Parquet encoder panicked".into(),
+                });
+            }
+        }
         Ok(ConvertStats { rows, source_bytes: hashing.bytes, source_sha256: sha })
-    }
+    })
+}
+
+/// Messages to the encoder thread.
+enum Encode {
+    Batch(RecordBatch),
+    Finish(Vec<KeyValue>),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_match_the_standard_parser() {
+        for s in [
+            "0",
+            "12.5",
+            ".20",
+            "-6.80",
+            "+3.",
+            "123456789012345",
+            "1234567890.12345",
+            "0.1",
+            "2.675",
+            "-0.0",
+            "1e3",
+            "1234567890123456.7",
+            "nan",
+            "inf",
+            "12.34.5",
+            "",
+            "-",
+            ".",
+        ] {
+            let std = s.parse::<f64>().ok();
+            assert_eq!(parse_f64(s.as_bytes()).map(f64::to_bits), std.map(f64::to_bits), "{s:?}");
+        }
+        // Every cent amount up to 10,000.00 rounds exactly like the standard parser.
+        for cents in 0..1_000_000u64 {
+            let s = format!("{}.{:02}", cents / 100, cents % 100);
+            assert_eq!(parse_f64(s.as_bytes()), s.parse::<f64>().ok(), "{s}");
+        }
+    }
 
     #[test]
     fn integers_accept_integral_floats_only() {

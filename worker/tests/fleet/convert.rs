@@ -1,7 +1,7 @@
 //! `worker convert`: the conversion rules of the built-in datasets.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_schema::DataType;
 
 use crate::util::*;
@@ -93,8 +93,8 @@ fn tlc_multi_member_gzip_crlf_blank_lines_nulls_and_trailing_fields() {
     assert_eq!(fare_min, -5.5);
     let expected_passengers: i64 = (0..1000).map(|i| if i % 3 == 0 { 1 } else { (i % 4) as i64 }).sum();
     assert_eq!(passengers, expected_passengers, "1.0 is an integer");
-    let ts = batches[0].column_by_name("pickup_datetime").unwrap().as_primitive::<TimestampMicrosecondType>().value(1);
-    assert_eq!(lakefleet::timefmt::micros_to_string(ts), "2019-01-02 00:01:10");
+    let ts = batches[0].column_by_name("pickup_datetime").unwrap().as_primitive::<TimestampMillisecondType>().value(1);
+    assert_eq!(lakefleet::timefmt::millis_to_string(ts), "2019-01-02 00:01:10");
 }
 
 #[test]

@@ -60,7 +60,7 @@ async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>
         assert_eq!(schema.field_with_name("linename").unwrap().data_type(), &DataType::Utf8);
         assert_eq!(
             schema.field_with_name("observed_at").unwrap().data_type(),
-            &DataType::Timestamp(TimeUnit::Microsecond, None)
+            &DataType::Timestamp(TimeUnit::Millisecond, None)
         );
         assert_eq!(kv["lakefleet.source_url"], format!("{}/{}", src.base, mta_name(*week)));
         assert_eq!(kv["lakefleet.source_sha256"], sha256_hex(bytes));
@@ -121,9 +121,9 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
     let obs = b
         .column_by_name("observed_at")
         .unwrap()
-        .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+        .as_primitive::<arrow_array::types::TimestampMillisecondType>()
         .value(0);
-    assert_eq!(lakefleet::timefmt::micros_to_string(obs), "2021-12-26 00:00:00");
+    assert_eq!(lakefleet::timefmt::millis_to_string(obs), "2021-12-26 00:00:00");
 
     let before = f.objects().await;
     let mtimes: Vec<_> = before
