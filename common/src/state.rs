@@ -64,6 +64,14 @@ pub struct State {
     prefix: String,
 }
 
+/// Returns 1 and records the skip in the backfill's counters when the done
+/// marker exists; 0 otherwise. One round trip for the duplicate path.
+const SKIP_IF_DONE: &str = r"if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1]); redis.call('SADD', KEYS[4], ARGV[1])
+  return 1
+end
+return 0";
+
 const RELEASE: &str =
     r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 const RENEW: &str =
@@ -114,6 +122,21 @@ impl State {
             rows: get("rows").parse().unwrap_or(0),
             sha256: get("sha256"),
         }))
+    }
+
+    /// When the partition is done: counts it as a skipped duplicate of
+    /// backfill `id` and returns true, in one round trip.
+    pub async fn skip_if_done(&self, dataset: &str, partition: &str, id: &str) -> redis::RedisResult<bool> {
+        let mut c = self.con.clone();
+        let n: i64 = Script::new(SKIP_IF_DONE)
+            .key(self.k(&["done", dataset, partition]))
+            .key(self.k(&["bf", id, "done"]))
+            .key(self.k(&["bf", id, "dead"]))
+            .key(self.k(&["bf", id, "skipped"]))
+            .arg(partition)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(n == 1)
     }
 
     pub async fn mark_done(&self, dataset: &str, partition: &str, m: &DoneMarker) -> redis::RedisResult<()> {

@@ -229,8 +229,9 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
         message: format!("unknown dataset {:?} (not in this worker's catalog)", task.dataset),
     })?;
     let (dsn, part) = (task.dataset.as_str(), task.partition.as_str());
-    if !task.overwrite && soft("checking the done marker", ctx.state.done_marker(dsn, part).await).flatten().is_some() {
-        soft("counting a skip", ctx.state.record_done(&task.backfill_id, part, true).await);
+    if !task.overwrite
+        && soft("checking the done marker", ctx.state.skip_if_done(dsn, part, &task.backfill_id).await) == Some(true)
+    {
         return Ok(Done::Skipped);
     }
     let token = format!("{}:{}", ctx.worker_id, uuid_like());

@@ -210,6 +210,7 @@ async fn producer_reports_unconfirmed_publishes_when_the_broker_goes_away() {
         let child = std::process::Command::new(producer_bin())
             .args(["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-03-31"])
             .env("LAKEFLEET_PREFIX", &f.prefix)
+            .env("LAKEFLEET_RETRY_BASE_MS", f.retry_base_ms.to_string())
             .env("LAKE_URL", &f.lake_url)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -349,3 +349,31 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
     assert_eq!(f.queue_len(&topo.work).await, 0);
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_404_for_the_newest_week_is_parked_as_not_published_yet() {
+    let src = Source::start().await;
+    let f = Fleet::local("notyet");
+    let cat = lakefleet::catalog::Catalog::builtin();
+    let latest =
+        lakefleet::plan::latest_published(cat.get("mta-turnstile").unwrap(), chrono::Local::now().date_naive());
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.producer(&[
+        "backfill",
+        "--dataset",
+        "mta-turnstile",
+        "--from",
+        &latest.to_string(),
+        "--to",
+        &latest.to_string(),
+        "--mirror",
+        &src.base,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
+    assert_eq!(s.dead.len(), 1);
+    assert!(s.dead[0].1.starts_with("not_published_yet:") && s.dead[0].1.contains("not published yet"), "{:?}", s.dead);
+    oracle(&f, &[], &[(&latest.to_string(), "not_published_yet")]).await;
+    f.cleanup().await;
+}

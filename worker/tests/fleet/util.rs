@@ -38,6 +38,50 @@ pub struct Fleet {
     pub lake_dir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub retry_base_ms: u64,
+    cleaned: std::sync::atomic::AtomicBool,
+}
+
+/// A test that fails before its `cleanup()` still removes its queues, keys
+/// and lake, so that failed runs do not pile up quorum queues on the broker.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if self.cleaned.load(Ordering::SeqCst) {
+            return;
+        }
+        let (prefix, topo, dir) = (self.prefix.clone(), self.topology(), self.lake_dir.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(cleanup_fleet(&prefix, &topo, dir.as_deref()));
+        })
+        .join();
+    }
+}
+
+async fn cleanup_fleet(prefix: &str, topo: &Topology, lake_dir: Option<&std::path::Path>) {
+    if let Ok(conn) = lapin::Connection::connect(AMQP, Default::default()).await {
+        for q in topo.all_queues() {
+            // A channel per queue: a failed delete closes its channel.
+            for _ in 0..3 {
+                let Ok(ch) = conn.create_channel().await else { break };
+                if ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        let _ = conn.close(200, "".into()).await;
+    }
+    let client = redis::Client::open(REDIS).unwrap();
+    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut c).await.unwrap_or_default();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap_or(());
+        }
+    }
+    if let Some(d) = lake_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 impl Fleet {
@@ -53,13 +97,16 @@ impl Fleet {
             prefix,
             env: vec![],
             retry_base_ms: 200,
+            cleaned: false.into(),
         }
     }
 
     /// A fleet whose lake is a bucket of the S3-compatible server.
     pub fn s3(name: &str, s3: &S3Server) -> Fleet {
         let mut f = Fleet::local(name);
-        f.lake_dir = None;
+        if let Some(d) = f.lake_dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
         f.lake_url = format!("s3://{}/lake", s3.bucket);
         f.env = s3.env();
         f
@@ -193,24 +240,8 @@ impl Fleet {
 
     /// Deletes this fleet's queues and Redis keys.
     pub async fn cleanup(&self) {
-        if let Ok(conn) = lapin::Connection::connect(AMQP, Default::default()).await {
-            let ch = conn.create_channel().await.unwrap();
-            for q in self.topology().all_queues() {
-                let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-            }
-            let _ = conn.close(200, "".into()).await;
-        }
-        let client = redis::Client::open(REDIS).unwrap();
-        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-            let keys: Vec<String> =
-                redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.unwrap_or_default();
-            if !keys.is_empty() {
-                let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap_or(());
-            }
-        }
-        if let Some(d) = &self.lake_dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        cleanup_fleet(&self.prefix, &self.topology(), self.lake_dir.as_deref()).await;
+        self.cleaned.store(true, Ordering::SeqCst);
     }
 }
 
