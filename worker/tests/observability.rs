@@ -125,35 +125,10 @@ async fn every_dashboard_query_returns_data_and_every_documented_metric_exists()
         .stderr(Stdio::null());
     let _exporter = ChildGuard(cmd.spawn().unwrap());
 
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        &week(3).to_string(),
-        "--mirror",
-        &src.base,
-        "--wait",
-        "--wait-timeout",
-        "60",
-    ]);
+    let out = f.backfill_mta(&src, d("2022-01-01"), week(3), &["--wait", "--wait-timeout", "60"]);
     assert_eq!(out.status.code(), Some(1), "one partition is parked");
     // A duplicate, and a lease conflict: the same partitions again.
-    let again = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        &week(0).to_string(),
-        "--mirror",
-        &src.base,
-        "--force",
-        "--wait",
-    ]);
+    let again = f.backfill_mta(&src, d("2022-01-01"), week(0), &["--force", "--wait"]);
     assert_eq!(again.status.code(), Some(0));
 
     let prom = start_prometheus(&w.addr, &exporter_addr).await;

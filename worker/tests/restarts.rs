@@ -9,14 +9,9 @@ mod util;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
 use util::*;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn week(i: u64) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2022, 1, 1).unwrap() + chrono::Days::new(7 * i)
-}
 
 fn run(cmd: &str, args: &[&str]) {
     let st = Command::new(cmd).args(args).status().unwrap_or_else(|e| panic!("{cmd}: {e}"));
@@ -85,36 +80,23 @@ async fn settle(f: &Fleet, keys: usize, within: Duration) {
     }
 }
 
+/// Six slow weekly files being converted by one worker (two in flight).
+async fn slow_backfill_in_flight(name: &str, seed: u64) -> (Source, Fleet, Vec<(String, usize, String)>, WorkerProc) {
+    let src = Source::start().await;
+    let f = Fleet::local(name);
+    let expect = serve_mta_weeks(&src, 6, 1000, seed, &[Fault::Slow(10, Duration::from_secs(2))]);
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(5), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    wait_in_flight(&w, 2.0).await;
+    (src, f, expect, w)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rabbitmq_restarted_mid_backfill_every_partition_once() {
     let _serial = SERIAL.lock().await;
-    let src = Source::start().await;
-    let f = Fleet::local("rmq-restart");
-    let mut expect = Vec::new();
-    for i in 0..6 {
-        let (bytes, _) = mta_week(week(i), 1000, 300 + i);
-        src.put(&mta_name(week(i)), bytes.clone());
-        src.fault(&mta_name(week(i)), &[Fault::Slow(10, Duration::from_secs(2))]);
-        expect.push(mta_expect(week(i), 1000, &bytes));
-    }
-    let w = f.worker(&[]);
-    w.ready().await;
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        &week(5).to_string(),
-        "--mirror",
-        &src.base,
-    ]);
-    assert_eq!(out.status.code(), Some(0));
-    eventually(Duration::from_secs(10), "two tasks in flight", || async {
-        metric(&w.metrics().await, "lakefleet_tasks_in_flight", &[]) >= 2.0
-    })
-    .await;
+    let (_src, f, expect, w) = slow_backfill_in_flight("rmq-restart", 300).await;
     {
         let _back = RabbitBack;
         run("rabbitmqctl", &["-q", "stop_app"]);
@@ -132,33 +114,7 @@ async fn rabbitmq_restarted_mid_backfill_every_partition_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_mid_backfill_every_partition_once() {
     let _serial = SERIAL.lock().await;
-    let src = Source::start().await;
-    let f = Fleet::local("redis-restart");
-    let mut expect = Vec::new();
-    for i in 0..6 {
-        let (bytes, _) = mta_week(week(i), 1000, 400 + i);
-        src.put(&mta_name(week(i)), bytes.clone());
-        src.fault(&mta_name(week(i)), &[Fault::Slow(10, Duration::from_secs(2))]);
-        expect.push(mta_expect(week(i), 1000, &bytes));
-    }
-    let w = f.worker(&[]);
-    w.ready().await;
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        &week(5).to_string(),
-        "--mirror",
-        &src.base,
-    ]);
-    assert_eq!(out.status.code(), Some(0));
-    eventually(Duration::from_secs(10), "two tasks in flight", || async {
-        metric(&w.metrics().await, "lakefleet_tasks_in_flight", &[]) >= 2.0
-    })
-    .await;
+    let (src, f, expect, w) = slow_backfill_in_flight("redis-restart", 400).await;
     {
         let _back = RedisBack;
         let _ = Command::new("redis-cli").args(["shutdown", "nosave"]).status();
@@ -168,20 +124,7 @@ async fn redis_restarted_mid_backfill_every_partition_once() {
     }
     settle(&f, 6, Duration::from_secs(90)).await;
     // The same backfill again: Redis forgot the done markers, the lake did not.
-    let again = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        &week(5).to_string(),
-        "--mirror",
-        &src.base,
-        "--wait",
-        "--wait-timeout",
-        "60",
-    ]);
+    let again = f.backfill_mta(&src, d("2022-01-01"), week(5), &["--wait", "--wait-timeout", "60"]);
     assert_eq!(again.status.code(), Some(0));
     let m = w.metrics().await;
     assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "written")]), 6.0, "each partition written once");

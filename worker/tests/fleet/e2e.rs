@@ -84,20 +84,7 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
     let w2 = f.worker(&[]);
     w1.ready().await;
     w2.ready().await;
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-02-06",
-        "--mirror",
-        &src.base,
-        "--wait",
-        "--wait-timeout",
-        "120",
-    ]);
+    let out = f.backfill_mta(&src, d("2022-01-01"), d("2022-02-06"), &["--wait", "--wait-timeout", "120"]);
     assert_eq!(out.status.code(), Some(0), "{}", w1.log());
     assert!(stdout(&out).contains("planned 6, done 6"), "{}", stdout(&out));
     assert_lake_holds(&f, &src, &weeks, 3000).await;
@@ -135,21 +122,7 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
     assert_eq!(written_before, 6.0);
 
     // The same backfill again, forced so that the tasks really are delivered twice.
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-02-06",
-        "--mirror",
-        &src.base,
-        "--force",
-        "--wait",
-        "--wait-timeout",
-        "60",
-    ]);
+    let out = f.backfill_mta(&src, d("2022-01-01"), d("2022-02-06"), &["--force", "--wait", "--wait-timeout", "60"]);
     assert_eq!(out.status.code(), Some(0));
     let (m1, m2) = (w1.metrics().await, w2.metrics().await);
     assert_eq!(written(&m1) + written(&m2), 6.0, "no second upload");
@@ -181,20 +154,7 @@ async fn backfill_into_an_s3_compatible_lake() {
     let weeks = serve_weeks(&src, NaiveDate::from_ymd_opt(2021, 12, 25).unwrap(), 3, 2000);
     let w = f.worker(&[]);
     w.ready().await;
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2021-12-25",
-        "--to",
-        "2022-01-08",
-        "--mirror",
-        &src.base,
-        "--wait",
-        "--wait-timeout",
-        "120",
-    ]);
+    let out = f.backfill_mta(&src, d("2021-12-25"), d("2022-01-08"), &["--wait", "--wait-timeout", "120"]);
     assert_eq!(out.status.code(), Some(0), "{}", w.log());
     assert_lake_holds(&f, &src, &weeks, 2000).await;
     // The year partition follows the partition date across the year boundary.
@@ -219,20 +179,7 @@ async fn a_malformed_row_fails_the_task_with_its_line_and_leaves_no_object() {
     src.put(&mta_name(week), text.into_bytes());
     let w = f.worker(&[]);
     w.ready().await;
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-08",
-        "--to",
-        "2022-01-08",
-        "--mirror",
-        &src.base,
-        "--wait",
-        "--wait-timeout",
-        "60",
-    ]);
+    let out = f.backfill_mta(&src, d("2022-01-08"), d("2022-01-08"), &["--wait", "--wait-timeout", "60"]);
     assert_eq!(out.status.code(), Some(1), "a parked partition fails --wait");
     let text = stdout(&out);
     assert!(text.contains("bad_row") && text.contains("line 5") && text.contains("entries"), "{text}");
@@ -256,31 +203,9 @@ async fn sigterm_mid_task_returns_it_and_another_worker_completes_the_backfill()
     }
     let mut a = f.worker(&["--shutdown-grace", "1", "--concurrency", "3"]);
     a.ready().await;
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-01-15",
-        "--mirror",
-        &src.base,
-    ]);
+    let out = f.backfill_mta(&src, d("2022-01-01"), d("2022-01-15"), &[]);
     assert_eq!(out.status.code(), Some(0));
-    eventually(Duration::from_secs(10), "worker A busy", || {
-        let m = a.addr.clone();
-        async move {
-            reqwest::get(format!("http://{m}/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-                .contains("lakefleet_tasks_in_flight 3")
-        }
-    })
-    .await;
+    wait_in_flight(&a, 3.0).await;
     assert_eq!(a.terminate(Duration::from_secs(15)), Some(0), "worker exits 0 after SIGTERM: {}", a.log());
     assert!(a.log().contains("grace period over"), "{}", a.log());
     let b = f.worker(&[]);

@@ -3,18 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::NaiveDate;
-
 use crate::util::*;
-
-fn week(i: u64) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2022, 1, 1).unwrap() + chrono::Days::new(7 * i)
-}
-
-fn backfill(f: &Fleet, src: &Source, weeks: u64) -> std::process::Output {
-    let to = week(weeks - 1).to_string();
-    f.producer(&["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", &to, "--mirror", &src.base])
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn source_errors_retry_with_growing_delays_or_park_with_a_reason() {
@@ -40,7 +29,7 @@ async fn source_errors_retry_with_growing_delays_or_park_with_a_reason() {
 
     let w = f.worker(&[]);
     w.ready().await;
-    let out = backfill(&f, &src, 5);
+    let out = f.backfill_mta(&src, week(0), week(4), &[]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
     assert_eq!((s.done, s.dead.len()), (3, 2), "{s:?}");
@@ -80,7 +69,7 @@ async fn exhausted_attempts_park_and_replay_completes_after_the_source_heals() {
     src.fault(&mta_name(week(0)), &[Fault::Status(503), Fault::Status(503), Fault::Status(503)]);
     let w = f.worker(&[]);
     w.ready().await;
-    let out = backfill(&f, &src, 1);
+    let out = f.backfill_mta(&src, week(0), week(0), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
     assert_eq!(s.dead.len(), 1);
     assert!(s.dead[0].1.starts_with("attempts_exhausted: gave up after 3 attempts"), "{:?}", s.dead);
@@ -135,7 +124,7 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
     // Still working.
     let (bytes, _) = mta_week(week(0), 100, 1);
     src.put(&mta_name(week(0)), bytes.clone());
-    let out = backfill(&f, &src, 1);
+    let out = f.backfill_mta(&src, week(0), week(0), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
     assert_eq!(s.done, 1);
     let m = w.metrics().await;
@@ -167,19 +156,8 @@ async fn the_same_task_delivered_twice_at_once_is_written_once() {
     let w2 = f.worker(&[]);
     w1.ready().await;
     w2.ready().await;
-    let out = backfill(&f, &src, 1);
-    let forced = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-01-01",
-        "--mirror",
-        &src.base,
-        "--force",
-    ]);
+    let out = f.backfill_mta(&src, week(0), week(0), &[]);
+    let forced = f.backfill_mta(&src, d("2022-01-01"), d("2022-01-01"), &["--force"]);
     assert_eq!(forced.status.code(), Some(0));
     wait_finished(&f, &out, Duration::from_secs(30)).await;
     wait_finished(&f, &forced, Duration::from_secs(30)).await;
@@ -197,31 +175,13 @@ async fn the_same_task_delivered_twice_at_once_is_written_once() {
 async fn kill_9_mid_download_leaves_every_partition_in_the_lake_once() {
     let src = Source::start().await;
     let f = Fleet::local("kill9");
-    let mut expect = Vec::new();
-    for i in 0..3 {
-        let (bytes, _) = mta_week(week(i), 1500, 70 + i);
-        src.put(&mta_name(week(i)), bytes.clone());
-        src.fault(&mta_name(week(i)), &[Fault::Slow(20, Duration::from_secs(4))]);
-        expect.push(mta_expect(week(i), 1500, &bytes));
-    }
+    let expect = serve_mta_weeks(&src, 3, 1500, 70, &[Fault::Slow(20, Duration::from_secs(4))]);
     let spool = tmpdir("spool");
     let spool_arg = spool.to_str().unwrap().to_string();
     let mut a = f.worker(&["--concurrency", "3", "--spool-dir", &spool_arg]);
     a.ready().await;
-    let out = backfill(&f, &src, 3);
-    eventually(Duration::from_secs(10), "worker A busy with all three", || {
-        let addr = a.addr.clone();
-        async move {
-            reqwest::get(format!("http://{addr}/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-                .contains("lakefleet_tasks_in_flight 3")
-        }
-    })
-    .await;
+    let out = f.backfill_mta(&src, week(0), week(2), &[]);
+    wait_in_flight(&a, 3.0).await;
     let a_pid = a.pid();
     let a_files = |dir: &std::path::Path| {
         std::fs::read_dir(dir)
@@ -247,30 +207,15 @@ async fn kill_9_mid_download_leaves_every_partition_in_the_lake_once() {
 async fn lost_redis_state_mid_backfill_still_gives_every_partition_once() {
     let src = Source::start().await;
     let f = Fleet::local("redisloss");
-    let mut expect = Vec::new();
-    for i in 0..6 {
-        let (bytes, _) = mta_week(week(i), 800, 90 + i);
-        src.put(&mta_name(week(i)), bytes.clone());
-        expect.push(mta_expect(week(i), 800, &bytes));
-    }
+    let expect = serve_mta_weeks(&src, 6, 800, 90, &[]);
     let w = f.worker(&[]);
     w.ready().await;
-    let out = backfill(&f, &src, 6);
+    let out = f.backfill_mta(&src, week(0), week(5), &[]);
     wait_finished(&f, &out, Duration::from_secs(30)).await;
     // Redis forgets everything of this fleet (as a restart would), then the
     // same backfill is delivered again.
     f.forget_redis().await;
-    let again = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        &week(5).to_string(),
-        "--mirror",
-        &src.base,
-    ]);
+    let again = f.backfill_mta(&src, d("2022-01-01"), week(5), &[]);
     assert!(stdout(&again).contains("0 already done, 6 to publish"), "{}", stdout(&again));
     wait_finished(&f, &again, Duration::from_secs(30)).await;
     let m = w.metrics().await;
@@ -297,7 +242,7 @@ async fn an_object_store_answering_500_for_a_while_is_retried_then_written_once(
     src.put(&mta_name(week(0)), bytes.clone());
     let w = f.worker(&[]);
     w.ready().await;
-    let out = backfill(&f, &src, 1);
+    let out = f.backfill_mta(&src, week(0), week(0), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
     assert_eq!((s.done, s.dead.len(), s.retried), (1, 0, 1), "{s:?}");
     assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 6);
@@ -359,17 +304,7 @@ async fn a_404_for_the_newest_week_is_parked_as_not_published_yet() {
         lakefleet::plan::latest_published(cat.get("mta-turnstile").unwrap(), chrono::Local::now().date_naive());
     let w = f.worker(&[]);
     w.ready().await;
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        &latest.to_string(),
-        "--to",
-        &latest.to_string(),
-        "--mirror",
-        &src.base,
-    ]);
+    let out = f.backfill_mta(&src, latest, latest, &[]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
     assert_eq!(s.dead.len(), 1);

@@ -144,6 +144,15 @@ impl Fleet {
         out
     }
 
+    /// `producer backfill` of mta-turnstile weeks `[from, to]` served by `src`, plus `extra` flags.
+    pub fn backfill_mta(&self, src: &Source, from: NaiveDate, to: NaiveDate, extra: &[&str]) -> Output {
+        let (from, to) = (from.to_string(), to.to_string());
+        let mut args =
+            vec!["backfill", "--dataset", "mta-turnstile", "--from", &from, "--to", &to, "--mirror", &src.base];
+        args.extend_from_slice(extra);
+        self.producer(&args)
+    }
+
     /// Starts a worker process.
     pub fn worker(&self, extra: &[&str]) -> WorkerProc {
         let port = free_port();
@@ -546,6 +555,37 @@ pub fn mta_week(week: NaiveDate, rows: usize, seed: u64) -> (Vec<u8>, i64) {
         ));
     }
     (out.into_bytes(), sum)
+}
+
+/// A date literal.
+pub fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+/// The `i`-th Saturday from 2022-01-01.
+pub fn week(i: u64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2022, 1, 1).unwrap() + chrono::Days::new(7 * i)
+}
+
+/// Serves weeks `0..n` of `rows` rows (seeds from `seed`), each answering
+/// with `faults` first; returns what the oracle expects in the lake.
+pub fn serve_mta_weeks(src: &Source, n: u64, rows: usize, seed: u64, faults: &[Fault]) -> Vec<(String, usize, String)> {
+    (0..n)
+        .map(|i| {
+            let (bytes, _) = mta_week(week(i), rows, seed + i);
+            src.put(&mta_name(week(i)), bytes.clone());
+            src.fault(&mta_name(week(i)), faults);
+            mta_expect(week(i), rows, &bytes)
+        })
+        .collect()
+}
+
+/// Waits (bounded) until the worker has at least `n` tasks in flight.
+pub async fn wait_in_flight(w: &WorkerProc, n: f64) {
+    eventually(Duration::from_secs(10), "tasks in flight", || async {
+        metric(&w.metrics().await, "lakefleet_tasks_in_flight", &[]) >= n
+    })
+    .await;
 }
 
 pub fn mta_name(week: NaiveDate) -> String {
