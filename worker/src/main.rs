@@ -80,6 +80,10 @@ struct RunArgs {
     /// Seconds a partition lease lasts without renewal (renewed every third of it).
     #[arg(long, env = "LAKEFLEET_LEASE_TTL", default_value_t = 60)]
     lease_ttl: u64,
+    /// Seconds a task may take before it is abandoned and retried; keep it well
+    /// under RabbitMQ's consumer timeout (30 minutes by default).
+    #[arg(long, env = "LAKEFLEET_TASK_TIMEOUT", default_value_t = 1200)]
+    task_timeout: u64,
     /// Seconds to wait for a source server to accept the connection.
     #[arg(long, env = "LAKEFLEET_CONNECT_TIMEOUT", default_value_t = 10)]
     connect_timeout: u64,
@@ -138,6 +142,7 @@ async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
         worker_id,
         spool_dir,
         lease_ttl: Duration::from_secs(args.lease_ttl.max(3)),
+        task_timeout: Duration::from_secs(args.task_timeout.max(1)),
     });
     let settings = service::Settings {
         amqp_url: args.conn.amqp_url.clone(),

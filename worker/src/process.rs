@@ -30,6 +30,9 @@ pub struct Ctx {
     pub worker_id: String,
     pub spool_dir: PathBuf,
     pub lease_ttl: Duration,
+    /// A task still running after this is abandoned and retried, well inside
+    /// RabbitMQ's consumer timeout (30 minutes by default).
+    pub task_timeout: Duration,
 }
 
 /// A successful end of a task.
@@ -37,6 +40,55 @@ enum Done {
     Converted { uploaded: Uploaded },
     Skipped,
     LeaseHeld,
+}
+
+/// A partition lease held by this worker: renewed in the background every
+/// third of its TTL, released when dropped, so that a task that ends in any
+/// way (done, failed, timed out, aborted at shutdown) frees its partition at
+/// once instead of after the TTL.
+struct Lease {
+    ctx: Arc<Ctx>,
+    dataset: String,
+    partition: String,
+    token: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    fn hold(ctx: &Arc<Ctx>, dataset: &str, partition: &str, token: String) -> Lease {
+        let (c, d, p, t) = (ctx.clone(), dataset.to_string(), partition.to_string(), token.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(c.lease_ttl / 3).await;
+                if let Ok(false) = c.state.renew_lease(&d, &p, &t, c.lease_ttl).await {
+                    warn!(partition = %p, "lease lost; the conditional upload still keeps the lake exactly-once");
+                    break;
+                }
+            }
+        });
+        Lease { ctx: ctx.clone(), dataset: dataset.to_string(), partition: partition.to_string(), token, renewer }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        let (ctx, d, p, t) = (self.ctx.clone(), self.dataset.clone(), self.partition.clone(), self.token.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                soft("releasing the lease", ctx.state.release_lease(&d, &p, &t).await);
+            });
+        }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Removes the spool file however the task ends.
@@ -79,7 +131,14 @@ pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
         }
     };
     let ds_label = if ctx.catalog.get(&task.dataset).is_some() { task.dataset.clone() } else { "unknown".into() };
-    let result = run_task(&ctx, &task).await;
+    let result = match tokio::time::timeout(ctx.task_timeout, run_task(&ctx, &task)).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::transient(format!(
+            "{}: gave up after --task-timeout {}s (slow source?)",
+            task.source_url,
+            ctx.task_timeout.as_secs()
+        ))),
+    };
     match result {
         Ok(Done::Converted { uploaded }) => {
             if ack(&delivery).await {
@@ -239,24 +298,9 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     if leased == Some(false) {
         return Ok(Done::LeaseHeld);
     }
-    let renewer = leased.map(|_| {
-        let (ctx, dsn, part, token) = (ctx.clone(), dsn.to_string(), part.to_string(), token.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ctx.lease_ttl / 3).await;
-                if let Ok(false) = ctx.state.renew_lease(&dsn, &part, &token, ctx.lease_ttl).await {
-                    warn!(partition = %part, "lease lost; the conditional upload still keeps the lake exactly-once");
-                    break;
-                }
-            }
-        })
-    });
-    let result = convert_and_upload(ctx, ds, task).await;
-    if let Some(r) = renewer {
-        r.abort();
-        soft("releasing the lease", ctx.state.release_lease(dsn, part, &token).await);
-    }
-    let (uploaded, marker) = result?;
+    // Released when this future ends, however it ends (also on timeout or shutdown).
+    let _lease = leased.map(|_| Lease::hold(ctx, dsn, part, token));
+    let (uploaded, marker) = convert_and_upload(ctx, ds, task).await?;
     soft("writing the done marker", ctx.state.mark_done(dsn, part, &marker).await);
     soft("counting progress", ctx.state.record_done(&task.backfill_id, part, false).await);
     Ok(Done::Converted { uploaded })
@@ -314,7 +358,10 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, ds: &Dataset, task: &Task) -> Result
         let out = std::io::BufWriter::with_capacity(1 << 20, file);
         convert::convert(&ds2, &url, reader, out, &kv)
     });
-    let downloaded = pump.await.unwrap_or(0);
+    // Stopped if this task is abandoned (timeout, shutdown): the conversion
+    // thread then sees the end of its input and stops too.
+    let mut pump = AbortOnDrop(pump);
+    let downloaded = (&mut pump.0).await.unwrap_or(0);
     m.stage_duration.with_label_values(&[&ds.name, stage::DOWNLOAD]).observe(dl_start.elapsed().as_secs_f64());
     let stats =
         conv.await.map_err(|e| Failure::transient(format!("conversion thread failed: {e}")))?.map_err(Failure::from)?;

@@ -312,3 +312,21 @@ async fn a_404_for_the_newest_week_is_parked_as_not_published_yet() {
     oracle(&f, &[], &[(&latest.to_string(), "not_published_yet")]).await;
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_slower_than_the_task_timeout_is_abandoned_and_retried() {
+    let src = Source::start().await;
+    let f = Fleet::local("timeout");
+    // The first download takes 4 s; the task timeout is 1 s.
+    let expect = serve_mta_weeks(&src, 1, 500, 5, &[Fault::Slow(8, Duration::from_secs(4))]);
+    let w = f.worker(&["--task-timeout", "1"]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(0), &["--wait", "--wait-timeout", "30"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("retries 1"), "{}", stdout(&out));
+    assert!(w.log().contains("gave up after --task-timeout 1s"), "{}", w.log());
+    // The abandoned attempt's lease was released with it: the retry got it at once.
+    assert_eq!(metric(&w.metrics().await, "lakefleet_lease_conflicts_total", &[]), 0.0);
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
