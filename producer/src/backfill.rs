@@ -96,6 +96,27 @@ pub async fn run(
     let ch = topology::confirm_channel(&conn, None).await.context("opening a RabbitMQ channel")?;
     topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
 
+    // The schedule leaves alone what is parked (an operator's call) or being
+    // converted now, and does nothing when there is nothing new.
+    let mut parts = parts;
+    if args.scheduled {
+        let mut keep = Vec::new();
+        for p in parts {
+            let key = p.date.to_string();
+            if state.failed(&ds.name, &key).await?.is_none() && !state.lease_held(&ds.name, &key).await? {
+                keep.push(p);
+            }
+        }
+        parts = keep;
+        let mut new = 0;
+        for p in &parts {
+            new += !is_done(&state, &lake, &ds.name, p).await? as usize;
+        }
+        if new == 0 {
+            println!("{}: nothing new to enqueue ({} .. {})", ds.name, args.from, args.to);
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+    }
     // Skip what is done already (unless --force).
     let mut to_publish = Vec::new();
     let mut already = Vec::new();

@@ -40,6 +40,13 @@ pub enum Command {
     /// Inspect, replay or purge parked (dead-lettered) tasks.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Keep datasets up to date: enqueue their newest publications as they appear.
+    ///
+    /// Every --every-hours (or once with --once), for each --dataset, plans the
+    /// latest --lookback publications and enqueues those not yet in the lake,
+    /// leaving parked and in-progress partitions alone. Weekly data is
+    /// published on Saturdays, monthly data once the month is over.
+    Schedule(ScheduleArgs),
     /// Serve backfill progress and queue depths on /metrics for Prometheus.
     ///
     /// Gauges: lakefleet_backfill_partitions{backfill,dataset,state} for the
@@ -89,6 +96,29 @@ pub struct BackfillArgs {
     /// Convert again and replace the objects of done partitions (implies --force).
     #[arg(long)]
     pub overwrite: bool,
+    /// Set by `producer schedule`: leave parked and in-progress partitions alone.
+    #[arg(skip)]
+    pub scheduled: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// Datasets to keep up to date (repeat the flag for several).
+    #[arg(long = "dataset", required = true)]
+    pub datasets: Vec<String>,
+    /// How many of the latest publications to (re)check at each run: partitions
+    /// that are missing from the lake are enqueued, done ones skipped.
+    #[arg(long, default_value_t = 4)]
+    pub lookback: u32,
+    /// Time between runs, in hours.
+    #[arg(long, default_value_t = 24)]
+    pub every_hours: u64,
+    /// Run once and exit (for cron or a Kubernetes CronJob).
+    #[arg(long)]
+    pub once: bool,
+    /// Fetch files from this base URL joined with each official file name.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //!
 //! - [`cli`]: flags; [`backfill`]: plan and publish; [`status`]: progress;
 //!   [`dlq`]: parked tasks; [`exporter`]: progress for Prometheus;
+//!   [`schedule`]: the recurring enqueue of new publications;
 //!   [`progress`]: terminal display.
 
 mod backfill;
@@ -9,6 +10,7 @@ mod cli;
 mod dlq;
 mod exporter;
 mod progress;
+mod schedule;
 mod status;
 
 use std::process::ExitCode;
@@ -56,6 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Dlq(cmd) => dlq::run(&cli, cmd).await,
         Command::Exporter(args) => exporter::run(&cli, args).await,
+        Command::Schedule(args) => schedule::run(&cli, &catalog, args).await,
     }
 }
 

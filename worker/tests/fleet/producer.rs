@@ -2,7 +2,6 @@
 
 use chrono::NaiveDate;
 use lakefleet::catalog::Catalog;
-use lakefleet::state::DoneMarker;
 use lakefleet::task::MAJOR;
 
 use crate::util::*;
@@ -142,11 +141,7 @@ async fn done_partitions_are_not_published_again_without_force() {
     let ds = cat.get("mta-turnstile").unwrap();
     let mut d = NaiveDate::from_ymd_opt(2022, 1, 1).unwrap();
     while d <= NaiveDate::from_ymd_opt(2022, 3, 31).unwrap() {
-        let m = DoneMarker { object_key: ds.object_key(d), size: 1, rows: 1, sha256: "x".into() };
-        st.mark_done("mta-turnstile", &d.to_string(), &m).await.unwrap();
-        let path = f.lake_dir.as_ref().unwrap().join(ds.object_key(d));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, b"x").unwrap();
+        f.fake_done(ds, d).await;
         d = d + chrono::Days::new(7);
     }
     let args = ["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-03-31"];
@@ -240,5 +235,49 @@ async fn datasets_lists_the_catalog_and_a_bad_catalog_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("bad.toml") && err.contains("dataset \"mine\"") && err.contains("int65"), "{err}");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
+    let f = Fleet::local("schedule");
+    let st = f.state().await;
+    let cat = Catalog::builtin();
+    let ds = cat.get("mta-turnstile").unwrap();
+    let latest = lakefleet::plan::latest_published(ds, chrono::Local::now().date_naive());
+    let back = |w: u64| latest - chrono::Days::new(7 * w);
+    // One week is in the lake, one is parked: the schedule leaves both alone.
+    let done = back(1);
+    f.fake_done(ds, done).await;
+    st.record_dead("bf-old", "mta-turnstile", &back(2).to_string(), "not_found: gone").await.unwrap();
+
+    let out = f.producer(&[
+        "schedule",
+        "--dataset",
+        "mta-turnstile",
+        "--once",
+        "--lookback",
+        "4",
+        "--mirror",
+        "http://127.0.0.1:9/m",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let tasks = f.drain_tasks(&f.topology().work).await;
+    let weeks: Vec<String> = tasks.iter().map(|t| t.partition.clone()).collect();
+    assert_eq!(weeks, [back(3).to_string(), latest.to_string()]);
+    assert!(tasks[1].source_url.starts_with("http://127.0.0.1:9/m/turnstile_"), "{}", tasks[1].source_url);
+
+    // Nothing new: no task, no backfill.
+    for w in [back(3), latest] {
+        f.fake_done(ds, w).await;
+    }
+    let before = st.recent_backfills(100).await.unwrap().len();
+    let out = f.producer(&["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("nothing new to enqueue"), "{}", stdout(&out));
+    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+    assert_eq!(st.recent_backfills(100).await.unwrap().len(), before);
+    let out = f.producer(&["schedule", "--dataset", "nope", "--once"]);
+    assert_eq!(out.status.code(), Some(2));
     f.cleanup().await;
 }
