@@ -17,6 +17,7 @@ fi
 if ! command -v moto_server >/dev/null || ! command -v check-jsonschema >/dev/null; then
   log "installing moto's S3 server and check-jsonschema (pip)"
   python3 -m pip install -q 'moto[server]' check-jsonschema
+  command -v pyenv >/dev/null && pyenv rehash || true   # new console scripts under pyenv
   hash -r
 fi
 
@@ -44,5 +45,8 @@ for i in $(seq 1 30); do
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
   sleep 1
   if [ "$i" = 30 ]; then log "Redis did not start within 30s"; exit 1; fi
+done
+for tool in moto_server check-jsonschema prometheus promtool; do
+  command -v "$tool" >/dev/null || { log "$tool is still missing after the install step"; exit 1; }
 done
 log "RabbitMQ 127.0.0.1:5672 (Prometheus plugin :15692), Redis 127.0.0.1:6379, moto_server, prometheus, promtool and check-jsonschema are ready"
