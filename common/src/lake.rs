@@ -59,6 +59,7 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
+    single_put_max: u64,
 }
 
 impl Lake {
@@ -109,7 +110,7 @@ impl Lake {
                 "LAKE_URL {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"
             ),
         };
-        Ok(Lake { store, root, url: url.trim_end_matches('/').to_string() })
+        Ok(Lake { store, root, url: url.trim_end_matches('/').to_string(), single_put_max: SINGLE_PUT_MAX })
     }
 
     /// An S3 lake with an explicit endpoint and credentials (instead of the
@@ -130,7 +131,15 @@ impl Lake {
             store: Arc::new(store),
             root: Path::from(parsed.path().trim_matches('/')),
             url: url.trim_end_matches('/').to_string(),
+            single_put_max: SINGLE_PUT_MAX,
         })
+    }
+
+    /// Objects larger than `bytes` go up as multipart uploads (default
+    /// [`SINGLE_PUT_MAX`]; S3 caps a single PUT at 5 GB).
+    pub fn with_single_put_max(mut self, bytes: u64) -> Lake {
+        self.single_put_max = bytes;
+        self
     }
 
     fn path(&self, key: &str) -> Path {
@@ -193,7 +202,7 @@ impl Lake {
         if !overwrite && let Some(found) = self.head(key).await? {
             return self.verify(key, found.size, size);
         }
-        if size <= SINGLE_PUT_MAX {
+        if size <= self.single_put_max {
             let data = tokio::fs::read(file).await.map_err(spool)?;
             let mode = if overwrite { PutMode::Overwrite } else { PutMode::Create };
             let opts = PutOptions { mode, ..Default::default() };

@@ -84,6 +84,10 @@ struct RunArgs {
     /// under RabbitMQ's consumer timeout (30 minutes by default).
     #[arg(long, env = "LAKEFLEET_TASK_TIMEOUT", default_value_t = 1200)]
     task_timeout: u64,
+    /// Parquet files larger than this many bytes are uploaded as multipart
+    /// uploads (atomic on completion) instead of one conditional PUT.
+    #[arg(long, env = "LAKEFLEET_SINGLE_PUT_MAX", default_value_t = lakefleet::lake::SINGLE_PUT_MAX)]
+    single_put_max: u64,
     /// Seconds to wait for a source server to accept the connection.
     #[arg(long, env = "LAKEFLEET_CONNECT_TIMEOUT", default_value_t = 10)]
     connect_timeout: u64,
@@ -117,7 +121,7 @@ async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     }
     let state = State::connect(&args.conn.redis_url, &args.conn.prefix).await?;
     metrics.connection_up.with_label_values(&["redis"]).set(1);
-    let lake = Lake::open(&args.conn.lake_url)?;
+    let lake = Lake::open(&args.conn.lake_url)?.with_single_put_max(args.single_put_max);
     let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating spool folder {}", spool_dir.display()))?;
     let stale = process::clean_spool(&spool_dir);

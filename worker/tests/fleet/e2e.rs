@@ -147,6 +147,34 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn large_objects_go_up_as_completed_multipart_uploads() {
+    let s3 = S3Server::start().await;
+    let src = Source::start().await;
+    let f = Fleet::s3("e2e-multipart", &s3);
+    let weeks = serve_weeks(&src, NaiveDate::from_ymd_opt(2022, 1, 1).unwrap(), 2, 3000);
+    // Every object is above the threshold: multipart for all.
+    let w = f.worker(&["--single-put-max", "1000"]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, d("2022-01-01"), d("2022-01-08"), &["--wait", "--wait-timeout", "60"]);
+    assert_eq!(out.status.code(), Some(0), "{}", w.log());
+    assert_lake_holds(&f, &src, &weeks, 3000).await;
+    for (key, _) in f.objects().await {
+        // S3 gives multipart objects an ETag ending in "-<parts>".
+        let etag = f.lake().head(&key).await.unwrap().unwrap().e_tag.unwrap_or_default();
+        assert!(etag.trim_matches('"').ends_with("-1"), "{key} was not a multipart upload: ETag {etag}");
+    }
+    // Delivered again after Redis forgot it: verified against the object, not rewritten.
+    f.forget_redis().await;
+    let out = f.backfill_mta(&src, d("2022-01-01"), d("2022-01-08"), &["--wait", "--wait-timeout", "60"]);
+    assert_eq!(out.status.code(), Some(0));
+    let m = w.metrics().await;
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "written")]), 2.0);
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "already_present")]), 2.0);
+    assert_lake_holds(&f, &src, &weeks, 3000).await;
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn backfill_into_an_s3_compatible_lake() {
     let s3 = S3Server::start().await;
     let src = Source::start().await;
