@@ -33,6 +33,46 @@ pub struct Connections {
 }
 
 impl Connections {
+    /// Checks the settings; the error names the variable and its flag.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.prefix;
+        if p.is_empty() || p.len() > 100 || !p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(format!(
+                "LAKEFLEET_PREFIX (--prefix) {p:?}: use 1 to 100 letters, digits, '-', '_' or '.' (it starts every queue name and Redis key)"
+            ));
+        }
+        if !(1..=3_600_000).contains(&self.retry_base_ms) {
+            return Err(format!(
+                "LAKEFLEET_RETRY_BASE_MS (--retry-base-ms) {}: must be between 1 and 3600000 (one hour)",
+                self.retry_base_ms
+            ));
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return Err(format!(
+                "LAKEFLEET_MAX_ATTEMPTS (--max-attempts) {}: must be between 1 and 100",
+                self.max_attempts
+            ));
+        }
+        for (name, url, schemes) in [
+            ("AMQP_URL (--amqp-url)", &self.amqp_url, &["amqp", "amqps"][..]),
+            ("REDIS_URL (--redis-url)", &self.redis_url, &["redis", "rediss"][..]),
+        ] {
+            match url::Url::parse(url) {
+                Ok(u) if schemes.contains(&u.scheme()) => {}
+                Ok(u) => {
+                    return Err(format!(
+                        "{name} {}: scheme {:?} is not {}",
+                        redact(url),
+                        u.scheme(),
+                        schemes.join(" or ")
+                    ));
+                }
+                Err(e) => return Err(format!("{name} {}: {e}", redact(url))),
+            }
+        }
+        Ok(())
+    }
+
     pub fn topology(&self) -> crate::topology::Topology {
         crate::topology::Topology::new(&self.prefix, self.retry_base_ms, self.max_attempts)
     }
@@ -51,6 +91,34 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn defaults() -> Connections {
+        Connections {
+            amqp_url: DEFAULT_AMQP_URL.into(),
+            redis_url: DEFAULT_REDIS_URL.into(),
+            lake_url: DEFAULT_LAKE_URL.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            retry_base_ms: 5000,
+            max_attempts: 5,
+        }
+    }
+
+    #[test]
+    fn validate_names_the_setting() {
+        assert_eq!(defaults().validate(), Ok(()));
+        let e = Connections { prefix: "a b".into(), ..defaults() }.validate().unwrap_err();
+        assert!(e.starts_with("LAKEFLEET_PREFIX (--prefix) \"a b\""), "{e}");
+        let e = Connections { retry_base_ms: 0, ..defaults() }.validate().unwrap_err();
+        assert!(e.starts_with("LAKEFLEET_RETRY_BASE_MS"), "{e}");
+        let e = Connections { max_attempts: 0, ..defaults() }.validate().unwrap_err();
+        assert!(e.starts_with("LAKEFLEET_MAX_ATTEMPTS"), "{e}");
+        let e = Connections { amqp_url: "http://user:pw@host/".into(), ..defaults() }.validate().unwrap_err();
+        assert!(e.contains("AMQP_URL") && e.contains("***") && !e.contains("pw"), "{e}");
+        let e = Connections { redis_url: "not a url".into(), ..defaults() }.validate().unwrap_err();
+        assert!(e.starts_with("REDIS_URL"), "{e}");
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(super::redact("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");

@@ -45,6 +45,7 @@ fn datasets(catalog: &Catalog) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    cli.conn.validate().map_err(Refused)?;
     let catalog = Catalog::load(cli.catalog.as_deref()).map_err(|e| Refused(e.to_string()))?;
     match &cli.command {
         Command::Datasets => {

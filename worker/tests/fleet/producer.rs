@@ -53,6 +53,9 @@ async fn backfill_publishes_exactly_the_planned_tasks() {
     // The plan is recorded for status.
     let st = f.state().await.backfill(&id).await.unwrap().unwrap();
     assert_eq!((st.planned, st.done, st.dead.len()), (13, 0, 0));
+    let list = f.producer(&["status"]);
+    let line = stdout(&list).lines().find(|l| l.starts_with(&id)).map(String::from);
+    assert!(line.as_deref().is_some_and(|l| l.contains("planned 13") && l.contains("[running]")), "{}", stdout(&list));
     let out = f.producer(&["status", &id]);
     assert!(stdout(&out).contains("planned 13, done 0"), "{}", stdout(&out));
     f.cleanup().await;
