@@ -16,7 +16,7 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
-                ProgressStyle::with_template("{msg:12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+                ProgressStyle::with_template("{msg:12} [{bar:40}] {pos}/{len} (eta {eta})")
                     .expect("valid template")
                     .progress_chars("=> "),
             );

@@ -284,3 +284,26 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
     assert_eq!(out.status.code(), Some(2));
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise() {
+    let f = Fleet::local("progress");
+    let plain = f.producer(&["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-01-15"]);
+    assert!(stderr(&plain).lines().any(|l| l == "publishing 3/3 2022-01-15"), "{}", stderr(&plain));
+    assert!(!stderr(&plain).contains("[="), "no bar without a terminal");
+    // `script` gives the producer a pseudo-terminal.
+    let cmd = format!(
+        "{} backfill --dataset mta-turnstile --from 2022-01-01 --to 2022-01-15 --force",
+        producer_bin().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("LAKEFLEET_PREFIX", &f.prefix)
+        .env("LAKE_URL", &f.lake_url)
+        .env("LAKEFLEET_RETRY_BASE_MS", f.retry_base_ms.to_string())
+        .output()
+        .unwrap();
+    let tty = stdout(&out);
+    assert!(tty.contains("publishing   [") && tty.contains("] 3/3"), "{tty}");
+    f.cleanup().await;
+}
