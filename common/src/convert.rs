@@ -326,11 +326,9 @@ pub fn convert<R: Read, W: Write + Send>(
             }
             Err(parquet::errors::ParquetError::General("conversion stopped before the end".into()))
         });
-        let encoder_failed = |encoder: std::thread::ScopedJoinHandle<'_, Result<(), parquet::errors::ParquetError>>| {
-            match encoder.join() {
-                Ok(Err(e)) => out_err(e),
-                _ => ConvertError::Output { file: file.to_string(), message: "the Parquet encoder stopped".into() },
-            }
+        let encoder_error = |joined: std::thread::Result<Result<(), parquet::errors::ParquetError>>| match joined {
+            Ok(Err(e)) => out_err(e),
+            _ => ConvertError::Output { file: file.to_string(), message: "the Parquet encoder stopped".into() },
         };
 
         let mut rec = csv::ByteRecord::new();
@@ -343,20 +341,11 @@ pub fn convert<R: Read, W: Write + Send>(
         };
         let read =
             |rdr: &mut csv::Reader<Box<dyn Read + '_>>, rec: &mut csv::ByteRecord| -> Result<bool, ConvertError> {
-                rdr.read_byte_record(rec).map_err(|e| match e.kind() {
-                    csv::ErrorKind::Io(_) => {
-                        let csv::ErrorKind::Io(io) = e.into_kind() else { unreachable!() };
-                        src_err(io)
-                    }
-                    _ => {
-                        let line = e.position().map(|p| p.line()).unwrap_or(0);
-                        ConvertError::Row {
-                            file: file.to_string(),
-                            line,
-                            column: 0,
-                            name: String::new(),
-                            message: e.to_string(),
-                        }
+                rdr.read_byte_record(rec).map_err(|e| {
+                    let (line, message) = (e.position().map(|p| p.line()).unwrap_or(0), e.to_string());
+                    match e.into_kind() {
+                        csv::ErrorKind::Io(io) => src_err(io),
+                        _ => row_err(line, 0, "", message),
                     }
                 })
             };
@@ -399,11 +388,13 @@ pub fn convert<R: Read, W: Write + Send>(
         let mut rows: u64 = 0;
         let mut in_batch = 0usize;
 
-        let flush = |cols: &mut Vec<Col>, derived: &mut Vec<Col>| -> Result<Option<RecordBatch>, ConvertError> {
+        // Finishes the current batch and hands it to the encoder; `false` when
+        // the encoder has stopped (its error is then taken from its join).
+        let flush = |cols: &mut Vec<Col>, derived: &mut Vec<Col>| -> Result<bool, ConvertError> {
             let arrays: Vec<ArrayRef> = cols.iter_mut().chain(derived.iter_mut()).map(Col::finish).collect();
             let batch = RecordBatch::try_new(schema.clone(), arrays)
                 .map_err(|e| ConvertError::Output { file: file.to_string(), message: e.to_string() })?;
-            Ok(Some(batch))
+            Ok(tx.send(Encode::Batch(batch)).is_ok())
         };
 
         while read(&mut rdr, &mut rec)? {
@@ -457,19 +448,14 @@ pub fn convert<R: Read, W: Write + Send>(
             rows += 1;
             in_batch += 1;
             if in_batch == BATCH_ROWS {
-                if let Some(b) = flush(&mut cols, &mut derived)?
-                    && tx.send(Encode::Batch(b)).is_err()
-                {
-                    return Err(encoder_failed(encoder));
+                if !flush(&mut cols, &mut derived)? {
+                    return Err(encoder_error(encoder.join()));
                 }
                 in_batch = 0;
             }
         }
-        if (in_batch > 0 || rows == 0)
-            && let Some(b) = flush(&mut cols, &mut derived)?
-            && tx.send(Encode::Batch(b)).is_err()
-        {
-            return Err(encoder_failed(encoder));
+        if (in_batch > 0 || rows == 0) && !flush(&mut cols, &mut derived)? {
+            return Err(encoder_error(encoder.join()));
         }
         drop(rdr);
         // The checksum covers every source byte, even past the last record.
@@ -480,19 +466,10 @@ pub fn convert<R: Read, W: Write + Send>(
         kvs.push(KeyValue::new(meta::ROWS.into(), rows.to_string()));
         kvs.push(KeyValue::new(meta::VERSION.into(), env!("CARGO_PKG_VERSION").to_string()));
         kvs.push(KeyValue::new(meta::SCHEMA_VERSION.into(), ds.schema_version.to_string()));
-        if tx.send(Encode::Finish(kvs)).is_err() {
-            return Err(encoder_failed(encoder));
-        }
+        let _ = tx.send(Encode::Finish(kvs));
         drop(tx);
-        match encoder.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(out_err(e)),
-            Err(_) => {
-                return Err(ConvertError::Output {
-                    file: file.to_string(),
-                    message: "the Parquet encoder panicked".into(),
-                });
-            }
+        if let r @ (Ok(Err(_)) | Err(_)) = encoder.join() {
+            return Err(encoder_error(r));
         }
         Ok(ConvertStats { rows, source_bytes: hashing.bytes, source_sha256: sha })
     })
@@ -507,6 +484,32 @@ enum Encode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An output that refuses every write, like a full disk.
+    struct FullDisk;
+
+    impl Write for FullDisk {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("no space left on the spool disk"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_output_that_fails_reports_its_error() {
+        let ds = crate::catalog::Catalog::builtin().get("mta-turnstile").unwrap().clone();
+        let csv = "C/A,UNIT,SCP,STATION,LINENAME,DIVISION,DATE,TIME,DESC,ENTRIES,EXITS\n\
+                   A002,R051,02-00-00,59 ST,NQR456W,BMT,01/01/2022,03:00:00,REGULAR,7,8\n";
+        let e = convert(&ds, "turnstile_220101.txt", csv.as_bytes(), FullDisk, &[]).unwrap_err();
+        assert!(matches!(e, ConvertError::Output { .. }), "{e}");
+        assert!(
+            e.to_string().contains("turnstile_220101.txt: writing Parquet failed")
+                && e.to_string().contains("no space left"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn floats_match_the_standard_parser() {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::convert::ConvertError;
-use crate::lake::{Lake, LakeError};
+use crate::lake::LakeError;
 use crate::source::FetchError;
 
 /// Why a task was parked. The code is a metric label and a message header.
@@ -63,12 +63,6 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Transient { message, .. } | Failure::Permanent { message, .. } => message,
-        }
-    }
-
     pub fn transient(message: impl Into<String>) -> Self {
         Failure::Transient { message: message.into(), retry_after: None }
     }
@@ -107,7 +101,7 @@ impl From<ConvertError> for Failure {
 
 impl From<LakeError> for Failure {
     fn from(e: LakeError) -> Self {
-        if Lake::is_transient(&e) {
+        if e.is_transient() {
             Failure::transient(format!("uploading {e}"))
         } else {
             Failure::Permanent { reason: Reason::Conflict, message: format!("uploading {e}") }

@@ -110,7 +110,11 @@ impl Lake {
                 "LAKE_URL {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"
             ),
         };
-        Ok(Lake { store, root, url: url.trim_end_matches('/').to_string(), single_put_max: SINGLE_PUT_MAX })
+        Ok(Lake::new(store, root, url))
+    }
+
+    fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str) -> Lake {
+        Lake { store, root, url: url.trim_end_matches('/').to_string(), single_put_max: SINGLE_PUT_MAX }
     }
 
     /// An S3 lake with an explicit endpoint and credentials (instead of the
@@ -127,12 +131,7 @@ impl Lake {
             .with_retry(retry_config())
             .build()
             .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
-        Ok(Lake {
-            store: Arc::new(store),
-            root: Path::from(parsed.path().trim_matches('/')),
-            url: url.trim_end_matches('/').to_string(),
-            single_put_max: SINGLE_PUT_MAX,
-        })
+        Ok(Lake::new(Arc::new(store), Path::from(parsed.path().trim_matches('/')), url))
     }
 
     /// Objects larger than `bytes` go up as multipart uploads (default
@@ -188,7 +187,8 @@ impl Lake {
     /// Uploads the local file `file` (`size` bytes) to `key`. Unless
     /// `overwrite`, an existing object of the same size counts as already
     /// present (the conversion is deterministic) and one of another size is a
-    /// conflict.
+    /// conflict. A single PUT is conditional and finds an existing object by
+    /// itself; only the multipart path, which cannot be conditional, looks first.
     pub async fn upload_file(
         &self,
         key: &str,
@@ -199,9 +199,6 @@ impl Lake {
         let path = self.path(key);
         let spool = |source| LakeError::Spool { key: self.display(key), source };
         let store_err = |source| LakeError::Store { key: self.display(key), source };
-        if !overwrite && let Some(found) = self.head(key).await? {
-            return self.verify(key, found.size, size);
-        }
         if size <= self.single_put_max {
             let data = tokio::fs::read(file).await.map_err(spool)?;
             let mode = if overwrite { PutMode::Overwrite } else { PutMode::Create };
@@ -218,25 +215,29 @@ impl Lake {
                 Err(source) => Err(store_err(source)),
             };
         }
+        if !overwrite && let Some(found) = self.head(key).await? {
+            return self.verify(key, found.size, size);
+        }
+        let mut f = tokio::fs::File::open(file).await.map_err(spool)?;
         let upload = self.store.put_multipart(&path).await.map_err(store_err)?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut f = tokio::fs::File::open(file).await.map_err(spool)?;
         let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = match f.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    w.abort().await.ok();
-                    return Err(spool(e));
+        // Any failure aborts the upload, so that the store keeps no orphan parts.
+        let failed = loop {
+            match f.read(&mut buf).await {
+                Ok(0) => break None,
+                Ok(n) => {
+                    if let Err(e) = w.wait_for_capacity(2).await {
+                        break Some(store_err(e));
+                    }
+                    w.write(&buf[..n]);
                 }
-            };
-            if n == 0 {
-                break;
+                Err(e) => break Some(spool(e)),
             }
-            if let Err(e) = w.wait_for_capacity(2).await {
-                return Err(store_err(e));
-            }
-            w.write(&buf[..n]);
+        };
+        if let Some(e) = failed {
+            w.abort().await.ok();
+            return Err(e);
         }
         w.finish().await.map_err(store_err)?;
         Ok(Uploaded::Written)
@@ -249,10 +250,12 @@ impl Lake {
             Err(LakeError::Conflict { key: self.display(key), found, expected })
         }
     }
+}
 
-    /// Whether a store error is worth retrying (5xx, timeouts, connection).
-    pub fn is_transient(e: &LakeError) -> bool {
-        match e {
+impl LakeError {
+    /// Whether the error is worth retrying (5xx, timeouts, connection, local disk).
+    pub fn is_transient(&self) -> bool {
+        match self {
             LakeError::Conflict { .. } => false,
             LakeError::Spool { .. } => true,
             LakeError::Store { source, .. } => !matches!(

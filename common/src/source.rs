@@ -64,13 +64,14 @@ impl Fetcher {
         Ok(Fetcher { client })
     }
 
-    /// Starts downloading `url`. Returns the reader and a task that resolves
-    /// to the number of bytes received once the body is complete.
+    /// Starts downloading `url`. Returns the reader and the task that pumps
+    /// the body into it; the task ends with the body (or its failure, which
+    /// the reader then returns).
     pub async fn open(
         &self,
         url: &str,
         on_chunk: impl Fn(usize) + Send + 'static,
-    ) -> Result<(ChannelReader, tokio::task::JoinHandle<u64>), FetchError> {
+    ) -> Result<(ChannelReader, tokio::task::JoinHandle<()>), FetchError> {
         let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
         let mut resp = self.client.get(url).send().await.map_err(net)?;
         let status = resp.status();
@@ -102,7 +103,6 @@ impl Fetcher {
                     }
                 }
             }
-            total
         });
         Ok((ChannelReader { rx, cur: Bytes::new() }, pump))
     }

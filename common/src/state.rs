@@ -8,7 +8,6 @@
 //! | `{p}:failed:{dataset}:{partition}` | string | last parked error, cleared when done |
 //! | `{p}:backfills` | zset | backfill ids by creation time |
 //! | `{p}:bf:{id}` | hash | dataset, from, to, planned, created, retried |
-//! | `{p}:bf:{id}:parts` | list | planned partitions, in order |
 //! | `{p}:bf:{id}:done` / `:skipped` | set | partitions done / skipped as duplicates |
 //! | `{p}:bf:{id}:dead` | hash | parked partition -> last error |
 //!
@@ -16,6 +15,7 @@
 //! expensive (partitions are converted again) but never incorrect, because the
 //! lake write is deterministic and conditional.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -64,18 +64,26 @@ pub struct State {
     prefix: String,
 }
 
-/// Returns 1 and records the skip in the backfill's counters when the done
-/// marker exists; 0 otherwise. One round trip for the duplicate path.
-const SKIP_IF_DONE: &str = r"if redis.call('EXISTS', KEYS[1]) == 1 then
+/// When the done marker exists, records the partition as done and skipped in
+/// the backfill (and no longer parked) and returns 1; 0 otherwise. One round trip for the duplicate path.
+/// Scripts are built once: `Script::new` hashes its source.
+static SKIP_IF_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1]); redis.call('SADD', KEYS[4], ARGV[1])
   return 1
 end
-return 0";
-
-const RELEASE: &str =
-    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-const RENEW: &str =
-    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+return 0",
+    )
+});
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end")
+});
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+    )
+});
 
 impl State {
     /// Connects; the error names the (redacted) address. The connection
@@ -128,7 +136,7 @@ impl State {
     /// backfill `id` and returns true, in one round trip.
     pub async fn skip_if_done(&self, dataset: &str, partition: &str, id: &str) -> redis::RedisResult<bool> {
         let mut c = self.con.clone();
-        let n: i64 = Script::new(SKIP_IF_DONE)
+        let n: i64 = SKIP_IF_DONE
             .key(self.k(&["done", dataset, partition]))
             .key(self.k(&["bf", id, "done"]))
             .key(self.k(&["bf", id, "dead"]))
@@ -194,7 +202,7 @@ impl State {
         ttl: Duration,
     ) -> redis::RedisResult<bool> {
         let mut c = self.con.clone();
-        let n: i64 = Script::new(RENEW)
+        let n: i64 = RENEW
             .key(self.k(&["lease", dataset, partition]))
             .arg(token)
             .arg(ttl.as_millis() as u64)
@@ -205,8 +213,7 @@ impl State {
 
     pub async fn release_lease(&self, dataset: &str, partition: &str, token: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        let _: i64 =
-            Script::new(RELEASE).key(self.k(&["lease", dataset, partition])).arg(token).invoke_async(&mut c).await?;
+        let _: i64 = RELEASE.key(self.k(&["lease", dataset, partition])).arg(token).invoke_async(&mut c).await?;
         Ok(())
     }
 
@@ -220,14 +227,16 @@ impl State {
         c.get(self.k(&["failed", dataset, partition])).await
     }
 
-    /// Records a new backfill and its plan.
+    /// Records a new backfill of `planned` partitions, of which `already_done`
+    /// count as done and skipped from the start; one round trip.
     pub async fn create_backfill(
         &self,
         id: &str,
         dataset: &str,
         from: &str,
         to: &str,
-        partitions: &[String],
+        planned: usize,
+        already_done: &[String],
     ) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         let now = chrono::Utc::now();
@@ -238,29 +247,31 @@ impl State {
                 ("dataset", dataset.to_string()),
                 ("from", from.to_string()),
                 ("to", to.to_string()),
-                ("planned", partitions.len().to_string()),
+                ("planned", planned.to_string()),
                 ("created", now.to_rfc3339()),
                 ("retried", "0".to_string()),
             ],
         )
         .ignore();
-        if !partitions.is_empty() {
-            p.rpush(self.k(&["bf", id, "parts"]), partitions).ignore();
+        if !already_done.is_empty() {
+            p.sadd(self.k(&["bf", id, "done"]), already_done).ignore();
+            p.sadd(self.k(&["bf", id, "skipped"]), already_done).ignore();
         }
         p.zadd(self.k(&["backfills"]), id, now.timestamp_millis()).ignore();
         p.exec_async(&mut c).await
     }
 
-    /// A partition of backfill `id` is in the lake (`skipped`: it already was).
-    pub async fn record_done(&self, id: &str, partition: &str, skipped: bool) -> redis::RedisResult<()> {
+    /// A partition of backfill `id` was converted into the lake (a duplicate
+    /// is recorded by [`State::skip_if_done`]).
+    pub async fn record_done(&self, id: &str, partition: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        let mut p = redis::pipe();
-        p.sadd(self.k(&["bf", id, "done"]), partition).ignore();
-        p.hdel(self.k(&["bf", id, "dead"]), partition).ignore();
-        if skipped {
-            p.sadd(self.k(&["bf", id, "skipped"]), partition).ignore();
-        }
-        p.exec_async(&mut c).await
+        redis::pipe()
+            .sadd(self.k(&["bf", id, "done"]), partition)
+            .ignore()
+            .hdel(self.k(&["bf", id, "dead"]), partition)
+            .ignore()
+            .exec_async(&mut c)
+            .await
     }
 
     pub async fn record_retry(&self, id: &str) -> redis::RedisResult<()> {

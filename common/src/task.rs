@@ -60,6 +60,16 @@ impl Task {
         rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))
     }
 
+    /// The message headers that name the task (so that `producer dlq` can
+    /// show and filter even a message whose body it cannot read).
+    pub fn header_pairs(&self) -> [(&'static str, String); 3] {
+        [
+            ("x-lakefleet-backfill", self.backfill_id.clone()),
+            ("x-lakefleet-dataset", self.dataset.clone()),
+            ("x-lakefleet-partition", self.partition.clone()),
+        ]
+    }
+
     /// `dataset/partition`, for logs and messages.
     pub fn label(&self) -> String {
         format!("{}/{}", self.dataset, self.partition)

@@ -2,8 +2,6 @@
 //! (`%Y-%m-%d %H:%M:%S`, `%m/%d/%Y`, ...): compiled once per dataset, then
 //! applied to raw CSV bytes without allocating.
 
-use chrono::NaiveDateTime;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok {
     Year,
@@ -134,11 +132,6 @@ impl DateTimeFormat {
 /// Formats milliseconds since the epoch, for messages and tests.
 pub fn millis_to_string(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(|d| d.naive_utc().to_string()).unwrap_or_else(|| ms.to_string())
-}
-
-/// The naive datetime of milliseconds since the epoch.
-pub fn millis_to_naive(ms: i64) -> Option<NaiveDateTime> {
-    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.naive_utc())
 }
 
 #[cfg(test)]

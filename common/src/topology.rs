@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
@@ -127,13 +127,10 @@ pub async fn connect(amqp_url: &str, name: &str) -> anyhow::Result<Connection> {
     }
 }
 
-/// A channel in confirm mode, optionally with a prefetch.
-pub async fn confirm_channel(conn: &Connection, prefetch: Option<u16>) -> lapin::Result<Channel> {
+/// A channel in publisher-confirm mode.
+pub async fn confirm_channel(conn: &Connection) -> lapin::Result<Channel> {
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    if let Some(p) = prefetch {
-        ch.basic_qos(p, BasicQosOptions::default()).await?;
-    }
     Ok(ch)
 }
 

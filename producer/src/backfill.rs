@@ -91,13 +91,8 @@ pub async fn run(
         return Ok(std::process::ExitCode::SUCCESS);
     }
 
-    let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer").await?;
-    let topo = cli.conn.topology();
-    let ch = topology::confirm_channel(&conn, None).await.context("opening a RabbitMQ channel")?;
-    topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
-
     // The schedule leaves alone what is parked (an operator's call) or being
-    // converted now, and does nothing when there is nothing new.
+    // converted now.
     let mut parts = parts;
     if args.scheduled {
         let mut keep = Vec::new();
@@ -108,35 +103,31 @@ pub async fn run(
             }
         }
         parts = keep;
-        let mut new = 0;
-        for p in &parts {
-            new += !is_done(&state, &lake, &ds.name, p).await? as usize;
-        }
-        if new == 0 {
-            println!("{}: nothing new to enqueue ({} .. {})", ds.name, args.from, args.to);
-            return Ok(std::process::ExitCode::SUCCESS);
-        }
     }
     // Skip what is done already (unless --force).
     let mut to_publish = Vec::new();
     let mut already = Vec::new();
     for p in &parts {
-        let key = p.date.to_string();
         if !force && is_done(&state, &lake, &ds.name, p).await? {
-            already.push(key);
+            already.push(p.date.to_string());
         } else {
             to_publish.push(p.clone());
         }
     }
+    if args.scheduled && to_publish.is_empty() {
+        println!("{}: nothing new to enqueue ({} .. {})", ds.name, args.from, args.to);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+
+    let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer").await?;
+    let topo = cli.conn.topology();
+    let ch = topology::confirm_channel(&conn).await.context("opening a RabbitMQ channel")?;
+    topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
     let id = new_backfill_id();
-    let all: Vec<String> = parts.iter().map(|p| p.date.to_string()).collect();
     state
-        .create_backfill(&id, &ds.name, &args.from.to_string(), &args.to.to_string(), &all)
+        .create_backfill(&id, &ds.name, &args.from.to_string(), &args.to.to_string(), parts.len(), &already)
         .await
         .context("recording the backfill in Redis")?;
-    for k in &already {
-        state.record_done(&id, k, true).await?;
-    }
     println!(
         "backfill {id}: {} partition(s) of {} planned, {} already done, {} to publish",
         parts.len(),
@@ -147,7 +138,8 @@ pub async fn run(
 
     let progress = Progress::new(to_publish.len() as u64, "publishing");
     let enqueued_at = chrono::Utc::now().to_rfc3339();
-    let mut failed: Vec<(String, String)> = Vec::new();
+    // Partitions not confirmed; each one's error is shown as it happens.
+    let mut failed: Vec<String> = Vec::new();
     for (i, p) in to_publish.iter().enumerate() {
         let task = Task {
             v: MAJOR,
@@ -160,21 +152,16 @@ pub async fn run(
             enqueued_at: enqueued_at.clone(),
             overwrite: args.overwrite,
         };
-        let headers = topology::headers(&[
-            ("x-lakefleet-backfill", id.clone()),
-            ("x-lakefleet-dataset", ds.name.clone()),
-            ("x-lakefleet-partition", task.partition.clone()),
-        ]);
-        match topology::publish_confirmed(&ch, &topo.work, &task.encode(), headers).await {
+        match topology::publish_confirmed(&ch, &topo.work, &task.encode(), topology::headers(&task.header_pairs()))
+            .await
+        {
             Ok(()) => progress.inc(&task.partition),
             Err(e) => {
                 progress.note(&format!("{}: not confirmed: {e}", task.partition));
-                failed.push((task.partition.clone(), e.to_string()));
+                failed.push(task.partition.clone());
                 if !ch.status().connected() {
                     // The channel is gone: the rest cannot be published either.
-                    for rest in &to_publish[i + 1..] {
-                        failed.push((rest.date.to_string(), "not published: the channel was closed".into()));
-                    }
+                    failed.extend(to_publish[i + 1..].iter().map(|p| p.date.to_string()));
                     break;
                 }
             }
@@ -187,7 +174,7 @@ pub async fn run(
             "error: {} of {} task(s) were not confirmed by RabbitMQ: {}; re-run the same command (done partitions are skipped)",
             failed.len(),
             to_publish.len(),
-            failed.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+            failed.join(", ")
         );
         return Ok(std::process::ExitCode::FAILURE);
     }

@@ -116,7 +116,7 @@ pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<Exit
     }
     let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer-dlq").await?;
     let topo = cli.conn.topology();
-    let ch = topology::confirm_channel(&conn, None).await?;
+    let ch = topology::confirm_channel(&conn).await?;
     topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
     let code = match cmd {
         DlqCommand::List(f) => {
@@ -137,12 +137,7 @@ pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<Exit
                 };
                 let mut t = task.clone();
                 t.attempt = 1;
-                let headers = topology::headers(&[
-                    ("x-lakefleet-backfill", t.backfill_id.clone()),
-                    ("x-lakefleet-dataset", t.dataset.clone()),
-                    ("x-lakefleet-partition", t.partition.clone()),
-                ]);
-                topology::publish_confirmed(&ch, &topo.work, &t.encode(), headers)
+                topology::publish_confirmed(&ch, &topo.work, &t.encode(), topology::headers(&t.header_pairs()))
                     .await
                     .with_context(|| format!("re-publishing {}", t.label()))?;
                 p.delivery.ack(BasicAckOptions::default()).await?;

@@ -1,7 +1,5 @@
 //! `/metrics`, `/healthz` and `/readyz`.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lakefleet::httpd::{self, PROMETHEUS_TEXT, Response};
@@ -9,17 +7,15 @@ use lakefleet::metrics::Metrics;
 use lakefleet::state::State;
 use tokio::net::TcpListener;
 
-use crate::service::Ready;
-
 async fn redis_up(state: &State, metrics: &Metrics) -> bool {
     let up = tokio::time::timeout(Duration::from_secs(1), state.ping()).await.is_ok_and(|r| r.is_ok());
     metrics.connection_up.with_label_values(&["redis"]).set(up as i64);
     up
 }
 
-pub async fn serve(listener: TcpListener, metrics: Metrics, state: State, ready: Arc<Ready>) {
+pub async fn serve(listener: TcpListener, metrics: Metrics, state: State) {
     httpd::serve(listener, move |path| {
-        let (metrics, state, ready) = (metrics.clone(), state.clone(), ready.clone());
+        let (metrics, state) = (metrics.clone(), state.clone());
         async move {
             match path.as_str() {
                 "/metrics" => {
@@ -28,7 +24,8 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, state: State, ready:
                 }
                 "/healthz" => Response::ok("text/plain", "ok\n".into()),
                 "/readyz" => {
-                    let amqp = ready.amqp.load(Ordering::SeqCst);
+                    // Set by the consume loop: 1 only while it consumes.
+                    let amqp = metrics.connection_up.with_label_values(&["rabbitmq"]).get() == 1;
                     let redis = redis_up(&state, &metrics).await;
                     let word = |b: bool| if b { "connected" } else { "NOT connected" };
                     let body = format!("rabbitmq: {}\nredis: {}\n", word(amqp), word(redis));

@@ -129,12 +129,11 @@ async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
         info!(stale, dir = %spool_dir.display(), "removed spool files of dead workers");
     }
     let fetcher = Fetcher::new(Duration::from_secs(args.connect_timeout), Duration::from_secs(args.read_timeout))?;
-    let ready = Arc::new(service::Ready::default());
     let listener = tokio::net::TcpListener::bind(&args.metrics_addr)
         .await
         .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
     let bound = listener.local_addr()?;
-    tokio::spawn(http::serve(listener, metrics.clone(), state.clone(), ready.clone()));
+    tokio::spawn(http::serve(listener, metrics.clone(), state.clone()));
     info!(%bound, worker = %worker_id, lake = %args.conn.lake_url, "metrics on http://{bound}/metrics");
     let ctx = Arc::new(process::Ctx {
         catalog,
@@ -153,7 +152,7 @@ async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
         concurrency,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
-    service::run(ctx, settings, ready, shutdown_signal()).await?;
+    service::run(ctx, settings, shutdown_signal()).await?;
     info!("stopped");
     Ok(())
 }
@@ -163,27 +162,15 @@ async fn convert_one(catalog: &Catalog, dataset: &str, input: &str, output: &std
     let partial = output.with_extension("parquet.partial");
     let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let start = Instant::now();
-    let input_owned = input.to_string();
-    let stats = if input.starts_with("http://") || input.starts_with("https://") {
+    let source: Box<dyn std::io::Read + Send> = if input.starts_with("http://") || input.starts_with("https://") {
         let fetcher = Fetcher::new(Duration::from_secs(10), Duration::from_secs(60))?;
-        let (reader, _pump) = fetcher.open(input, |_| {}).await?;
-        tokio::task::spawn_blocking(move || {
-            lakefleet::convert::convert(
-                &ds,
-                &input_owned,
-                reader,
-                std::io::BufWriter::with_capacity(1 << 20, file),
-                &[],
-            )
-        })
-        .await?
+        Box::new(fetcher.open(input, |_| {}).await?.0)
     } else {
-        let src = std::fs::File::open(input).with_context(|| format!("opening {input}"))?;
-        tokio::task::spawn_blocking(move || {
-            lakefleet::convert::convert(&ds, &input_owned, src, std::io::BufWriter::with_capacity(1 << 20, file), &[])
-        })
-        .await?
+        Box::new(std::fs::File::open(input).with_context(|| format!("opening {input}"))?)
     };
+    let name = input.to_string();
+    let out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let stats = tokio::task::spawn_blocking(move || lakefleet::convert::convert(&ds, &name, source, out, &[])).await?;
     let stats = match stats {
         Ok(s) => s,
         Err(e) => {

@@ -51,7 +51,7 @@ struct Lease {
     dataset: String,
     partition: String,
     token: String,
-    renewer: tokio::task::JoinHandle<()>,
+    _renewer: AbortOnDrop,
 }
 
 impl Lease {
@@ -66,13 +66,19 @@ impl Lease {
                 }
             }
         });
-        Lease { ctx: ctx.clone(), dataset: dataset.to_string(), partition: partition.to_string(), token, renewer }
+        Lease {
+            ctx: ctx.clone(),
+            dataset: dataset.to_string(),
+            partition: partition.to_string(),
+            token,
+            _renewer: AbortOnDrop(renewer),
+        }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.renewer.abort();
+        // The renewer is aborted when `_renewer` drops, right after this.
         let (ctx, d, p, t) = (self.ctx.clone(), self.dataset.clone(), self.partition.clone(), self.token.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
@@ -83,9 +89,9 @@ impl Drop for Lease {
 }
 
 /// Aborts a background task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
-impl<T> Drop for AbortOnDrop<T> {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -199,13 +205,9 @@ pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
     ctx.metrics.in_flight.dec();
 }
 
-fn task_headers(t: &Task, extra: &[(&str, String)]) -> lapin::types::FieldTable {
-    let mut pairs = vec![
-        ("x-lakefleet-backfill", t.backfill_id.clone()),
-        ("x-lakefleet-dataset", t.dataset.clone()),
-        ("x-lakefleet-partition", t.partition.clone()),
-    ];
-    pairs.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+fn task_headers(t: &Task, extra: &[(&'static str, String)]) -> lapin::types::FieldTable {
+    let mut pairs = t.header_pairs().to_vec();
+    pairs.extend_from_slice(extra);
     topology::headers(&pairs)
 }
 
@@ -246,9 +248,7 @@ async fn settle_park(
         ("x-lakefleet-failed-at", chrono::Utc::now().to_rfc3339()),
     ];
     if let Some(t) = task {
-        pairs.push(("x-lakefleet-backfill", t.backfill_id.clone()));
-        pairs.push(("x-lakefleet-dataset", t.dataset.clone()));
-        pairs.push(("x-lakefleet-partition", t.partition.clone()));
+        pairs.extend(t.header_pairs());
     }
     match topology::publish_confirmed(publish, &ctx.topo.parking, &d.data, topology::headers(&pairs)).await {
         Ok(()) => {
@@ -302,7 +302,7 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     let _lease = leased.map(|_| Lease::hold(ctx, dsn, part, token));
     let (uploaded, marker) = convert_and_upload(ctx, ds, task).await?;
     soft("writing the done marker", ctx.state.mark_done(dsn, part, &marker).await);
-    soft("counting progress", ctx.state.record_done(&task.backfill_id, part, false).await);
+    soft("counting progress", ctx.state.record_done(&task.backfill_id, part).await);
     Ok(Done::Converted { uploaded })
 }
 
@@ -361,12 +361,11 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, ds: &Dataset, task: &Task) -> Result
     // Stopped if this task is abandoned (timeout, shutdown): the conversion
     // thread then sees the end of its input and stops too.
     let mut pump = AbortOnDrop(pump);
-    let downloaded = (&mut pump.0).await.unwrap_or(0);
+    let _ = (&mut pump.0).await;
     m.stage_duration.with_label_values(&[&ds.name, stage::DOWNLOAD]).observe(dl_start.elapsed().as_secs_f64());
     let stats =
         conv.await.map_err(|e| Failure::transient(format!("conversion thread failed: {e}")))?.map_err(Failure::from)?;
     m.stage_duration.with_label_values(&[&ds.name, stage::CONVERT]).observe(convert_start.elapsed().as_secs_f64());
-    debug_assert!(downloaded >= stats.source_bytes || downloaded == 0);
 
     let size = std::fs::metadata(&spool.0)
         .map_err(|e| Failure::transient(format!("reading spool file {}: {e}", spool.0.display())))?

@@ -3,7 +3,6 @@
 //! goes away, and stop cleanly on shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -22,18 +21,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 }
 
-/// Shared readiness flag for `/readyz`.
-#[derive(Default)]
-pub struct Ready {
-    pub amqp: AtomicBool,
-}
-
 /// Runs until `shutdown` resolves; in-flight tasks get `shutdown_grace` to
-/// finish, the rest go back to the queue unacked.
+/// finish, the rest go back to the queue unacked. While it consumes,
+/// `lakefleet_connection_up{service="rabbitmq"}` is 1 (what `/readyz` reads).
 pub async fn run(
     ctx: Arc<Ctx>,
     settings: Settings,
-    ready: Arc<Ready>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
@@ -60,7 +53,7 @@ pub async fn run(
         let setup = async {
             let consume = conn.create_channel().await?;
             consume.basic_qos(settings.concurrency.min(u16::MAX as usize) as u16, Default::default()).await?;
-            let publish = topology::confirm_channel(&conn, None).await?;
+            let publish = topology::confirm_channel(&conn).await?;
             ctx.topo.declare(&publish).await?;
             let consumer = consume
                 .basic_consume(
@@ -83,7 +76,6 @@ pub async fn run(
             }
         };
         backoff = Duration::from_millis(250);
-        ready.amqp.store(true, Ordering::SeqCst);
         ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(1);
         info!(queue = %ctx.topo.work, concurrency = settings.concurrency, "consuming");
 
@@ -111,7 +103,6 @@ pub async fn run(
                 },
             }
         };
-        ready.amqp.store(false, Ordering::SeqCst);
         ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(0);
         if stop {
             info!(

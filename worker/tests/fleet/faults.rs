@@ -97,7 +97,7 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
     let w = f.worker(&[]);
     w.ready().await;
     let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn, None).await.unwrap();
+    let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
     lakefleet::topology::publish_confirmed(&ch, &f.topology().work, b"{\"not\": \"msgpack\"}", Default::default())
         .await
         .unwrap();
@@ -258,7 +258,7 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
     use lapin::options::{BasicGetOptions, BasicNackOptions};
     let f = Fleet::local("poison");
     let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn, None).await.unwrap();
+    let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
     let topo = f.topology();
     topo.declare(&ch).await.unwrap();
     let task = lakefleet::task::Task {

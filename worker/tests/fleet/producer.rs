@@ -215,7 +215,7 @@ async fn unreachable_services_give_one_clear_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unroutable_publish_is_an_error() {
     let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn, None).await.unwrap();
+    let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
     let e = lakefleet::topology::publish_confirmed(&ch, "lakefleet-test-no-such-queue", b"x", Default::default())
         .await
         .unwrap_err();
