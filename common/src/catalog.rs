@@ -35,17 +35,6 @@ impl std::fmt::Display for Cadence {
     }
 }
 
-/// Compression of the source file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Plain text.
-    #[default]
-    None,
-    /// gzip, possibly several members concatenated.
-    Gzip,
-}
-
 /// The type of one output column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +109,23 @@ fn default_schema_version() -> u32 {
     1
 }
 
+fn default_max_record_bytes() -> u64 {
+    DEFAULT_MAX_RECORD_BYTES
+}
+
+fn default_max_source_bytes() -> u64 {
+    DEFAULT_MAX_SOURCE_BYTES
+}
+
+/// Default limit of one CSV record (and of the header line).
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
+/// Default limit of a source's decompressed size.
+pub const DEFAULT_MAX_SOURCE_BYTES: u64 = 16 << 30;
+/// The placeholders a `url_template` may use.
+pub const PLACEHOLDERS: [&str; 5] = ["{yyyy}", "{yy}", "{mm}", "{dd}", "{yymmdd}"];
+/// At most this many partitions are checked when a catalog entry is validated.
+const MAX_CHECKED_PARTITIONS: usize = 50_000;
+
 /// One catalog entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,12 +144,22 @@ pub struct Dataset {
     /// Why partitions before `first` are refused, shown to the user.
     #[serde(default)]
     pub before_first_note: Option<String>,
-    #[serde(default)]
-    pub compression: Compression,
     #[serde(default = "default_delimiter")]
     pub delimiter: char,
     #[serde(default = "default_schema_version")]
     pub schema_version: u32,
+    /// The longest CSV record (or header line) accepted, in bytes; a longer
+    /// one fails the partition as `bad_row` instead of growing memory.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
+    /// The largest source accepted, decompressed, in bytes (a gzip bomb
+    /// stops here and is parked as `too_large`).
+    #[serde(default = "default_max_source_bytes")]
+    pub max_source_bytes: u64,
+    /// Whether a source with a header and no rows is a valid (empty)
+    /// partition; otherwise it is parked as `empty_source`.
+    #[serde(default)]
+    pub allow_empty: bool,
     pub columns: Vec<Column>,
     #[serde(default)]
     pub derived: Vec<Derived>,
@@ -163,20 +179,41 @@ impl Dataset {
             .replace("{dd}", dd)
     }
 
-    /// The file stem of a partition: the URL's last path segment without its
-    /// extensions (`turnstile_220108`, `yellow_tripdata_2019-01`).
-    pub fn file_stem(&self, date: NaiveDate) -> String {
-        let url = self.source_url(date);
-        let name = file_name(&url);
-        match name.find('.') {
-            Some(i) if i > 0 => name[..i].to_string(),
-            _ => name.to_string(),
+    /// The URL a worker fetches: the official one, or `{mirror}/{official file name}`.
+    pub fn fetch_url(&self, date: NaiveDate, mirror: Option<&str>) -> String {
+        let official = self.source_url(date);
+        match mirror {
+            Some(m) => format!("{}/{}", m.trim_end_matches('/'), file_name(&official)),
+            None => official,
         }
     }
 
-    /// Deterministic object key below the lake root.
+    /// The partition's label: `2022-01-08` (weekly), `2019-03` (monthly).
+    pub fn partition_label(&self, date: NaiveDate) -> String {
+        match self.cadence {
+            Cadence::Weekly => date.format("%Y-%m-%d").to_string(),
+            Cadence::Monthly => date.format("%Y-%m").to_string(),
+        }
+    }
+
+    /// Deterministic object key below the lake root, derived from the dataset
+    /// and the partition only (never from the source URL):
+    /// `mta-turnstile/year=2022/mta-turnstile_2022-01-08.parquet`.
     pub fn object_key(&self, date: NaiveDate) -> String {
-        format!("{}/year={}/{}.parquet", self.name, date.format("%Y"), self.file_stem(date))
+        format!("{}/year={}/{}_{}.parquet", self.name, date.format("%Y"), self.name, self.partition_label(date))
+    }
+
+    /// Whether `date` is a partition of this dataset: a Saturday (weekly) or
+    /// the 1st of a month (monthly), within `first ..= last`.
+    pub fn check_partition(&self, date: NaiveDate) -> Result<(), String> {
+        if crate::plan::round_down(self.cadence, date) != date {
+            return Err(format!("{date} is not a {} partition date of {}", self.cadence, self.name));
+        }
+        if date < self.first || self.last.is_some_and(|l| date > l) {
+            let last = self.last.map(|l| l.to_string()).unwrap_or_else(|| "now".into());
+            return Err(format!("{date} is outside {}'s range {} .. {last}", self.name, self.first));
+        }
+        Ok(())
     }
 
     /// Output name of a column.
@@ -196,9 +233,7 @@ impl Dataset {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(format!("field `name`: {:?} must be non-empty ASCII letters, digits, '-' or '_'", self.name));
         }
-        if !self.url_template.contains('{') {
-            return Err("field `url_template`: has no date placeholder ({yyyy}, {mm}, {dd}, {yymmdd})".into());
-        }
+        self.validate_url_template()?;
         if let Some(last) = self.last
             && last < self.first
         {
@@ -209,6 +244,21 @@ impl Dataset {
         }
         if self.columns.is_empty() {
             return Err("field `columns`: at least one column is needed".into());
+        }
+        if self.columns.len() + self.derived.len() > MAX_COLUMNS {
+            return Err(format!(
+                "field `columns`: {} columns, at most {MAX_COLUMNS} are supported",
+                self.columns.len()
+            ));
+        }
+        if !(1024..=1 << 30).contains(&self.max_record_bytes) {
+            return Err(format!(
+                "field `max_record_bytes`: {} must be between 1024 and 1073741824",
+                self.max_record_bytes
+            ));
+        }
+        if self.max_source_bytes < 1024 {
+            return Err(format!("field `max_source_bytes`: {} must be at least 1024", self.max_source_bytes));
         }
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.columns.iter().enumerate() {
@@ -245,6 +295,57 @@ impl Dataset {
                 }
             }
             DateTimeFormat::compile(&d.format).map_err(|e| format!("field `derived[{i}].format`: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Most output columns of a dataset (every column holds a builder and a
+/// Parquet column writer in memory).
+pub const MAX_COLUMNS: usize = 10_000;
+
+impl Dataset {
+    /// `url_template`: an http(s) URL whose only `{...}` are known
+    /// placeholders, and whose partitions all have their own URL over the
+    /// whole available range (a template without the month would fetch one
+    /// file for twelve monthly partitions).
+    fn validate_url_template(&self) -> Result<(), String> {
+        let t = &self.url_template;
+        let field = "field `url_template`";
+        if !(t.starts_with("http://") || t.starts_with("https://")) {
+            return Err(format!("{field}: {:?} must be an http:// or https:// URL", crate::text::bounded(t, 200)));
+        }
+        let mut rest = t.as_str();
+        while let Some(open) = rest.find('{') {
+            let close =
+                rest[open..].find('}').map(|c| open + c + 1).ok_or_else(|| format!("{field}: unclosed '{{'"))?;
+            let ph = &rest[open..close];
+            if !PLACEHOLDERS.contains(&ph) {
+                return Err(format!("{field}: unknown placeholder {ph} (use {})", PLACEHOLDERS.join(" ")));
+            }
+            rest = &rest[close..];
+        }
+        if rest.contains('}') || !PLACEHOLDERS.iter().any(|p| t.contains(p)) {
+            return Err(format!("{field}: has no date placeholder ({})", PLACEHOLDERS.join(" ")));
+        }
+        let end = self.last.unwrap_or_else(|| chrono::Local::now().date_naive());
+        let mut seen: std::collections::HashMap<String, NaiveDate> = std::collections::HashMap::new();
+        let mut d = crate::plan::round_down(self.cadence, self.first);
+        for _ in 0..MAX_CHECKED_PARTITIONS {
+            if d > end {
+                break;
+            }
+            if let Some(prev) = seen.insert(self.source_url(d), d) {
+                return Err(format!(
+                    "{field}: partitions {prev} and {d} would both fetch {}; add the placeholder that tells them apart ({})",
+                    self.source_url(d),
+                    match self.cadence {
+                        Cadence::Weekly => "{dd} or {yymmdd}",
+                        Cadence::Monthly => "{mm}",
+                    }
+                ));
+            }
+            d = crate::plan::next(self.cadence, d);
         }
         Ok(())
     }
@@ -372,9 +473,11 @@ fn tlc(color: &str, description: &str, columns: Vec<Column>) -> Dataset {
         first: NaiveDate::from_ymd_opt(2019, 1, 1).unwrap(),
         last: Some(NaiveDate::from_ymd_opt(2021, 7, 1).unwrap()),
         before_first_note: Some("the DataTalksClub nyc-tlc-data mirror starts in January 2019".into()),
-        compression: Compression::Gzip,
         delimiter: ',',
         schema_version: BUILTIN_SCHEMA_VERSION,
+        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
+        allow_empty: false,
         columns,
         derived: vec![],
     }
@@ -392,9 +495,11 @@ fn builtin_datasets() -> Vec<Dataset> {
         before_first_note: Some(
             "weeks before 2014-10-18 use an older wide layout (several readings per row) that this dataset does not read".into(),
         ),
-        compression: Compression::None,
         delimiter: ',',
         schema_version: BUILTIN_SCHEMA_VERSION,
+        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
+        allow_empty: false,
         columns: vec![
             col("C/A", "ca", String, None),
             col("UNIT", "unit", String, None),
@@ -492,14 +597,46 @@ mod tests {
         let mta = cat.get("mta-turnstile").unwrap();
         let sat = NaiveDate::from_ymd_opt(2022, 1, 8).unwrap();
         assert_eq!(mta.source_url(sat), "http://web.mta.info/developers/data/nyct/turnstile/turnstile_220108.txt");
-        assert_eq!(mta.object_key(sat), "mta-turnstile/year=2022/turnstile_220108.parquet");
+        assert_eq!(mta.object_key(sat), "mta-turnstile/year=2022/mta-turnstile_2022-01-08.parquet");
+        assert_eq!(mta.fetch_url(sat, Some("http://127.0.0.1:9/m/")), "http://127.0.0.1:9/m/turnstile_220108.txt");
+        assert!(mta.check_partition(sat).is_ok());
+        assert!(mta.check_partition(sat.succ_opt().unwrap()).unwrap_err().contains("not a weekly"));
+        assert!(mta.check_partition(NaiveDate::from_ymd_opt(2010, 1, 2).unwrap()).unwrap_err().contains("outside"));
         let y = cat.get("nyc-tlc-yellow").unwrap();
         let m = NaiveDate::from_ymd_opt(2019, 3, 1).unwrap();
         assert_eq!(
             y.source_url(m),
             "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-03.csv.gz"
         );
-        assert_eq!(y.object_key(m), "nyc-tlc-yellow/year=2019/yellow_tripdata_2019-03.parquet");
+        assert_eq!(y.object_key(m), "nyc-tlc-yellow/year=2019/nyc-tlc-yellow_2019-03.parquet");
+    }
+
+    fn template_error(cadence: &str, template: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("lakefleet-cat3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", template.len()));
+        std::fs::write(
+            &path,
+            format!(
+                "[[dataset]]\nname = \"mine\"\ncadence = \"{cadence}\"\nurl_template = \"{template}\"\nfirst = \"2020-01-04\"\nlast = \"2021-12-25\"\ncolumns = [ {{ source = \"a\", type = \"string\" }} ]\n"
+            ),
+        )
+        .unwrap();
+        Catalog::with_file(&path).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn templates_whose_partitions_share_a_url_are_refused() {
+        let e = template_error("monthly", "http://h/{yyyy}/data.csv");
+        assert!(e.contains("partitions 2020-01-01 and 2020-02-01 would both fetch http://h/2020/data.csv"), "{e}");
+        let e = template_error("weekly", "http://h/{yyyy}/{mm}/data.csv");
+        assert!(e.contains("would both fetch") && e.contains("{dd}"), "{e}");
+        let e = template_error("monthly", "http://h/get.csv?month={yyyy}-{month}");
+        assert!(e.contains("unknown placeholder {month}"), "{e}");
+        let e = template_error("monthly", "ftp://h/{yyyy}-{mm}.csv");
+        assert!(e.contains("must be an http:// or https:// URL"), "{e}");
+        assert_eq!(template_error("monthly", "http://h/get.csv?month={yyyy}-{mm}"), "");
+        assert_eq!(template_error("weekly", "http://h/{yyyy}/{mm}/{dd}.csv"), "");
     }
 
     #[test]

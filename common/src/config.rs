@@ -1,36 +1,30 @@
-//! Connection settings shared by both binaries: environment variables with
-//! working local defaults, overridable by flags.
-
-use clap::Args;
+//! Connection settings shared by both binaries, resolved and validated. The
+//! flags and environment variables they come from are the binaries' business
+//! ([`crate::cli`], behind the `cli` feature).
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_LAKE_URL: &str = "./lake";
 pub const DEFAULT_PREFIX: &str = "lakefleet";
 
-/// Where the fleet's services are.
-#[derive(Debug, Clone, Args)]
+/// Where the fleet's services are. Build it with [`Connections::validate`]d
+/// values only (the binaries do it once, at start).
+#[derive(Debug, Clone)]
 pub struct Connections {
-    /// RabbitMQ URL.
-    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true)]
     pub amqp_url: String,
-    /// Redis URL (dedupe markers, leases, backfill progress).
-    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: String,
     /// Lake root: a local folder or file:///, s3://bucket/prefix, gs://, az://.
-    #[arg(long, env = "LAKE_URL", default_value = DEFAULT_LAKE_URL)]
     pub lake_url: String,
     /// Prefix of every queue and Redis key, so that fleets can share a broker.
-    #[arg(long, env = "LAKEFLEET_PREFIX", default_value = DEFAULT_PREFIX)]
     pub prefix: String,
-    /// Base delay of the first retry, in milliseconds; level N waits base*2^N.
-    /// Part of the retry queue names, so fleets must agree on it.
-    #[arg(long, env = "LAKEFLEET_RETRY_BASE_MS", default_value_t = 5000)]
+    /// Base delay of the first retry; level N waits base*2^N.
     pub retry_base_ms: u64,
     /// Attempts before a transiently failing task is parked.
-    #[arg(long, env = "LAKEFLEET_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
 }
+
+/// Lake URL schemes lakefleet writes to (none: a local folder).
+pub const LAKE_SCHEMES: [&str; 7] = ["file", "s3", "s3a", "gs", "az", "abfs", "abfss"];
 
 impl Connections {
     /// Checks the settings; the error names the variable and its flag.
@@ -69,6 +63,14 @@ impl Connections {
                 }
                 Err(e) => return Err(format!("{name} {}: {e}", redact(url))),
             }
+        }
+        if let Some((scheme, _)) = self.lake_url.split_once("://")
+            && !LAKE_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "LAKE_URL (--lake-url) {}: unsupported scheme {scheme:?} (use a folder, file://, s3://, gs:// or az://)",
+                redact(&self.lake_url)
+            ));
         }
         Ok(())
     }
@@ -117,6 +119,9 @@ mod tests {
         assert!(e.contains("AMQP_URL") && e.contains("***") && !e.contains("pw"), "{e}");
         let e = Connections { redis_url: "not a url".into(), ..defaults() }.validate().unwrap_err();
         assert!(e.starts_with("REDIS_URL"), "{e}");
+        let e = Connections { lake_url: "ftp://h/lake".into(), ..defaults() }.validate().unwrap_err();
+        assert!(e.starts_with("LAKE_URL (--lake-url)") && e.contains("\"ftp\""), "{e}");
+        assert_eq!(Connections { lake_url: "s3://b/lake".into(), ..defaults() }.validate(), Ok(()));
     }
 
     #[test]

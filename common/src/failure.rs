@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::convert::ConvertError;
 use crate::lake::LakeError;
 use crate::source::FetchError;
+use crate::text;
 
 /// Why a task was parked. The code is a metric label and a message header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,10 +20,13 @@ pub enum Reason {
     Conflict,
     AttemptsExhausted,
     DeliveryLimit,
+    Poison,
+    EmptySource,
+    TooLarge,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 12] = [
         Reason::NotFound,
         Reason::NotPublishedYet,
         Reason::HttpError,
@@ -32,6 +36,9 @@ impl Reason {
         Reason::Conflict,
         Reason::AttemptsExhausted,
         Reason::DeliveryLimit,
+        Reason::Poison,
+        Reason::EmptySource,
+        Reason::TooLarge,
     ];
 
     pub fn code(self) -> &'static str {
@@ -45,6 +52,9 @@ impl Reason {
             Reason::Conflict => "conflict",
             Reason::AttemptsExhausted => "attempts_exhausted",
             Reason::DeliveryLimit => "delivery_limit",
+            Reason::Poison => "poison",
+            Reason::EmptySource => "empty_source",
+            Reason::TooLarge => "too_large",
         }
     }
 
@@ -63,25 +73,35 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn transient(message: impl Into<String>) -> Self {
-        Failure::Transient { message: message.into(), retry_after: None }
+    /// A failure that may heal; the message is bounded ([`text::MAX_MESSAGE`]).
+    pub fn transient(message: impl AsRef<str>) -> Self {
+        Failure::Transient { message: text::bounded(message.as_ref(), text::MAX_MESSAGE), retry_after: None }
+    }
+
+    /// A failure that will not heal; the message is bounded ([`text::MAX_MESSAGE`]).
+    pub fn permanent(reason: Reason, message: impl AsRef<str>) -> Self {
+        Failure::Permanent { reason, message: text::bounded(message.as_ref(), text::MAX_MESSAGE) }
     }
 
     /// An HTTP failure; `recent` says the partition is the newest one the
     /// source should have, so a 404 likely means "not published yet".
     pub fn from_fetch(e: FetchError, recent: bool) -> Self {
         match &e {
-            FetchError::Status { status: 404 | 410, .. } if recent => Failure::Permanent {
-                reason: Reason::NotPublishedYet,
-                message: format!("{e}: not published yet (the newest partitions may appear later; replay it then)"),
-            },
+            FetchError::Status { status: 404 | 410, .. } if recent => Failure::permanent(
+                Reason::NotPublishedYet,
+                format!("{e}: not published yet (the newest partitions may appear later; replay it then)"),
+            ),
             FetchError::Status { status: 404 | 410, .. } => {
-                Failure::Permanent { reason: Reason::NotFound, message: format!("{e}: the source has no such file") }
+                Failure::permanent(Reason::NotFound, format!("{e}: the source has no such file"))
             }
             FetchError::Status { status, retry_after, .. } if *status >= 500 || *status == 429 || *status == 408 => {
-                Failure::Transient { message: e.to_string(), retry_after: *retry_after }
+                Failure::Transient {
+                    message: text::bounded(&e.to_string(), text::MAX_MESSAGE),
+                    retry_after: *retry_after,
+                }
             }
-            FetchError::Status { .. } => Failure::Permanent { reason: Reason::HttpError, message: e.to_string() },
+            FetchError::Status { .. } => Failure::permanent(Reason::HttpError, e.to_string()),
+            FetchError::Refused { .. } => Failure::permanent(Reason::BadMessage, e.to_string()),
             FetchError::Network { .. } => Failure::transient(e.to_string()),
         }
     }
@@ -91,10 +111,10 @@ impl From<ConvertError> for Failure {
     fn from(e: ConvertError) -> Self {
         match e {
             ConvertError::Source { .. } | ConvertError::Output { .. } => Failure::transient(e.to_string()),
-            ConvertError::Header { .. } => {
-                Failure::Permanent { reason: Reason::SchemaMismatch, message: e.to_string() }
-            }
-            ConvertError::Row { .. } => Failure::Permanent { reason: Reason::BadRow, message: e.to_string() },
+            ConvertError::Header { .. } => Failure::permanent(Reason::SchemaMismatch, e.to_string()),
+            ConvertError::Row { .. } => Failure::permanent(Reason::BadRow, e.to_string()),
+            ConvertError::Empty { .. } => Failure::permanent(Reason::EmptySource, e.to_string()),
+            ConvertError::TooLarge { .. } => Failure::permanent(Reason::TooLarge, e.to_string()),
         }
     }
 }
@@ -104,7 +124,7 @@ impl From<LakeError> for Failure {
         if e.is_transient() {
             Failure::transient(format!("uploading {e}"))
         } else {
-            Failure::Permanent { reason: Reason::Conflict, message: format!("uploading {e}") }
+            Failure::permanent(Reason::Conflict, format!("uploading {e}"))
         }
     }
 }
@@ -123,6 +143,10 @@ mod tests {
         assert!(matches!(st(404, false), Failure::Permanent { reason: Reason::NotFound, .. }));
         assert!(matches!(st(404, true), Failure::Permanent { reason: Reason::NotPublishedYet, .. }));
         assert!(matches!(st(403, false), Failure::Permanent { reason: Reason::HttpError, .. }));
+        let refused = FetchError::Refused { url: "file:///etc/passwd".into(), message: "not http".into() };
+        assert!(matches!(Failure::from_fetch(refused, false), Failure::Permanent { reason: Reason::BadMessage, .. }));
+        let Failure::Transient { message, .. } = Failure::transient("x".repeat(1 << 20)) else { unreachable!() };
+        assert!(message.len() < 2 * crate::text::MAX_MESSAGE, "{}", message.len());
         for r in Reason::ALL {
             assert_eq!(Reason::from_code(r.code()), Some(r));
         }

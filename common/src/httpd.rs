@@ -1,29 +1,44 @@
-//! A minimal HTTP/1.1 responder for `/metrics` and health endpoints: one
-//! request per connection, GET only. Enough for Prometheus and probes, and no
-//! web framework to build.
+//! `/metrics` and health endpoints, served by hyper (already in the tree
+//! through reqwest): HTTP/1.1, GET and HEAD, keep-alive, a bounded lifetime
+//! per connection.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// An answer: status line text (`"200 OK"`), content type, body.
+/// An answer: status, content type, body.
 pub struct Response {
-    pub status: &'static str,
+    pub status: StatusCode,
     pub content_type: &'static str,
     pub body: String,
 }
 
 impl Response {
     pub fn ok(content_type: &'static str, body: String) -> Self {
-        Response { status: "200 OK", content_type, body }
+        Response { status: StatusCode::OK, content_type, body }
+    }
+
+    pub fn text(status: StatusCode, body: impl Into<String>) -> Self {
+        Response { status, content_type: "text/plain", body: body.into() }
     }
 }
 
 /// Prometheus' text exposition content type.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
+
+/// A connection (Prometheus keeps one open between scrapes) lives at most this long.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Serves `handler(path)` on `listener` forever.
 pub async fn serve<F, Fut>(listener: TcpListener, handler: F)
@@ -33,33 +48,25 @@ where
 {
     let handler = Arc::new(handler);
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let Ok((sock, _)) = listener.accept().await else { continue };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            while n < buf.len() {
-                match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..])).await {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(k)) => n += k,
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let handler = handler.clone();
+                async move {
+                    let r = if req.method() == Method::GET || req.method() == Method::HEAD {
+                        handler(req.uri().path().to_string()).await
+                    } else {
+                        Response::text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n")
+                    };
+                    let mut resp = hyper::Response::new(Full::new(Bytes::from(r.body)));
+                    *resp.status_mut() = r.status;
+                    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(r.content_type));
+                    Ok::<_, Infallible>(resp)
                 }
-                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("/");
-            let path = path.split('?').next().unwrap_or(path).to_string();
-            let r = handler(path).await;
-            let resp = format!(
-                "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                r.status,
-                r.content_type,
-                r.body.len(),
-                r.body
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(sock), svc);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
         });
     }
 }

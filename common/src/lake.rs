@@ -107,7 +107,7 @@ impl Lake {
                 (store, root)
             }
             Some(other) => anyhow::bail!(
-                "LAKE_URL {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"
+                "LAKE_URL (--lake-url) {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"
             ),
         };
         Ok(Lake::new(store, root, url))
@@ -241,6 +241,15 @@ impl Lake {
         }
         w.finish().await.map_err(store_err)?;
         Ok(Uploaded::Written)
+    }
+
+    /// Writes a small object (a manifest) in one PUT, replacing any.
+    pub async fn put_small(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
+        self.store
+            .put(&self.path(key), PutPayload::from(body))
+            .await
+            .map(|_| ())
+            .map_err(|source| LakeError::Store { key: self.display(key), source })
     }
 
     fn verify(&self, key: &str, found: u64, expected: u64) -> Result<Uploaded, LakeError> {

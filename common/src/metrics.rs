@@ -10,10 +10,11 @@ use prometheus::{
 pub mod outcome {
     pub const SUCCEEDED: &str = "succeeded";
     pub const SKIPPED_DUPLICATE: &str = "skipped_duplicate";
+    pub const DELAYED: &str = "delayed";
     pub const RETRIED: &str = "retried";
     pub const PARKED: &str = "parked";
     pub const FAILED: &str = "failed";
-    pub const ALL: [&str; 5] = [SUCCEEDED, SKIPPED_DUPLICATE, RETRIED, PARKED, FAILED];
+    pub const ALL: [&str; 6] = [SUCCEEDED, SKIPPED_DUPLICATE, DELAYED, RETRIED, PARKED, FAILED];
 }
 
 /// Stages (`lakefleet_stage_duration_seconds{stage}`).

@@ -46,6 +46,14 @@ pub fn round_down(cadence: Cadence, date: NaiveDate) -> NaiveDate {
     }
 }
 
+/// The partition after `date` (a week or a month later).
+pub fn next(cadence: Cadence, date: NaiveDate) -> NaiveDate {
+    match cadence {
+        Cadence::Weekly => date + Days::new(7),
+        Cadence::Monthly => date + Months::new(1),
+    }
+}
+
 /// The latest partition that is published on `today`: the last Saturday on or
 /// before today for weekly data; for monthly data, the previous month (a month
 /// is published once it is over), capped by the dataset's `last`.
@@ -102,10 +110,7 @@ pub fn plan(ds: &Dataset, from: NaiveDate, to: NaiveDate, today: NaiveDate) -> R
     let mut d = first_partition;
     while d <= last_partition {
         out.push(Partition { date: d, source_url: ds.source_url(d), object_key: ds.object_key(d) });
-        d = match ds.cadence {
-            Cadence::Weekly => d + Days::new(7),
-            Cadence::Monthly => d + Months::new(1),
-        };
+        d = next(ds.cadence, d);
     }
     debug_assert!(out.iter().all(|p| ds.cadence != Cadence::Weekly || p.date.weekday() == Weekday::Sat));
     Ok(out)
@@ -133,7 +138,7 @@ mod tests {
         let p = plan(mta, d("2021-12-20"), d("2022-01-15"), d(TODAY)).unwrap();
         assert_eq!(dates(&p), ["2021-12-25", "2022-01-01", "2022-01-08", "2022-01-15"]);
         assert!(p[1].source_url.ends_with("turnstile_220101.txt"));
-        assert_eq!(p[0].object_key, "mta-turnstile/year=2021/turnstile_211225.parquet");
+        assert_eq!(p[0].object_key, "mta-turnstile/year=2021/mta-turnstile_2021-12-25.parquet");
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum FetchError {
     Status { url: String, status: u16, retry_after: Option<Duration> },
     #[error("{url}: {message}")]
     Network { url: String, message: String },
+    /// Not a URL the fleet fetches (only http and https are).
+    #[error("{url}: {message}")]
+    Refused { url: String, message: String },
 }
 
 /// HTTP client with connect and read timeouts.
@@ -73,6 +76,12 @@ impl Fetcher {
         on_chunk: impl Fn(usize) + Send + 'static,
     ) -> Result<(ChannelReader, tokio::task::JoinHandle<()>), FetchError> {
         let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(FetchError::Refused {
+                url: crate::text::bounded(url, 200),
+                message: "only http:// and https:// sources are fetched".into(),
+            });
+        }
         let mut resp = self.client.get(url).send().await.map_err(net)?;
         let status = resp.status();
         if !status.is_success() {

@@ -7,7 +7,7 @@
 //! | `{p}:lease:{dataset}:{partition}` | string (PX) | the worker converting it now |
 //! | `{p}:failed:{dataset}:{partition}` | string | last parked error, cleared when done |
 //! | `{p}:backfills` | zset | backfill ids by creation time |
-//! | `{p}:bf:{id}` | hash | dataset, from, to, planned, created, retried |
+//! | `{p}:bf:{id}` | hash | dataset, from, to, planned, created, retried, mirror |
 //! | `{p}:bf:{id}:done` / `:skipped` | set | partitions done / skipped as duplicates |
 //! | `{p}:bf:{id}:dead` | hash | parked partition -> last error |
 //!
@@ -218,8 +218,13 @@ impl State {
     }
 
     pub async fn lease_held(&self, dataset: &str, partition: &str) -> redis::RedisResult<bool> {
+        Ok(self.lease_holder(dataset, partition).await?.is_some())
+    }
+
+    /// The token of the worker holding the partition's lease (`worker-id:pid-n`).
+    pub async fn lease_holder(&self, dataset: &str, partition: &str) -> redis::RedisResult<Option<String>> {
         let mut c = self.con.clone();
-        c.exists(self.k(&["lease", dataset, partition])).await
+        c.get(self.k(&["lease", dataset, partition])).await
     }
 
     pub async fn failed(&self, dataset: &str, partition: &str) -> redis::RedisResult<Option<String>> {
@@ -227,38 +232,53 @@ impl State {
         c.get(self.k(&["failed", dataset, partition])).await
     }
 
-    /// Records a new backfill of `planned` partitions, of which `already_done`
-    /// count as done and skipped from the start; one round trip.
+    /// Records backfill `m` (as planned, or as rebuilt from the lake), of
+    /// which `already_done` count as done (and as skipped duplicates when
+    /// `skipped`) and `parked` as parked with their error; one round trip.
     pub async fn create_backfill(
         &self,
-        id: &str,
-        dataset: &str,
-        from: &str,
-        to: &str,
-        planned: usize,
+        m: &crate::manifest::BackfillManifest,
         already_done: &[String],
+        skipped: bool,
+        parked: &[(String, String)],
     ) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        let now = chrono::Utc::now();
+        let created = chrono::DateTime::parse_from_rfc3339(&m.created).map(|t| t.timestamp_millis()).unwrap_or(0);
+        let id = m.id.as_str();
         let mut p = redis::pipe();
         p.hset_multiple(
             self.k(&["bf", id]),
             &[
-                ("dataset", dataset.to_string()),
-                ("from", from.to_string()),
-                ("to", to.to_string()),
-                ("planned", planned.to_string()),
-                ("created", now.to_rfc3339()),
+                ("dataset", m.dataset.clone()),
+                ("from", m.from.clone()),
+                ("to", m.to.clone()),
+                ("planned", m.partitions.len().to_string()),
+                ("created", m.created.clone()),
                 ("retried", "0".to_string()),
+                ("mirror", m.mirror.clone().unwrap_or_default()),
             ],
         )
         .ignore();
         if !already_done.is_empty() {
             p.sadd(self.k(&["bf", id, "done"]), already_done).ignore();
-            p.sadd(self.k(&["bf", id, "skipped"]), already_done).ignore();
+            if skipped {
+                p.sadd(self.k(&["bf", id, "skipped"]), already_done).ignore();
+            }
         }
-        p.zadd(self.k(&["backfills"]), id, now.timestamp_millis()).ignore();
+        for (part, error) in parked {
+            p.hset(self.k(&["bf", id, "dead"]), part, crate::text::bounded(error, crate::text::MAX_MESSAGE)).ignore();
+        }
+        p.zadd(self.k(&["backfills"]), id, created).ignore();
         p.exec_async(&mut c).await
+    }
+
+    /// The mirror recorded for backfill `id`: `None` when Redis does not know
+    /// the backfill, `Some(None)` when it has no mirror.
+    pub async fn backfill_mirror(&self, id: &str) -> redis::RedisResult<Option<Option<String>>> {
+        let mut c = self.con.clone();
+        let (exists, mirror): (bool, Option<String>) =
+            redis::pipe().exists(self.k(&["bf", id])).hget(self.k(&["bf", id]), "mirror").query_async(&mut c).await?;
+        Ok(exists.then(|| mirror.filter(|m| !m.is_empty())))
     }
 
     /// A partition of backfill `id` was converted into the lake (a duplicate
@@ -279,9 +299,11 @@ impl State {
         c.hincr(self.k(&["bf", id]), "retried", 1).await
     }
 
-    /// A partition was parked with `error`.
+    /// A partition was parked with `error` (bounded here).
     pub async fn record_dead(&self, id: &str, dataset: &str, partition: &str, error: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
+        let error = crate::text::bounded(error, crate::text::MAX_MESSAGE);
+        let error = error.as_str();
         redis::pipe()
             .hset(self.k(&["bf", id, "dead"]), partition, error)
             .ignore()
@@ -332,9 +354,9 @@ impl State {
         }))
     }
 
-    /// The `n` most recent backfill ids, newest first.
-    pub async fn recent_backfills(&self, n: isize) -> redis::RedisResult<Vec<String>> {
+    /// The `n` (at least 1) most recent backfill ids, newest first.
+    pub async fn recent_backfills(&self, n: std::num::NonZeroUsize) -> redis::RedisResult<Vec<String>> {
         let mut c = self.con.clone();
-        c.zrevrange(self.k(&["backfills"]), 0, n - 1).await
+        c.zrevrange(self.k(&["backfills"]), 0, n.get() as isize - 1).await
     }
 }

@@ -4,7 +4,10 @@
 //! workers default them); a change that old workers cannot honour bumps
 //! [`MAJOR`], and a worker refuses a message whose major is newer than its own.
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+
+use crate::catalog::Dataset;
 
 /// Major version of the message format this build writes and reads.
 pub const MAJOR: u16 = 1;
@@ -18,9 +21,12 @@ pub struct Task {
     pub dataset: String,
     /// Partition date, `YYYY-MM-DD`.
     pub partition: String,
-    /// Where the worker downloads the file (the official URL or a mirror).
+    /// Where the file comes from (the official URL or the mirror's), as the
+    /// producer planned it. Informational: the worker derives the URL from its
+    /// catalog and the mirror, and parks a message that disagrees.
     pub source_url: String,
-    /// Object key below the lake root.
+    /// Object key below the lake root, as the producer planned it; checked
+    /// against the worker's catalog like `source_url`.
     pub object_key: String,
     /// 1 for the first delivery, incremented by each retry.
     pub attempt: u32,
@@ -31,6 +37,15 @@ pub struct Task {
     /// the worker still skips partitions whose done marker exists.
     #[serde(default)]
     pub overwrite: bool,
+    /// The backfill's mirror (`producer backfill --mirror`, validated there):
+    /// files are fetched from `{mirror}/{official file name}`.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// Times this task was delivered and never acked (a worker crashed or
+    /// was killed on it), carried across the re-publishes of a lease
+    /// conflict or a retry, which start a fresh broker delivery count.
+    #[serde(default)]
+    pub redeliveries: u32,
 }
 
 /// Why a message could not be decoded.
@@ -48,6 +63,23 @@ struct VersionOnly {
 }
 
 impl Task {
+    /// The first attempt of partition `date` of `ds`, as the producer plans it.
+    pub fn plan(backfill_id: &str, ds: &Dataset, date: NaiveDate, mirror: Option<&str>, overwrite: bool) -> Task {
+        Task {
+            v: MAJOR,
+            backfill_id: backfill_id.to_string(),
+            dataset: ds.name.clone(),
+            partition: date.to_string(),
+            source_url: ds.fetch_url(date, mirror),
+            object_key: ds.object_key(date),
+            attempt: 1,
+            enqueued_at: chrono::Utc::now().to_rfc3339(),
+            overwrite,
+            mirror: mirror.map(str::to_string),
+            redeliveries: 0,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         rmp_serde::to_vec_named(self).expect("a task always serialises")
     }
@@ -60,19 +92,10 @@ impl Task {
         rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))
     }
 
-    /// The message headers that name the task (so that `producer dlq` can
-    /// show and filter even a message whose body it cannot read).
-    pub fn header_pairs(&self) -> [(&'static str, String); 3] {
-        [
-            ("x-lakefleet-backfill", self.backfill_id.clone()),
-            ("x-lakefleet-dataset", self.dataset.clone()),
-            ("x-lakefleet-partition", self.partition.clone()),
-        ]
-    }
-
-    /// `dataset/partition`, for logs and messages.
+    /// `dataset/partition`, for logs and messages (bounded: the fields come
+    /// from the queue, which is not a trusted source).
     pub fn label(&self) -> String {
-        format!("{}/{}", self.dataset, self.partition)
+        crate::text::bounded(&format!("{}/{}", self.dataset, self.partition), 200)
     }
 }
 
@@ -91,6 +114,8 @@ mod tests {
             attempt: 1,
             enqueued_at: "2026-11-21T10:00:00Z".into(),
             overwrite: false,
+            mirror: Some("http://127.0.0.1".into()),
+            redeliveries: 2,
         }
     }
 
@@ -98,6 +123,35 @@ mod tests {
     fn round_trip() {
         let t = sample();
         assert_eq!(Task::decode(&t.encode()).unwrap(), t);
+    }
+
+    #[derive(Serialize)]
+    struct V1Before {
+        v: u16,
+        backfill_id: String,
+        dataset: String,
+        partition: String,
+        source_url: String,
+        object_key: String,
+        attempt: u32,
+        enqueued_at: String,
+    }
+
+    #[test]
+    fn decodes_a_message_of_an_older_producer() {
+        let t = sample();
+        let old = V1Before {
+            v: 1,
+            backfill_id: t.backfill_id.clone(),
+            dataset: t.dataset.clone(),
+            partition: t.partition.clone(),
+            source_url: t.source_url.clone(),
+            object_key: t.object_key.clone(),
+            attempt: 1,
+            enqueued_at: t.enqueued_at.clone(),
+        };
+        let got = Task::decode(&rmp_serde::to_vec_named(&old).unwrap()).unwrap();
+        assert_eq!((got.mirror, got.redeliveries, got.overwrite), (None, 0, false));
     }
 
     #[derive(Serialize)]

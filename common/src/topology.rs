@@ -40,13 +40,16 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Takes validated settings ([`crate::config::Connections::validate`]:
+    /// a base delay and an attempt count of at least 1).
     pub fn new(prefix: &str, retry_base_ms: u64, max_attempts: u32) -> Self {
+        debug_assert!(retry_base_ms >= 1 && max_attempts >= 1, "validated settings");
         Topology {
             prefix: prefix.to_string(),
             work: format!("{prefix}.work"),
             parking: format!("{prefix}.parking"),
-            retry_base_ms: retry_base_ms.max(1),
-            max_attempts: max_attempts.max(1),
+            retry_base_ms,
+            max_attempts,
         }
     }
 

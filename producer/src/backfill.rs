@@ -1,18 +1,77 @@
 //! `producer backfill`: plan, (dry-run | publish with confirms), optionally wait.
 
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use lakefleet::catalog::{Catalog, file_name};
+use chrono::NaiveDate;
+use lakefleet::catalog::Catalog;
+use lakefleet::config::Connections;
 use lakefleet::lake::Lake;
+use lakefleet::manifest::BackfillManifest;
+use lakefleet::parking::task_headers;
 use lakefleet::plan::{Partition, plan};
 use lakefleet::state::State;
-use lakefleet::task::{MAJOR, Task};
+use lakefleet::task::Task;
 use lakefleet::topology;
 
 use crate::cli::BackfillArgs;
 use crate::progress::Progress;
 use crate::{Refused, status};
+
+/// A plan larger than this is published only with `--yes` or a confirmation.
+pub const CONFIRM_ABOVE: usize = 1_000;
+
+/// A backfill to run: from `producer backfill`'s flags or from the schedule.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub dataset: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub mirror: Option<String>,
+    pub dry_run: bool,
+    /// Follow the backfill until it ends, at most this long.
+    pub wait: Option<Duration>,
+    pub force: bool,
+    pub overwrite: bool,
+    /// Publish a large plan without asking.
+    pub yes: bool,
+    /// From the schedule: leave parked and in-progress partitions alone, and
+    /// create no backfill when there is nothing new.
+    pub scheduled: bool,
+}
+
+impl Request {
+    pub fn new(dataset: &str, from: NaiveDate, to: NaiveDate) -> Request {
+        Request {
+            dataset: dataset.to_string(),
+            from,
+            to,
+            mirror: None,
+            dry_run: false,
+            wait: None,
+            force: false,
+            overwrite: false,
+            yes: false,
+            scheduled: false,
+        }
+    }
+}
+
+impl From<&BackfillArgs> for Request {
+    fn from(a: &BackfillArgs) -> Request {
+        Request {
+            mirror: a.mirror.clone(),
+            dry_run: a.dry_run,
+            wait: a.wait.then(|| Duration::from_secs(a.wait_timeout)),
+            force: a.force || a.overwrite,
+            overwrite: a.overwrite,
+            yes: a.yes,
+            ..Request::new(&a.dataset, a.from, a.to)
+        }
+    }
+}
 
 /// Whether the partition is done: its done marker exists AND its object is in
 /// the lake with the marker's size. A marker whose object is gone (the lake was
@@ -43,58 +102,70 @@ async fn partition_state(state: &State, lake: &Lake, dataset: &str, p: &Partitio
     }
 }
 
-/// The URL a worker fetches: the official one, or the mirror joined with its file name.
-pub fn fetch_url(p: &Partition, mirror: Option<&str>) -> String {
-    match mirror {
-        Some(m) => format!("{}/{}", m.trim_end_matches('/'), file_name(&p.source_url)),
-        None => p.source_url.clone(),
-    }
-}
-
 pub fn new_backfill_id() -> String {
     let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let rand = uuid::Uuid::new_v4().simple().to_string();
     format!("bf-{now}-{}", &rand[..6])
 }
 
-pub async fn run(
-    cli: &crate::cli::Cli,
-    catalog: &Catalog,
-    args: &BackfillArgs,
-) -> anyhow::Result<std::process::ExitCode> {
-    let ds = catalog.require(&args.dataset).map_err(Refused)?;
+/// A plan over [`CONFIRM_ABOVE`] partitions goes ahead with `--yes`, or when
+/// a person at a terminal types `yes`.
+fn confirm_large(n: usize, what: &str, yes: bool) -> anyhow::Result<bool> {
+    if n <= CONFIRM_ABOVE || yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Refused(format!(
+            "{what} plans {n} partitions (more than {CONFIRM_ABOVE}): check the range, then pass --yes to publish them"
+        ))
+        .into());
+    }
+    print!("{what} plans {n} partitions (more than {CONFIRM_ABOVE}). Publish them? type yes: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow::Result<ExitCode> {
+    let ds = catalog.require(&req.dataset).map_err(Refused)?;
     let today = chrono::Local::now().date_naive();
-    let parts = plan(ds, args.from, args.to, today).map_err(|e| Refused(e.to_string()))?;
-    if let Some(m) = &args.mirror
+    let parts = plan(ds, req.from, req.to, today).map_err(|e| Refused(e.to_string()))?;
+    if let Some(m) = &req.mirror
         && !(m.starts_with("http://") || m.starts_with("https://"))
     {
         return Err(Refused(format!("--mirror {m:?} must be an http:// or https:// URL")).into());
     }
-    let force = args.force || args.overwrite;
-    let state = State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
-    let lake = Lake::open(&cli.conn.lake_url)?;
+    let state = State::connect(&conn.redis_url, &conn.prefix).await?;
+    let lake = Lake::open(&conn.lake_url)?;
+    let mirror = req.mirror.as_deref();
 
-    if args.dry_run {
+    if req.dry_run {
         println!(
             "dry run: {} partition(s) of {} from {} to {}; nothing is published",
             parts.len(),
             ds.name,
-            args.from,
-            args.to
+            req.from,
+            req.to
         );
         println!("{:<12} {:<12} {:<60} object key", "partition", "state", "source URL");
         for p in &parts {
             let st = partition_state(&state, &lake, &ds.name, p).await?;
-            let action = if st == "done" && !force { " (skipped: already done)" } else { "" };
-            println!("{:<12} {:<12} {:<60} {}{action}", p.date, st, fetch_url(p, args.mirror.as_deref()), p.object_key);
+            let action = if st == "done" && !req.force { " (skipped: already done)" } else { "" };
+            println!("{:<12} {:<12} {:<60} {}{action}", p.date, st, ds.fetch_url(p.date, mirror), p.object_key);
         }
-        return Ok(std::process::ExitCode::SUCCESS);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let what = format!("{} {} .. {}", ds.name, req.from, req.to);
+    if !confirm_large(parts.len(), &what, req.yes)? {
+        println!("nothing published");
+        return Ok(ExitCode::SUCCESS);
     }
 
     // The schedule leaves alone what is parked (an operator's call) or being
     // converted now.
     let mut parts = parts;
-    if args.scheduled {
+    if req.scheduled {
         let mut keep = Vec::new();
         for p in parts {
             let key = p.date.to_string();
@@ -108,26 +179,40 @@ pub async fn run(
     let mut to_publish = Vec::new();
     let mut already = Vec::new();
     for p in &parts {
-        if !force && is_done(&state, &lake, &ds.name, p).await? {
+        if !req.force && is_done(&state, &lake, &ds.name, p).await? {
             already.push(p.date.to_string());
         } else {
             to_publish.push(p.clone());
         }
     }
-    if args.scheduled && to_publish.is_empty() {
-        println!("{}: nothing new to enqueue ({} .. {})", ds.name, args.from, args.to);
-        return Ok(std::process::ExitCode::SUCCESS);
+    if req.scheduled && to_publish.is_empty() {
+        println!("{}: nothing new to enqueue ({} .. {})", ds.name, req.from, req.to);
+        return Ok(ExitCode::SUCCESS);
     }
 
-    let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer").await?;
-    let topo = cli.conn.topology();
-    let ch = topology::confirm_channel(&conn).await.context("opening a RabbitMQ channel")?;
+    let amqp = topology::connect(&conn.amqp_url, "lakefleet-producer").await?;
+    let topo = conn.topology();
+    let ch = topology::confirm_channel(&amqp).await.context("opening a RabbitMQ channel")?;
     topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
     let id = new_backfill_id();
-    state
-        .create_backfill(&id, &ds.name, &args.from.to_string(), &args.to.to_string(), parts.len(), &already)
-        .await
-        .context("recording the backfill in Redis")?;
+    let manifest = BackfillManifest {
+        id: id.clone(),
+        dataset: ds.name.clone(),
+        from: req.from.to_string(),
+        to: req.to.to_string(),
+        mirror: req.mirror.clone(),
+        created: chrono::Utc::now().to_rfc3339(),
+        partitions: parts.iter().map(|p| p.date.to_string()).collect(),
+    };
+    // The lake keeps the plan (Redis keeps nothing on disk): `producer status`
+    // rebuilds the backfill's view from it if Redis loses it. Without it the
+    // backfill still runs; only that rebuild is lost.
+    if let Err(e) = manifest.write(&lake).await {
+        eprintln!(
+            "warning: writing the backfill's manifest to the lake failed ({e}); `producer status` cannot rebuild this backfill if Redis loses it"
+        );
+    }
+    state.create_backfill(&manifest, &already, true, &[]).await.context("recording the backfill in Redis")?;
     println!(
         "backfill {id}: {} partition(s) of {} planned, {} already done, {} to publish",
         parts.len(),
@@ -137,24 +222,12 @@ pub async fn run(
     );
 
     let progress = Progress::new(to_publish.len() as u64, "publishing");
-    let enqueued_at = chrono::Utc::now().to_rfc3339();
     // Partitions not confirmed; each one's error is shown as it happens.
     let mut failed: Vec<String> = Vec::new();
     for (i, p) in to_publish.iter().enumerate() {
-        let task = Task {
-            v: MAJOR,
-            backfill_id: id.clone(),
-            dataset: ds.name.clone(),
-            partition: p.date.to_string(),
-            source_url: fetch_url(p, args.mirror.as_deref()),
-            object_key: p.object_key.clone(),
-            attempt: 1,
-            enqueued_at: enqueued_at.clone(),
-            overwrite: args.overwrite,
-        };
-        match topology::publish_confirmed(&ch, &topo.work, &task.encode(), topology::headers(&task.header_pairs()))
-            .await
-        {
+        let task = Task::plan(&id, ds, p.date, mirror, req.overwrite);
+        let headers = topology::headers(&task_headers(&task));
+        match topology::publish_confirmed(&ch, &topo.work, &task.encode(), headers).await {
             Ok(()) => progress.inc(&task.partition),
             Err(e) => {
                 progress.note(&format!("{}: not confirmed: {e}", task.partition));
@@ -168,7 +241,7 @@ pub async fn run(
         }
     }
     progress.finish();
-    let _ = conn.close(200, "done".into()).await;
+    let _ = amqp.close(200, "done".into()).await;
     if !failed.is_empty() {
         eprintln!(
             "error: {} of {} task(s) were not confirmed by RabbitMQ: {}; re-run the same command (done partitions are skipped)",
@@ -176,15 +249,15 @@ pub async fn run(
             to_publish.len(),
             failed.join(", ")
         );
-        return Ok(std::process::ExitCode::FAILURE);
+        return Ok(ExitCode::FAILURE);
     }
     println!(
         "backfill {id}: published {} task(s) to {}; follow it with: producer status {id}",
         to_publish.len(),
         topo.work
     );
-    if args.wait {
-        return status::wait(&state, &id, Duration::from_secs(args.wait_timeout)).await;
+    if let Some(timeout) = req.wait {
+        return status::wait(conn, &state, &id, timeout).await;
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use std::num::NonZeroUsize;
+
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
-use lakefleet::config::Connections;
+use lakefleet::cli::ConnectionFlags;
 
 /// Plan and enqueue lakefleet backfills, follow them, and manage dead letters.
 ///
@@ -19,7 +21,7 @@ use lakefleet::config::Connections;
 #[command(name = "producer", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
-    pub conn: Connections,
+    pub conn: ConnectionFlags,
     /// Extra or overriding datasets (TOML, `[[dataset]]` entries; see the README).
     #[arg(long, env = "LAKEFLEET_CATALOG", global = true)]
     pub catalog: Option<PathBuf>,
@@ -60,9 +62,9 @@ pub struct ExporterArgs {
     /// Address to serve /metrics on.
     #[arg(long, env = "LAKEFLEET_EXPORTER_ADDR", default_value = "127.0.0.1:9465")]
     pub listen: String,
-    /// How many recent backfills to export.
-    #[arg(long, default_value_t = 50)]
-    pub backfills: isize,
+    /// How many recent backfills to export (at least 1).
+    #[arg(long, default_value = "50")]
+    pub backfills: NonZeroUsize,
 }
 
 #[derive(Debug, Args)]
@@ -96,9 +98,10 @@ pub struct BackfillArgs {
     /// Convert again and replace the objects of done partitions (implies --force).
     #[arg(long)]
     pub overwrite: bool,
-    /// Set by `producer schedule`: leave parked and in-progress partitions alone.
-    #[arg(skip)]
-    pub scheduled: bool,
+    /// Publish a plan of more than 1,000 partitions without asking (on a
+    /// terminal the count is shown and confirmed; without one, --yes is needed).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -106,13 +109,13 @@ pub struct ScheduleArgs {
     /// Datasets to keep up to date (repeat the flag for several).
     #[arg(long = "dataset", required = true)]
     pub datasets: Vec<String>,
-    /// How many of the latest publications to (re)check at each run: partitions
-    /// that are missing from the lake are enqueued, done ones skipped.
-    #[arg(long, default_value_t = 4)]
-    pub lookback: u32,
-    /// Time between runs, in hours.
-    #[arg(long, default_value_t = 24)]
-    pub every_hours: u64,
+    /// How many of the latest publications to (re)check at each run (at least
+    /// 1): partitions that are missing from the lake are enqueued, done ones skipped.
+    #[arg(long, default_value = "4")]
+    pub lookback: std::num::NonZeroU32,
+    /// Time between runs, in hours (at least 1).
+    #[arg(long, default_value = "24")]
+    pub every_hours: std::num::NonZeroU64,
     /// Run once and exit (for cron or a Kubernetes CronJob).
     #[arg(long)]
     pub once: bool,
@@ -125,9 +128,9 @@ pub struct ScheduleArgs {
 pub struct StatusArgs {
     /// Backfill id (printed by `producer backfill`); none lists the recent ones.
     pub backfill_id: Option<String>,
-    /// How many recent backfills to list.
-    #[arg(long, default_value_t = 20)]
-    pub limit: isize,
+    /// How many recent backfills to list (at least 1).
+    #[arg(long, default_value = "20")]
+    pub limit: NonZeroUsize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,8 +157,12 @@ pub struct DlqFilter {
     /// Only tasks of this dataset.
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Only tasks parked for this reason (not_found, not_published_yet, http_error,
-    /// schema_mismatch, bad_row, bad_message, conflict, attempts_exhausted, delivery_limit).
-    #[arg(long)]
+    /// Only tasks parked for this reason.
+    #[arg(long, value_parser = reason_codes())]
     pub reason: Option<String>,
+}
+
+/// Every park reason code, for `--reason` (its help lists them).
+fn reason_codes() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(lakefleet::failure::Reason::ALL.map(|r| r.code()))
 }

@@ -9,9 +9,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use lakefleet::config::Connections;
+use lakefleet::parking::{ParkHeaders, task_headers};
 use lakefleet::state::State;
 use lakefleet::task::Task;
-use lakefleet::topology::{self, Topology, header_str, x_death};
+use lakefleet::topology::{self, Topology};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 
 use crate::cli::{DlqCommand, DlqFilter};
@@ -20,48 +22,17 @@ use crate::cli::{DlqCommand, DlqFilter};
 pub struct Parked {
     pub delivery: lapin::message::Delivery,
     pub task: Option<Task>,
-    pub backfill: String,
-    pub dataset: String,
-    pub partition: String,
-    pub reason: String,
-    pub error: String,
-    pub attempts: String,
-    pub worker: String,
-    pub at: String,
+    pub headers: ParkHeaders,
 }
 
 fn describe(d: lapin::message::Delivery) -> Parked {
-    let h = d.properties.headers().as_ref();
     let task = Task::decode(&d.data).ok();
-    let (deaths, death_reason) = x_death(h);
-    let reason = header_str(h, "x-lakefleet-reason").unwrap_or_else(|| match death_reason.as_deref() {
-        Some("delivery_limit") => "delivery_limit".into(),
-        Some(other) => other.to_string(),
-        None => "unknown".into(),
-    });
-    let pick = |key: &str, from_task: Option<String>| header_str(h, key).or(from_task).unwrap_or_default();
-    Parked {
-        backfill: pick("x-lakefleet-backfill", task.as_ref().map(|t| t.backfill_id.clone())),
-        dataset: pick("x-lakefleet-dataset", task.as_ref().map(|t| t.dataset.clone())),
-        partition: pick("x-lakefleet-partition", task.as_ref().map(|t| t.partition.clone())),
-        error: header_str(h, "x-lakefleet-error").unwrap_or_else(|| {
-            if reason == "delivery_limit" {
-                format!("delivered {deaths}+ times without an ack (workers crashed on it?)")
-            } else {
-                String::new()
-            }
-        }),
-        attempts: header_str(h, "x-lakefleet-attempts").unwrap_or_default(),
-        worker: header_str(h, "x-lakefleet-worker").unwrap_or_default(),
-        at: header_str(h, "x-lakefleet-failed-at").unwrap_or_default(),
-        reason,
-        task,
-        delivery: d,
-    }
+    let headers = ParkHeaders::from_table(d.properties.headers().as_ref(), task.as_ref());
+    Parked { headers, task, delivery: d }
 }
 
 impl DlqFilter {
-    fn matches(&self, p: &Parked) -> bool {
+    fn matches(&self, p: &ParkHeaders) -> bool {
         self.backfill.as_ref().is_none_or(|b| *b == p.backfill)
             && self.dataset.as_ref().is_none_or(|d| *d == p.dataset)
             && self.reason.as_ref().is_none_or(|r| *r == p.reason)
@@ -78,7 +49,7 @@ async fn fetch(ch: &lapin::Channel, topo: &Topology, filter: &DlqFilter) -> anyh
         .context("reading the parking queue")?
     {
         let p = describe(m.delivery);
-        if filter.matches(&p) {
+        if filter.matches(&p.headers) {
             matching.push(p);
         } else {
             others += 1;
@@ -90,33 +61,39 @@ async fn fetch(ch: &lapin::Channel, topo: &Topology, filter: &DlqFilter) -> anyh
     Ok((matching, others))
 }
 
+/// The parked partitions of backfill `id` with `reason: error`, read without
+/// removing anything (for rebuilding a backfill's view).
+pub async fn parked_of_backfill(conn: &Connections, id: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let amqp = topology::connect(&conn.amqp_url, "lakefleet-producer-status").await?;
+    let topo = conn.topology();
+    let ch = amqp.create_channel().await?;
+    topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
+    let filter = DlqFilter { backfill: Some(id.to_string()), ..Default::default() };
+    let (items, _) = fetch(&ch, &topo, &filter).await?;
+    let out = items.iter().map(|p| (p.headers.partition.clone(), format!("{}: {}", p.headers.reason, p.headers.error)));
+    let out = out.collect();
+    let _ = amqp.close(200, "done".into()).await;
+    Ok(out)
+}
+
 fn print_table(items: &[Parked]) {
     println!(
         "{:<30} {:<16} {:<12} {:<18} {:>8}  {:<26} {:<20} error",
         "backfill", "dataset", "partition", "reason", "attempts", "parked at", "worker"
     );
-    for p in items {
+    for Parked { headers: h, .. } in items {
+        let attempts = if h.attempts == 0 { String::new() } else { h.attempts.to_string() };
         println!(
             "{:<30} {:<16} {:<12} {:<18} {:>8}  {:<26} {:<20} {}",
-            p.backfill, p.dataset, p.partition, p.reason, p.attempts, p.at, p.worker, p.error
+            h.backfill, h.dataset, h.partition, h.reason, attempts, h.failed_at, h.worker, h.error
         );
     }
 }
 
-pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<ExitCode> {
-    if let DlqCommand::List(f) | DlqCommand::Replay(f) | DlqCommand::Purge { filter: f, .. } = cmd
-        && let Some(r) = &f.reason
-        && lakefleet::failure::Reason::from_code(r).is_none()
-    {
-        return Err(crate::Refused(format!(
-            "unknown --reason {r:?}; reasons: {}",
-            lakefleet::failure::Reason::ALL.map(|r| r.code()).join(", ")
-        ))
-        .into());
-    }
-    let conn = topology::connect(&cli.conn.amqp_url, "lakefleet-producer-dlq").await?;
-    let topo = cli.conn.topology();
-    let ch = topology::confirm_channel(&conn).await?;
+pub async fn run(conn: &Connections, cmd: &DlqCommand) -> anyhow::Result<ExitCode> {
+    let amqp = topology::connect(&conn.amqp_url, "lakefleet-producer-dlq").await?;
+    let topo = conn.topology();
+    let ch = topology::confirm_channel(&amqp).await?;
     topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
     let code = match cmd {
         DlqCommand::List(f) => {
@@ -126,7 +103,7 @@ pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<Exit
             ExitCode::SUCCESS
         }
         DlqCommand::Replay(f) => {
-            let state = State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
+            let state = State::connect(&conn.redis_url, &conn.prefix).await?;
             let (items, _) = fetch(&ch, &topo, f).await?;
             let mut replayed = 0;
             let mut unreadable = 0;
@@ -137,7 +114,8 @@ pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<Exit
                 };
                 let mut t = task.clone();
                 t.attempt = 1;
-                topology::publish_confirmed(&ch, &topo.work, &t.encode(), topology::headers(&t.header_pairs()))
+                t.redeliveries = 0;
+                topology::publish_confirmed(&ch, &topo.work, &t.encode(), topology::headers(&task_headers(&t)))
                     .await
                     .with_context(|| format!("re-publishing {}", t.label()))?;
                 p.delivery.ack(BasicAckOptions::default()).await?;
@@ -181,6 +159,6 @@ pub async fn run(cli: &crate::cli::Cli, cmd: &DlqCommand) -> anyhow::Result<Exit
         }
     };
     let _ = ch.close(200, "done".into()).await;
-    let _ = conn.close(200, "done".into()).await;
+    let _ = amqp.close(200, "done".into()).await;
     Ok(code)
 }

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use hyper::StatusCode;
+use lakefleet::config::Connections;
 use lakefleet::httpd::{self, PROMETHEUS_TEXT, Response};
 use lakefleet::state::State;
 use lakefleet::topology::{self, Topology};
@@ -19,7 +21,7 @@ struct Exporter {
     topo: Topology,
     amqp_url: String,
     conn: Mutex<Option<lapin::Connection>>,
-    backfills: isize,
+    backfills: std::num::NonZeroUsize,
 }
 
 impl Exporter {
@@ -79,12 +81,12 @@ impl Exporter {
     }
 }
 
-pub async fn run(cli: &crate::cli::Cli, args: &ExporterArgs) -> anyhow::Result<ExitCode> {
-    let state = State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
+pub async fn run(conn: &Connections, args: &ExporterArgs) -> anyhow::Result<ExitCode> {
+    let state = State::connect(&conn.redis_url, &conn.prefix).await?;
     let exporter = Arc::new(Exporter {
         state,
-        topo: cli.conn.topology(),
-        amqp_url: cli.conn.amqp_url.clone(),
+        topo: conn.topology(),
+        amqp_url: conn.amqp_url.clone(),
         conn: Mutex::new(None),
         backfills: args.backfills,
     });
@@ -98,14 +100,10 @@ pub async fn run(cli: &crate::cli::Cli, args: &ExporterArgs) -> anyhow::Result<E
             match path.as_str() {
                 "/metrics" => match exporter.render().await {
                     Ok(body) => Response::ok(PROMETHEUS_TEXT, body),
-                    Err(e) => Response {
-                        status: "503 Service Unavailable",
-                        content_type: "text/plain",
-                        body: format!("{e:#}\n"),
-                    },
+                    Err(e) => Response::text(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")),
                 },
                 "/healthz" => Response::ok("text/plain", "ok\n".into()),
-                _ => Response { status: "404 Not Found", content_type: "text/plain", body: "try /metrics\n".into() },
+                _ => Response::text(StatusCode::NOT_FOUND, "try /metrics\n"),
             }
         }
     });

@@ -45,21 +45,18 @@ fn datasets(catalog: &Catalog) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    cli.conn.validate().map_err(Refused)?;
+    let conn = cli.conn.resolve().map_err(Refused)?;
     let catalog = Catalog::load(cli.catalog.as_deref()).map_err(|e| Refused(e.to_string()))?;
     match &cli.command {
         Command::Datasets => {
             datasets(&catalog);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backfill(args) => backfill::run(&cli, &catalog, args).await,
-        Command::Status(args) => {
-            let state = lakefleet::state::State::connect(&cli.conn.redis_url, &cli.conn.prefix).await?;
-            status::run(&state, args.backfill_id.as_deref(), args.limit).await
-        }
-        Command::Dlq(cmd) => dlq::run(&cli, cmd).await,
-        Command::Exporter(args) => exporter::run(&cli, args).await,
-        Command::Schedule(args) => schedule::run(&cli, &catalog, args).await,
+        Command::Backfill(args) => backfill::run(&conn, &catalog, &backfill::Request::from(args)).await,
+        Command::Status(args) => status::run(&conn, args.backfill_id.as_deref(), args.limit).await,
+        Command::Dlq(cmd) => dlq::run(&conn, cmd).await,
+        Command::Exporter(args) => exporter::run(&conn, args).await,
+        Command::Schedule(args) => schedule::run(&conn, &catalog, args).await,
     }
 }
 

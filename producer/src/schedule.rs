@@ -7,35 +7,26 @@ use std::time::Duration;
 
 use chrono::{Days, Months};
 use lakefleet::catalog::{Cadence, Catalog};
+use lakefleet::config::Connections;
 use lakefleet::plan::latest_published;
 
-use crate::cli::{BackfillArgs, Cli, ScheduleArgs};
+use crate::backfill::Request;
+use crate::cli::ScheduleArgs;
 
-async fn run_once(cli: &Cli, catalog: &Catalog, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
+async fn run_once(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
     let today = chrono::Local::now().date_naive();
     let mut code = ExitCode::SUCCESS;
     for name in &args.datasets {
         let ds = catalog.require(name).map_err(crate::Refused)?;
         let to = latest_published(ds, today);
-        let back = args.lookback.max(1) - 1;
+        let back = args.lookback.get() - 1;
         let from = match ds.cadence {
             Cadence::Weekly => to - Days::new(7 * back as u64),
             Cadence::Monthly => to - Months::new(back),
         }
         .max(ds.first);
-        let b = BackfillArgs {
-            dataset: name.clone(),
-            from,
-            to,
-            dry_run: false,
-            mirror: args.mirror.clone(),
-            wait: false,
-            wait_timeout: 0,
-            force: false,
-            overwrite: false,
-            scheduled: true,
-        };
-        match crate::backfill::run(cli, catalog, &b).await {
+        let b = Request { mirror: args.mirror.clone(), scheduled: true, ..Request::new(name, from, to) };
+        match crate::backfill::run(conn, catalog, &b).await {
             Ok(c) if c == ExitCode::SUCCESS => {}
             Ok(c) => code = c,
             Err(e) => {
@@ -47,19 +38,19 @@ async fn run_once(cli: &Cli, catalog: &Catalog, args: &ScheduleArgs) -> anyhow::
     Ok(code)
 }
 
-pub async fn run(cli: &Cli, catalog: &Catalog, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
     for name in &args.datasets {
         catalog.require(name).map_err(crate::Refused)?;
     }
     if args.once {
-        return run_once(cli, catalog, args).await;
+        return run_once(conn, catalog, args).await;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         // A failed run (a service down) is reported and retried at the next tick.
-        let _ = run_once(cli, catalog, args).await?;
-        let every = Duration::from_secs(args.every_hours.max(1) * 3600);
-        eprintln!("schedule: next run in {}h", args.every_hours.max(1));
+        let _ = run_once(conn, catalog, args).await?;
+        let every = Duration::from_secs(args.every_hours.get() * 3600);
+        eprintln!("schedule: next run in {}h", args.every_hours);
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),

@@ -1,11 +1,21 @@
-//! `producer status` and `backfill --wait`: progress from Redis counters.
+//! `producer status` and `backfill --wait`: progress from Redis counters, or,
+//! when Redis has lost a backfill (it keeps nothing on disk), rebuilt from
+//! the backfill's manifest and objects in the lake and the parking queue.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use lakefleet::config::{Connections, redact};
+use lakefleet::lake::Lake;
+use lakefleet::manifest::BackfillManifest;
 use lakefleet::state::{BackfillStatus, State};
 
 use crate::progress::Progress;
+
+/// How long `--wait` keeps waiting through a Redis outage.
+const REDIS_OUTAGE_PATIENCE: Duration = Duration::from_secs(120);
 
 fn summary(s: &BackfillStatus) -> String {
     format!(
@@ -32,11 +42,57 @@ fn print_failures(s: &BackfillStatus) {
     }
 }
 
-pub async fn run(state: &State, id: Option<&str>, limit: isize) -> anyhow::Result<ExitCode> {
+/// Rebuilds backfill `id` in Redis from its manifest in the lake: a partition
+/// whose object is in the lake is done, one in the parking queue is parked,
+/// the rest are pending. `None` when the lake has no manifest for `id`.
+pub async fn rebuild(conn: &Connections, state: &State, id: &str) -> anyhow::Result<Option<BackfillStatus>> {
+    let lake = Lake::open(&conn.lake_url)?;
+    let Some(m) = BackfillManifest::read(&lake, id).await? else { return Ok(None) };
+    let in_lake: Vec<String> = lake
+        .list(&format!("{}/", m.dataset))
+        .await
+        .with_context(|| format!("listing {}", lake.display(&m.dataset)))?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let done: Vec<String> =
+        m.partitions.iter().filter(|p| in_lake.iter().any(|k| object_matches(k, &m.dataset, p))).cloned().collect();
+    let parked = crate::dlq::parked_of_backfill(conn, id).await?;
+    let parked: Vec<(String, String)> = parked.into_iter().filter(|(p, _)| !done.contains(p)).collect();
+    state.create_backfill(&m, &done, false, &parked).await.context("recording the rebuilt backfill in Redis")?;
+    eprintln!(
+        "note: Redis had no record of {id}; rebuilt it from the lake ({} done of {}) and the parking queue ({} parked)",
+        done.len(),
+        m.partitions.len(),
+        parked.len()
+    );
+    Ok(state.backfill(id).await?)
+}
+
+/// Whether lake key `k` is the object of `partition` (`YYYY-MM-DD`) of
+/// `dataset`: `{dataset}/year=YYYY/{dataset}_{YYYY-MM-DD or YYYY-MM}.parquet`.
+fn object_matches(k: &str, dataset: &str, partition: &str) -> bool {
+    let (Some(year), Some(month)) = (partition.get(..4), partition.get(..7)) else { return false };
+    let dir = format!("{dataset}/year={year}/{dataset}_");
+    k.strip_prefix(&dir).is_some_and(|f| f == format!("{partition}.parquet") || f == format!("{month}.parquet"))
+}
+
+/// The backfill from Redis, or rebuilt from the lake when Redis lost it.
+async fn view(conn: &Connections, state: &State, id: &str) -> anyhow::Result<Option<BackfillStatus>> {
+    match state.backfill(id).await? {
+        Some(s) => Ok(Some(s)),
+        None => rebuild(conn, state, id).await,
+    }
+}
+
+pub async fn run(conn: &Connections, id: Option<&str>, limit: NonZeroUsize) -> anyhow::Result<ExitCode> {
+    let state = State::connect(&conn.redis_url, &conn.prefix).await?;
     let Some(id) = id else {
         let ids = state.recent_backfills(limit).await?;
         if ids.is_empty() {
-            println!("no backfills yet; start one with `producer backfill`");
+            println!(
+                "no backfills in Redis; start one with `producer backfill` (`producer status ID` rebuilds one Redis lost)"
+            );
         }
         for id in ids {
             if let Some(s) = state.backfill(&id).await? {
@@ -50,8 +106,11 @@ pub async fn run(state: &State, id: Option<&str>, limit: isize) -> anyhow::Resul
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let Some(s) = state.backfill(id).await? else {
-        return Err(crate::Refused(format!("no backfill {id:?} in Redis (ids are listed by `producer status`)")).into());
+    let Some(s) = view(conn, &state, id).await? else {
+        return Err(crate::Refused(format!(
+            "no backfill {id:?} in Redis nor in the lake (ids are listed by `producer status`)"
+        ))
+        .into());
     };
     let bar = Progress::new(s.planned, "done");
     bar.set(s.done + s.dead.len() as u64, "");
@@ -61,15 +120,39 @@ pub async fn run(state: &State, id: Option<&str>, limit: isize) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// Follows a backfill until every partition is done or parked.
-pub async fn wait(state: &State, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+/// Follows a backfill until every partition is done or parked. A Redis
+/// outage is reported (naming Redis) and waited out for a while; a backfill
+/// that Redis lost meanwhile is rebuilt from the lake.
+pub async fn wait(conn: &Connections, state: &State, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let mut bar: Option<Progress> = None;
+    let mut outage: Option<Instant> = None;
     loop {
-        let s = state
-            .backfill(id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("backfill {id} vanished from Redis (was Redis restarted?)"))?;
+        let s = match view(conn, state, id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => anyhow::bail!("backfill {id} is neither in Redis nor in the lake"),
+            Err(e) => {
+                let since = *outage.get_or_insert_with(|| {
+                    eprintln!(
+                        "warning: Redis at {} is unavailable ({e:#}); still waiting for backfill {id}",
+                        redact(&conn.redis_url)
+                    );
+                    Instant::now()
+                });
+                if since.elapsed() > REDIS_OUTAGE_PATIENCE {
+                    anyhow::bail!(
+                        "Redis at {} unavailable for {}s while waiting for backfill {id}: {e:#}; the workers go on: follow it later with `producer status {id}`",
+                        redact(&conn.redis_url),
+                        REDIS_OUTAGE_PATIENCE.as_secs()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if outage.take().is_some() {
+            eprintln!("Redis is back");
+        }
         let b = bar.get_or_insert_with(|| Progress::new(s.planned, "done"));
         let finished = s.done + s.dead.len() as u64;
         b.set(finished, &format!("waiting: {}", summary(&s)));
@@ -85,5 +168,16 @@ pub async fn wait(state: &State, id: &str, timeout: Duration) -> anyhow::Result<
             return Ok(ExitCode::FAILURE);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn objects_match_their_partition() {
+        let k = "mta-turnstile/year=2022/mta-turnstile_2022-01-08.parquet";
+        assert!(super::object_matches(k, "mta-turnstile", "2022-01-08"));
+        assert!(!super::object_matches(k, "mta-turnstile", "2022-01-15"));
+        assert!(super::object_matches("t/year=2019/t_2019-03.parquet", "t", "2019-03-01"));
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use hyper::StatusCode;
 use lakefleet::httpd::{self, PROMETHEUS_TEXT, Response};
 use lakefleet::metrics::Metrics;
 use lakefleet::state::State;
@@ -29,14 +30,10 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, state: State) {
                     let redis = redis_up(&state, &metrics).await;
                     let word = |b: bool| if b { "connected" } else { "NOT connected" };
                     let body = format!("rabbitmq: {}\nredis: {}\n", word(amqp), word(redis));
-                    let status = if amqp && redis { "200 OK" } else { "503 Service Unavailable" };
-                    Response { status, content_type: "text/plain", body }
+                    let status = if amqp && redis { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    Response::text(status, body)
                 }
-                _ => Response {
-                    status: "404 Not Found",
-                    content_type: "text/plain",
-                    body: "try /metrics, /healthz or /readyz\n".into(),
-                },
+                _ => Response::text(StatusCode::NOT_FOUND, "try /metrics, /healthz or /readyz\n"),
             }
         }
     })

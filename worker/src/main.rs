@@ -1,15 +1,20 @@
 //! `worker`: the lakefleet service that turns tasks into Parquet objects.
 //!
+//! - [`settings`]: flags, resolved once into the settings the rest uses;
 //! - [`service`]: consume loop, reconnects, clean shutdown;
-//! - [`process`]: one task from delivery to ack (dedupe, lease, download,
-//!   convert, upload, done marker; retry or park);
+//! - [`process`]: one task (checked against the catalog, dedupe, lease,
+//!   download, convert, upload, done marker);
+//! - [`outcome`]: what happened to a task, settled with the broker and
+//!   recorded (log, metrics, Redis) in one place;
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //!
 //! `main` only parses flags, sets up logging and wires the parts.
 
 mod http;
+mod outcome;
 mod process;
 mod service;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,14 +22,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use lakefleet::catalog::Catalog;
-use lakefleet::config::Connections;
+use lakefleet::convert::Provenance;
 use lakefleet::lake::Lake;
 use lakefleet::metrics::Metrics;
 use lakefleet::source::Fetcher;
 use lakefleet::state::State;
 use tracing::info;
+
+use crate::settings::{RunArgs, Settings};
 
 /// The lakefleet worker: consumes backfill tasks from RabbitMQ, converts each
 /// source CSV into Parquet and uploads it to the lake, exactly once.
@@ -32,6 +39,9 @@ use tracing::info;
 /// Run several (on one or many machines) to go faster. Stop with SIGTERM or
 /// Ctrl-C: it stops taking tasks, lets in-flight tasks finish within
 /// --shutdown-grace, returns the rest to the queue, and exits 0.
+///
+/// Exit codes: 0 stopped cleanly, 1 failure (a service unreachable at start),
+/// 2 refused (an invalid flag or variable, a bad catalog).
 #[derive(Debug, Parser)]
 #[command(name = "worker", version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -61,44 +71,6 @@ enum Cmd {
     Healthcheck,
 }
 
-#[derive(Debug, Args)]
-struct RunArgs {
-    #[command(flatten)]
-    conn: Connections,
-    /// Tasks processed at once (and the RabbitMQ prefetch). Default: the number of cores.
-    #[arg(long, env = "LAKEFLEET_CONCURRENCY")]
-    concurrency: Option<usize>,
-    /// Seconds in-flight tasks get to finish after SIGTERM before they go back to the queue.
-    #[arg(long, env = "LAKEFLEET_SHUTDOWN_GRACE", default_value_t = 30)]
-    shutdown_grace: u64,
-    /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "LAKEFLEET_METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    metrics_addr: String,
-    /// Folder for Parquet files being built before upload (default: the system temp folder).
-    #[arg(long, env = "LAKEFLEET_SPOOL_DIR")]
-    spool_dir: Option<PathBuf>,
-    /// Seconds a partition lease lasts without renewal (renewed every third of it).
-    #[arg(long, env = "LAKEFLEET_LEASE_TTL", default_value_t = 60)]
-    lease_ttl: u64,
-    /// Seconds a task may take before it is abandoned and retried; keep it well
-    /// under RabbitMQ's consumer timeout (30 minutes by default).
-    #[arg(long, env = "LAKEFLEET_TASK_TIMEOUT", default_value_t = 1200)]
-    task_timeout: u64,
-    /// Parquet files larger than this many bytes are uploaded as multipart
-    /// uploads (atomic on completion) instead of one conditional PUT.
-    #[arg(long, env = "LAKEFLEET_SINGLE_PUT_MAX", default_value_t = lakefleet::lake::SINGLE_PUT_MAX)]
-    single_put_max: u64,
-    /// Seconds to wait for a source server to accept the connection.
-    #[arg(long, env = "LAKEFLEET_CONNECT_TIMEOUT", default_value_t = 10)]
-    connect_timeout: u64,
-    /// Seconds without a byte from the source before the download fails (and is retried).
-    #[arg(long, env = "LAKEFLEET_READ_TIMEOUT", default_value_t = 60)]
-    read_timeout: u64,
-    /// Name of this worker in parked messages and logs (default: host-pid).
-    #[arg(long, env = "LAKEFLEET_WORKER_ID")]
-    worker_id: Option<String>,
-}
-
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
@@ -107,50 +79,44 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run_service(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
-    let worker_id = args.worker_id.clone().unwrap_or_else(|| {
-        let host =
-            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
-        format!("{host}-{}", std::process::id())
-    });
-    let concurrency =
-        args.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     for d in catalog.iter() {
         metrics.init_dataset(&d.name);
     }
-    let state = State::connect(&args.conn.redis_url, &args.conn.prefix).await?;
+    let state = State::connect(&s.conn.redis_url, &s.conn.prefix).await?;
     metrics.connection_up.with_label_values(&["redis"]).set(1);
-    let lake = Lake::open(&args.conn.lake_url)?.with_single_put_max(args.single_put_max);
-    let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating spool folder {}", spool_dir.display()))?;
-    let stale = process::clean_spool(&spool_dir);
+    let lake = Lake::open(&s.conn.lake_url)?.with_single_put_max(s.single_put_max);
+    std::fs::create_dir_all(&s.spool_dir)
+        .with_context(|| format!("creating spool folder {}", s.spool_dir.display()))?;
+    let stale = process::clean_spool(&s.spool_dir);
     if stale > 0 {
-        info!(stale, dir = %spool_dir.display(), "removed spool files of dead workers");
+        info!(stale, dir = %s.spool_dir.display(), "removed spool files of dead workers");
     }
-    let fetcher = Fetcher::new(Duration::from_secs(args.connect_timeout), Duration::from_secs(args.read_timeout))?;
-    let listener = tokio::net::TcpListener::bind(&args.metrics_addr)
+    let fetcher = Fetcher::new(s.connect_timeout, s.read_timeout)?;
+    let listener = tokio::net::TcpListener::bind(&s.metrics_addr)
         .await
-        .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
+        .with_context(|| format!("binding --metrics-addr {}", s.metrics_addr))?;
     let bound = listener.local_addr()?;
     tokio::spawn(http::serve(listener, metrics.clone(), state.clone()));
-    info!(%bound, worker = %worker_id, lake = %args.conn.lake_url, "metrics on http://{bound}/metrics");
+    info!(%bound, worker = %s.worker_id, lake = %s.conn.lake_url, "metrics on http://{bound}/metrics");
     let ctx = Arc::new(process::Ctx {
         catalog,
         state,
         lake,
         fetcher,
         metrics,
-        topo: args.conn.topology(),
-        worker_id,
-        spool_dir,
-        lease_ttl: Duration::from_secs(args.lease_ttl.max(3)),
-        task_timeout: Duration::from_secs(args.task_timeout.max(1)),
+        topo: s.conn.topology(),
+        worker_id: s.worker_id.clone(),
+        spool_dir: s.spool_dir.clone(),
+        lease_ttl: s.lease_ttl,
+        task_timeout: s.task_timeout,
+        poison_after: s.poison_after,
     });
     let settings = service::Settings {
-        amqp_url: args.conn.amqp_url.clone(),
-        concurrency,
-        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        amqp_url: s.conn.amqp_url.clone(),
+        concurrency: s.concurrency,
+        shutdown_grace: s.shutdown_grace,
     };
     service::run(ctx, settings, shutdown_signal()).await?;
     info!("stopped");
@@ -168,9 +134,11 @@ async fn convert_one(catalog: &Catalog, dataset: &str, input: &str, output: &std
     } else {
         Box::new(std::fs::File::open(input).with_context(|| format!("opening {input}"))?)
     };
-    let name = input.to_string();
+    let prov = Provenance { source_url: input.to_string(), partition: String::new() };
     let out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let stats = tokio::task::spawn_blocking(move || lakefleet::convert::convert(&ds, &name, source, out, &[])).await?;
+    let stats =
+        tokio::task::spawn_blocking(move || lakefleet::convert::convert(&ds, &prov.source_url, source, out, &prov))
+            .await?;
     let stats = match stats {
         Ok(s) => s,
         Err(e) => {
@@ -225,18 +193,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cli.command.is_none()
-        && let Err(e) = cli.run.conn.validate()
-    {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    let settings = match cli.command {
+        Some(_) => None,
+        None => match cli.run.resolve() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async {
-        match cli.command {
-            Some(Cmd::Convert { dataset, input, output }) => convert_one(&catalog, &dataset, &input, &output).await,
-            Some(Cmd::Healthcheck) => healthcheck(&cli.run.metrics_addr).await,
-            None => run_service(cli.run, catalog).await,
+        match (cli.command, settings) {
+            (Some(Cmd::Convert { dataset, input, output }), _) => {
+                convert_one(&catalog, &dataset, &input, &output).await
+            }
+            (Some(Cmd::Healthcheck), _) => healthcheck(&cli.run.metrics_addr).await,
+            (None, Some(s)) => run_service(s, catalog).await,
+            (None, None) => unreachable!("settings are resolved for the service"),
         }
     });
     match result {

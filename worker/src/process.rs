@@ -1,23 +1,27 @@
-//! One task, from delivery to ack: dedupe, lease, download, convert, upload,
-//! done marker; or retry / park through the one failure decision.
+//! One task, from delivery to ack: check the message against the catalog,
+//! dedupe, lease, download, convert, upload, done marker; then the one
+//! [`Outcome`] is settled and recorded.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use lakefleet::catalog::{Cadence, Catalog, Dataset};
-use lakefleet::convert::{self, meta};
+use lakefleet::convert::{self, Provenance};
 use lakefleet::failure::{Failure, Reason};
 use lakefleet::lake::{Lake, Uploaded};
-use lakefleet::metrics::{Metrics, outcome, stage};
+use lakefleet::metrics::{Metrics, stage};
 use lakefleet::source::Fetcher;
 use lakefleet::state::{DoneMarker, State};
 use lakefleet::task::Task;
-use lakefleet::topology::{self, Topology};
+use lakefleet::text;
+use lakefleet::topology::{Topology, header_str};
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
-use tracing::{info, warn};
+use tracing::warn;
+
+use crate::outcome::{Done, Outcome};
 
 /// Everything a task needs, shared by all tasks of a worker.
 pub struct Ctx {
@@ -33,13 +37,17 @@ pub struct Ctx {
     /// A task still running after this is abandoned and retried, well inside
     /// RabbitMQ's consumer timeout (30 minutes by default).
     pub task_timeout: Duration,
+    /// Deliveries without an ack before a task is parked as poison.
+    pub poison_after: u32,
 }
 
-/// A successful end of a task.
-enum Done {
-    Converted { uploaded: Uploaded },
-    Skipped,
-    LeaseHeld,
+/// A task checked against the catalog: where its data comes from and goes,
+/// derived from dataset and partition (and the backfill's mirror), never
+/// taken from the message.
+struct Checked<'a> {
+    ds: &'a Dataset,
+    url: String,
+    key: String,
 }
 
 /// A partition lease held by this worker: renewed in the background every
@@ -106,12 +114,9 @@ impl Drop for Spool {
     }
 }
 
-/// Whether `partition` is the newest one the source should have (a 404 then
+/// Whether `date` is the newest partition the source should have (a 404 then
 /// likely means "not published yet").
-fn is_recent(ds: &Dataset, partition: &str) -> bool {
-    let Ok(date) = partition.parse::<chrono::NaiveDate>() else {
-        return false;
-    };
+fn is_recent(ds: &Dataset, date: NaiveDate) -> bool {
     let latest = lakefleet::plan::latest_published(ds, chrono::Local::now().date_naive());
     let window = match ds.cadence {
         Cadence::Weekly => chrono::Days::new(7),
@@ -120,154 +125,61 @@ fn is_recent(ds: &Dataset, partition: &str) -> bool {
     date + window > latest
 }
 
-/// Handles one delivery to its end: ack, retry, park, or (when even that
-/// fails) nack back to the queue.
+/// How many times this delivery was made without an ack: the quorum queue's
+/// `x-delivery-count`, or 1 for a redelivery of a queue that does not count.
+fn unacked_deliveries(d: &Delivery) -> u32 {
+    let counted = header_str(d.properties.headers().as_ref(), "x-delivery-count").and_then(|c| c.parse().ok());
+    counted.unwrap_or(0).max(d.redelivered as u32)
+}
+
+/// Handles one delivery to its end: decide, settle, record.
 pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
     let start = Instant::now();
     ctx.metrics.in_flight.inc();
-    let task = match Task::decode(&delivery.data) {
-        Ok(t) => t,
-        Err(e) => {
-            warn!(error = %e, "parking an unreadable message");
-            let failure = Failure::Permanent { reason: Reason::BadMessage, message: e.to_string() };
-            let label = "unknown".to_string();
-            settle_park(&ctx, &publish, &delivery, None, &label, &failure, 1).await;
-            ctx.metrics.in_flight.dec();
-            return;
-        }
-    };
-    let ds_label = if ctx.catalog.get(&task.dataset).is_some() { task.dataset.clone() } else { "unknown".into() };
-    let result = match tokio::time::timeout(ctx.task_timeout, run_task(&ctx, &task)).await {
-        Ok(r) => r,
-        Err(_) => Err(Failure::transient(format!(
-            "{}: gave up after --task-timeout {}s (slow source?)",
-            task.source_url,
-            ctx.task_timeout.as_secs()
-        ))),
-    };
-    match result {
-        Ok(Done::Converted { uploaded }) => {
-            if ack(&delivery).await {
-                ctx.metrics.tasks.with_label_values(&[&ds_label, outcome::SUCCEEDED]).inc();
-                info!(task = %task.label(), ?uploaded, secs = start.elapsed().as_secs_f64(), "done");
-            }
-        }
-        Ok(Done::Skipped) => {
-            if ack(&delivery).await {
-                ctx.metrics.tasks.with_label_values(&[&ds_label, outcome::SKIPPED_DUPLICATE]).inc();
-                info!(task = %task.label(), "skipped: already done");
-            }
-        }
-        Ok(Done::LeaseHeld) => {
-            // Another worker converts it now: delay, do not drop, do not count an attempt.
-            ctx.metrics.lease_conflicts.with_label_values(&[&ds_label]).inc();
-            let q = ctx.topo.retry_queue(0);
-            match topology::publish_confirmed(&publish, &q, &task.encode(), task_headers(&task, &[])).await {
-                Ok(()) => {
-                    ack(&delivery).await;
-                }
-                Err(e) => nack(&ctx, &delivery, &ds_label, &format!("delaying {}: {e}", task.label())).await,
-            }
-        }
-        Err(Failure::Transient { message, retry_after }) if task.attempt < ctx.topo.max_attempts => {
-            let level = ctx.topo.retry_level(task.attempt, retry_after);
-            let mut next = task.clone();
-            next.attempt += 1;
-            let q = ctx.topo.retry_queue(level);
-            let hdr = task_headers(&next, &[("x-lakefleet-last-error", message.clone())]);
-            match topology::publish_confirmed(&publish, &q, &next.encode(), hdr).await {
-                Ok(()) => {
-                    if ack(&delivery).await {
-                        ctx.metrics.tasks.with_label_values(&[&ds_label, outcome::RETRIED]).inc();
-                        if let Err(e) = ctx.state.record_retry(&task.backfill_id).await {
-                            warn!(error = %e, "Redis: counting a retry");
-                        }
-                        warn!(task = %task.label(), attempt = task.attempt, delay_ms = ctx.topo.retry_delay(level).as_millis() as u64, error = %message, "retrying");
-                    }
-                }
-                Err(e) => {
-                    nack(&ctx, &delivery, &ds_label, &format!("scheduling a retry of {}: {e}", task.label())).await
-                }
-            }
-        }
-        Err(Failure::Transient { message, .. }) => {
-            let f = Failure::Permanent {
-                reason: Reason::AttemptsExhausted,
-                message: format!("gave up after {} attempts: {message}", task.attempt),
+    let (task, outcome, redeliveries) = match Task::decode(&delivery.data) {
+        Err(e) => (None, Outcome::parked(Reason::BadMessage, e.to_string()), 0),
+        Ok(task) => {
+            let redeliveries = task.redeliveries.saturating_add(unacked_deliveries(&delivery));
+            let outcome = if redeliveries >= ctx.poison_after {
+                poison(&ctx, &task, redeliveries).await
+            } else {
+                let result = match tokio::time::timeout(ctx.task_timeout, run_task(&ctx, &task)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Failure::transient(format!(
+                        "{}: gave up after --task-timeout {}s (slow source?)",
+                        task.label(),
+                        ctx.task_timeout.as_secs()
+                    ))),
+                };
+                Outcome::decide(result, task.attempt, &ctx)
             };
-            settle_park(&ctx, &publish, &delivery, Some(&task), &ds_label, &f, task.attempt).await;
+            (Some(task), outcome, redeliveries)
         }
-        Err(f @ Failure::Permanent { .. }) => {
-            settle_park(&ctx, &publish, &delivery, Some(&task), &ds_label, &f, task.attempt).await;
-        }
-    }
-    ctx.metrics.task_duration.with_label_values(&[&ds_label]).observe(start.elapsed().as_secs_f64());
+    };
+    let dataset = match &task {
+        Some(t) if ctx.catalog.get(&t.dataset).is_some() => t.dataset.as_str(),
+        _ => "unknown",
+    };
+    let settled = outcome.settle(&ctx, &publish, &delivery, task.as_ref(), redeliveries).await;
+    outcome.record(&ctx, task.as_ref(), dataset, &settled, start.elapsed()).await;
     ctx.metrics.in_flight.dec();
 }
 
-fn task_headers(t: &Task, extra: &[(&'static str, String)]) -> lapin::types::FieldTable {
-    let mut pairs = t.header_pairs().to_vec();
-    pairs.extend_from_slice(extra);
-    topology::headers(&pairs)
-}
-
-/// `true` when the broker took the ack. `false` means the channel died: the
-/// delivery will come again (and be deduped).
-async fn ack(d: &Delivery) -> bool {
-    match d.ack(BasicAckOptions::default()).await {
-        Ok(true) => true,
-        Ok(false) | Err(_) => {
-            warn!("ack not delivered (channel closed); the task will be redelivered and deduped");
-            false
-        }
-    }
-}
-
-async fn nack(ctx: &Ctx, d: &Delivery, ds: &str, why: &str) {
-    warn!(error = why, "returning the delivery to the queue");
-    ctx.metrics.tasks.with_label_values(&[ds, outcome::FAILED]).inc();
-    let _ = d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
-}
-
-/// Parks the delivery (original payload, reason headers), confirmed, then acks.
-async fn settle_park(
-    ctx: &Ctx,
-    publish: &Channel,
-    d: &Delivery,
-    task: Option<&Task>,
-    ds: &str,
-    f: &Failure,
-    attempts: u32,
-) {
-    let Failure::Permanent { reason, message } = f else { unreachable!("only permanent failures are parked") };
-    let mut pairs = vec![
-        ("x-lakefleet-reason", reason.code().to_string()),
-        ("x-lakefleet-error", message.clone()),
-        ("x-lakefleet-attempts", attempts.to_string()),
-        ("x-lakefleet-worker", ctx.worker_id.clone()),
-        ("x-lakefleet-failed-at", chrono::Utc::now().to_rfc3339()),
-    ];
-    if let Some(t) = task {
-        pairs.extend(t.header_pairs());
-    }
-    match topology::publish_confirmed(publish, &ctx.topo.parking, &d.data, topology::headers(&pairs)).await {
-        Ok(()) => {
-            if ack(d).await {
-                ctx.metrics.tasks.with_label_values(&[ds, outcome::PARKED]).inc();
-                ctx.metrics.parked.with_label_values(&[ds, reason.code()]).inc();
-                warn!(task = task.map(|t| t.label()).unwrap_or_default(), reason = reason.code(), error = %message, "parked");
-                if let Some(t) = task
-                    && let Err(e) = ctx
-                        .state
-                        .record_dead(&t.backfill_id, &t.dataset, &t.partition, &format!("{}: {message}", reason.code()))
-                        .await
-                {
-                    warn!(error = %e, "Redis: recording a parked task");
-                }
-            }
-        }
-        Err(e) => nack(ctx, d, ds, &format!("parking: {e}")).await,
-    }
+/// The outcome of a task that workers keep dying on: parked, with the last
+/// thing known about it (the worker that held its lease).
+async fn poison(ctx: &Ctx, task: &Task, redeliveries: u32) -> Outcome {
+    let holder = soft("reading the lease", ctx.state.lease_holder(&task.dataset, &task.partition).await).flatten();
+    let last = match holder {
+        Some(h) => format!("; its lease is still held by {} (that worker died on it?)", text::bounded(&h, 200)),
+        None => String::new(),
+    };
+    Outcome::parked(
+        Reason::Poison,
+        format!(
+            "{} was delivered {redeliveries} times without an ack: workers crashed or were killed while working on it{last}; look at the source before replaying it",
+            task.label()
+        ),
+    )
 }
 
 /// Redis is an optimisation: when it fails, log and carry on (the lake write
@@ -282,16 +194,59 @@ fn soft<T>(what: &str, r: redis::RedisResult<T>) -> Option<T> {
     }
 }
 
-async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
-    let ds = ctx.catalog.get(&task.dataset).ok_or_else(|| Failure::Permanent {
-        reason: Reason::BadMessage,
-        message: format!("unknown dataset {:?} (not in this worker's catalog)", task.dataset),
+/// The message against the catalog: a known dataset, a real partition of
+/// it, an http(s) mirror, and the URL and key the catalog derives.
+fn check<'a>(ctx: &'a Ctx, task: &Task) -> Result<Checked<'a>, Failure> {
+    let bad = |m: String| Failure::permanent(Reason::BadMessage, m);
+    let ds = ctx.catalog.get(&task.dataset).ok_or_else(|| {
+        bad(format!("unknown dataset {} (not in this worker's catalog)", text::quote(task.dataset.as_bytes())))
     })?;
+    let date: NaiveDate = task
+        .partition
+        .parse()
+        .map_err(|_| bad(format!("partition {} is not a date", text::quote(task.partition.as_bytes()))))?;
+    ds.check_partition(date).map_err(bad)?;
+    if let Some(m) = &task.mirror
+        && !(m.starts_with("http://") || m.starts_with("https://"))
+    {
+        return Err(bad(format!("mirror {} is not an http(s) URL", text::quote(m.as_bytes()))));
+    }
+    let url = ds.fetch_url(date, task.mirror.as_deref());
+    let key = ds.object_key(date);
+    for (what, sent, derived) in [("source_url", &task.source_url, &url), ("object_key", &task.object_key, &key)] {
+        if sent != derived {
+            return Err(bad(format!(
+                "the message's {what} {} disagrees with the catalog's {derived:?} for {}",
+                text::quote(sent.as_bytes()),
+                task.label()
+            )));
+        }
+    }
+    Ok(Checked { ds, url, key })
+}
+
+async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
+    let checked = check(ctx, task)?;
     let (dsn, part) = (task.dataset.as_str(), task.partition.as_str());
     if !task.overwrite
         && soft("checking the done marker", ctx.state.skip_if_done(dsn, part, &task.backfill_id).await) == Some(true)
     {
         return Ok(Done::Skipped);
+    }
+    // The producer validated the mirror and recorded it with the backfill.
+    if let Some(mirror) = &task.mirror
+        && let Some(Some(recorded)) = soft("reading the backfill", ctx.state.backfill_mirror(&task.backfill_id).await)
+        && recorded.as_deref() != Some(mirror.as_str())
+    {
+        return Err(Failure::permanent(
+            Reason::BadMessage,
+            format!(
+                "the message's mirror {} is not backfill {}'s ({})",
+                text::quote(mirror.as_bytes()),
+                text::bounded(&task.backfill_id, 100),
+                recorded.as_deref().unwrap_or("none")
+            ),
+        ));
     }
     let token = format!("{}:{}", ctx.worker_id, uuid_like());
     let leased = soft("taking the lease", ctx.state.try_lease(dsn, part, &token, ctx.lease_ttl).await);
@@ -300,9 +255,8 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     }
     // Released when this future ends, however it ends (also on timeout or shutdown).
     let _lease = leased.map(|_| Lease::hold(ctx, dsn, part, token));
-    let (uploaded, marker) = convert_and_upload(ctx, ds, task).await?;
+    let (uploaded, marker) = convert_and_upload(ctx, &checked, task).await?;
     soft("writing the done marker", ctx.state.mark_done(dsn, part, &marker).await);
-    soft("counting progress", ctx.state.record_done(&task.backfill_id, part).await);
     Ok(Done::Converted { uploaded })
 }
 
@@ -337,26 +291,27 @@ pub fn clean_spool(dir: &std::path::Path) -> usize {
     removed
 }
 
-async fn convert_and_upload(ctx: &Arc<Ctx>, ds: &Dataset, task: &Task) -> Result<(Uploaded, DoneMarker), Failure> {
-    let m = &ctx.metrics;
+async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Result<(Uploaded, DoneMarker), Failure> {
+    let (m, ds) = (&ctx.metrics, c.ds);
     let dl_start = Instant::now();
     let bytes_counter = m.source_bytes.with_label_values(&[&ds.name]);
+    let date: NaiveDate = task.partition.parse().expect("checked");
     let (reader, pump) = ctx
         .fetcher
-        .open(&task.source_url, move |n| bytes_counter.inc_by(n as u64))
+        .open(&c.url, move |n| bytes_counter.inc_by(n as u64))
         .await
-        .map_err(|e| Failure::from_fetch(e, is_recent(ds, &task.partition)))?;
+        .map_err(|e| Failure::from_fetch(e, is_recent(ds, date)))?;
 
     let spool_path = ctx.spool_dir.join(format!("lakefleet-{}.parquet", uuid_like()));
     let spool = Spool(spool_path.clone());
     let file = std::fs::File::create(&spool_path)
         .map_err(|e| Failure::transient(format!("creating spool file {}: {e}", spool_path.display())))?;
-    let (ds2, url, partition) = (ds.clone(), task.source_url.clone(), task.partition.clone());
+    let ds2 = ds.clone();
+    let prov = Provenance { source_url: c.url.clone(), partition: task.partition.clone() };
     let convert_start = Instant::now();
     let conv = tokio::task::spawn_blocking(move || {
-        let kv = [(meta::SOURCE_URL, url.clone()), (meta::DATASET, ds2.name.clone()), (meta::PARTITION, partition)];
         let out = std::io::BufWriter::with_capacity(1 << 20, file);
-        convert::convert(&ds2, &url, reader, out, &kv)
+        convert::convert(&ds2, &prov.source_url, reader, out, &prov)
     });
     // Stopped if this task is abandoned (timeout, shutdown): the conversion
     // thread then sees the end of its input and stops too.
@@ -371,7 +326,7 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, ds: &Dataset, task: &Task) -> Result
         .map_err(|e| Failure::transient(format!("reading spool file {}: {e}", spool.0.display())))?
         .len();
     let up_start = Instant::now();
-    let uploaded = ctx.lake.upload_file(&task.object_key, &spool.0, size, task.overwrite).await?;
+    let uploaded = ctx.lake.upload_file(&c.key, &spool.0, size, task.overwrite).await?;
     m.stage_duration.with_label_values(&[&ds.name, stage::UPLOAD]).observe(up_start.elapsed().as_secs_f64());
     let result = match uploaded {
         Uploaded::Written => "written",
@@ -383,8 +338,5 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, ds: &Dataset, task: &Task) -> Result
         m.parquet_bytes.with_label_values(&[&ds.name]).inc_by(size);
     }
     drop(spool);
-    Ok((
-        uploaded,
-        DoneMarker { object_key: task.object_key.clone(), size, rows: stats.rows, sha256: stats.source_sha256 },
-    ))
+    Ok((uploaded, DoneMarker { object_key: c.key.clone(), size, rows: stats.rows, sha256: stats.source_sha256 }))
 }

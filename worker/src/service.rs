@@ -15,11 +15,19 @@ use tracing::{error, info, warn};
 
 use crate::process::{Ctx, handle};
 
+/// What the consume loop needs of the worker's settings.
 pub struct Settings {
     pub amqp_url: String,
-    pub concurrency: usize,
+    pub concurrency: std::num::NonZeroUsize,
     pub shutdown_grace: Duration,
 }
+
+/// How long the tasks of a lost connection may take to end before they are
+/// abandoned (their acks cannot reach the broker anyway: their deliveries
+/// come again), so that a reconnect never waits on a stuck task.
+const LOST_CONNECTION_DRAIN: Duration = Duration::from_secs(10);
+/// Channel setup and topology declaration after a connect.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs until `shutdown` resolves; in-flight tasks get `shutdown_grace` to
 /// finish, the rest go back to the queue unacked. While it consumes,
@@ -30,7 +38,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
-    let permits = Arc::new(Semaphore::new(settings.concurrency));
+    let concurrency = settings.concurrency.get();
+    let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -52,7 +61,7 @@ pub async fn run(
         };
         let setup = async {
             let consume = conn.create_channel().await?;
-            consume.basic_qos(settings.concurrency.min(u16::MAX as usize) as u16, Default::default()).await?;
+            consume.basic_qos(concurrency as u16, Default::default()).await?;
             let publish = topology::confirm_channel(&conn).await?;
             ctx.topo.declare(&publish).await?;
             let consumer = consume
@@ -65,11 +74,18 @@ pub async fn run(
                 .await?;
             Ok::<_, lapin::Error>((consume, publish, consumer))
         };
+        let setup = tokio::time::timeout(SETUP_TIMEOUT, setup);
         let (consume, publish, mut consumer) = match setup.await {
-            Ok(x) => x,
-            Err(e) => {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
                 warn!(error = %e, "setting up the RabbitMQ channels failed; reconnecting");
-                let _ = conn.close(200, "setup failed".into()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "setup failed".into())).await;
+                tokio::select! { _ = &mut shutdown => break, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            Err(_) => {
+                warn!(timeout_s = SETUP_TIMEOUT.as_secs(), "setting up the RabbitMQ channels timed out; reconnecting");
                 tokio::select! { _ = &mut shutdown => break, _ = tokio::time::sleep(backoff) => {} }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
@@ -77,7 +93,7 @@ pub async fn run(
         };
         backoff = Duration::from_millis(250);
         ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(1);
-        info!(queue = %ctx.topo.work, concurrency = settings.concurrency, "consuming");
+        info!(queue = %ctx.topo.work, concurrency, "consuming");
 
         let stop = loop {
             tokio::select! {
@@ -110,7 +126,8 @@ pub async fn run(
                 grace_s = settings.shutdown_grace.as_secs(),
                 "shutting down: no new deliveries"
             );
-            let _ = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+            let cancel = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default());
+            let _ = tokio::time::timeout(Duration::from_secs(5), cancel).await;
             let drained =
                 tokio::time::timeout(settings.shutdown_grace, async { while tasks.join_next().await.is_some() {} })
                     .await;
@@ -118,14 +135,27 @@ pub async fn run(
                 warn!(unfinished = tasks.len(), "grace period over: unfinished tasks go back to the queue");
                 tasks.abort_all();
             }
-            let _ = conn.close(200, "worker shutting down".into()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "worker shutting down".into())).await;
             return Ok(());
         }
         // Connection lost: the in-flight tasks' acks cannot reach the broker;
-        // their deliveries come back and are deduped. Let them end first.
-        while tasks.join_next().await.is_some() {}
-        let _ = conn.close(200, "reconnecting".into()).await;
-        tokio::time::sleep(backoff).await;
+        // their deliveries come back and are deduped. Let them end (within a
+        // deadline, and never past a shutdown) before reconnecting.
+        let drained = tokio::select! {
+            _ = &mut shutdown => None,
+            d = tokio::time::timeout(LOST_CONNECTION_DRAIN, async { while tasks.join_next().await.is_some() {} }) => Some(d),
+        };
+        if !matches!(drained, Some(Ok(()))) {
+            warn!(unfinished = tasks.len(), "abandoning the tasks of the lost connection; their deliveries come again");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "reconnecting".into())).await;
+        if drained.is_none() {
+            info!("shutting down while reconnecting");
+            return Ok(());
+        }
+        tokio::select! { _ = &mut shutdown => return Ok(()), _ = tokio::time::sleep(backoff) => {} }
     }
     // Shutdown while disconnected.
     if !tasks.is_empty() {

@@ -4,16 +4,12 @@
 //! metric the README documents exists with its labels, and the Prometheus,
 //! alert and compose files validate.
 
-#[path = "fleet/util.rs"]
-#[allow(dead_code)]
-mod util;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use util::*;
+use lakefleet_testkit::*;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

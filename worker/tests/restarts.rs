@@ -1,15 +1,12 @@
 //! Real broker and Redis restarts in the middle of a backfill. These stop and
 //! start the machine's RabbitMQ and Redis, so they live in their own test
-//! binary (cargo runs test binaries one after another) and run one at a time.
-
-#[path = "fleet/util.rs"]
-#[allow(dead_code)]
-mod util;
+//! binary (cargo runs test binaries one after another), run one at a time,
+//! and only when `LAKEFLEET_DISRUPTIVE_TESTS=1` asks for them (CI sets it).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use util::*;
+use lakefleet_testkit::*;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -95,6 +92,9 @@ async fn slow_backfill_in_flight(name: &str, seed: u64) -> (Source, Fleet, Vec<(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rabbitmq_restarted_mid_backfill_every_partition_once() {
+    if !disruptive("rabbitmq_restarted_mid_backfill_every_partition_once") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let (_src, f, expect, w) = slow_backfill_in_flight("rmq-restart", 300).await;
     {
@@ -113,6 +113,9 @@ async fn rabbitmq_restarted_mid_backfill_every_partition_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_mid_backfill_every_partition_once() {
+    if !disruptive("redis_restarted_mid_backfill_every_partition_once") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let (src, f, expect, w) = slow_backfill_in_flight("redis-restart", 400).await;
     {
@@ -143,6 +146,9 @@ impl Drop for Unblock {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn producer_reports_unconfirmed_publishes_when_the_broker_goes_away() {
+    if !disruptive("producer_reports_unconfirmed_publishes_when_the_broker_goes_away") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let f = Fleet::local("rmq-producer");
     let out = {

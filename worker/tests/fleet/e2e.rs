@@ -6,7 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_schema::{DataType, TimeUnit};
 use chrono::NaiveDate;
 
-use crate::util::*;
+use lakefleet_testkit::*;
 
 /// Serves `weeks` generated MTA files; returns (name, bytes, sum of entries) per week.
 fn serve_weeks(src: &Source, first: NaiveDate, weeks: usize, rows: usize) -> Vec<(NaiveDate, Vec<u8>, i64)> {
@@ -26,13 +26,13 @@ async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>
     let objects = f.objects().await;
     let mut expected_keys: Vec<String> = weeks
         .iter()
-        .map(|(w, _, _)| format!("mta-turnstile/year={}/turnstile_{}.parquet", w.format("%Y"), w.format("%y%m%d")))
+        .map(|(w, _, _)| format!("mta-turnstile/year={}/mta-turnstile_{w}.parquet", w.format("%Y")))
         .collect();
     expected_keys.sort();
     let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(keys, expected_keys, "exactly one object per partition, nothing else");
     for (week, bytes, sum) in weeks {
-        let key = format!("mta-turnstile/year={}/turnstile_{}.parquet", week.format("%Y"), week.format("%y%m%d"));
+        let key = format!("mta-turnstile/year={}/mta-turnstile_{week}.parquet", week.format("%Y"));
         let (batches, kv) = read_parquet(f.read_object(&key).await);
         assert_eq!(rows_of(&batches), rows, "{key}");
         assert_eq!(sum_i64(&batches, "entries"), *sum, "{key}");
@@ -90,7 +90,7 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
     assert_lake_holds(&f, &src, &weeks, 3000).await;
 
     // Values survive: a station with '/', '.' and quotes; digits-only line names stay text.
-    let key = "mta-turnstile/year=2022/turnstile_220101.parquet";
+    let key = "mta-turnstile/year=2022/mta-turnstile_2022-01-01.parquet";
     let (batches, _) = read_parquet(f.read_object(key).await);
     let b = &batches[0];
     let stations: Vec<String> =
@@ -187,7 +187,7 @@ async fn backfill_into_an_s3_compatible_lake() {
     assert_lake_holds(&f, &src, &weeks, 2000).await;
     // The year partition follows the partition date across the year boundary.
     let keys: Vec<String> = f.objects().await.into_iter().map(|(k, _)| k).collect();
-    assert!(keys.contains(&"mta-turnstile/year=2021/turnstile_211225.parquet".to_string()), "{keys:?}");
+    assert!(keys.contains(&"mta-turnstile/year=2021/mta-turnstile_2021-12-25.parquet".to_string()), "{keys:?}");
     f.cleanup().await;
 }
 

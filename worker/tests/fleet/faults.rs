@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::util::*;
+use lakefleet_testkit::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn source_errors_retry_with_growing_delays_or_park_with_a_reason() {
@@ -111,6 +111,8 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
         attempt: 1,
         enqueued_at: String::new(),
         overwrite: false,
+        mirror: None,
+        redeliveries: 0,
     };
     lakefleet::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
         .await
@@ -271,6 +273,8 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
         attempt: 1,
         enqueued_at: String::new(),
         overwrite: false,
+        mirror: None,
+        redeliveries: 0,
     };
     lakefleet::topology::publish_confirmed(&ch, &topo.work, &task.encode(), Default::default()).await.unwrap();
     // A worker that dies holding the delivery returns it to the queue; do that

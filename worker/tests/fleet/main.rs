@@ -1,4 +1,4 @@
-//! lakefleet's integration tests: the real `producer` and `worker` binaries
+//! The worker's integration tests: the real `worker` (and `producer`) binaries
 //! against the real RabbitMQ, Redis, an S3-compatible server (moto) and HTTP
 //! sources served by the tests. Every test has its own queue prefix, Redis
 //! key prefix and lake, so they run in parallel.
@@ -6,5 +6,4 @@
 mod convert;
 mod e2e;
 mod faults;
-mod producer;
-mod util;
+mod hostile;

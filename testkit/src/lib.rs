@@ -1,6 +1,13 @@
-//! Test helpers: a fleet with its own queue prefix, Redis prefix and lake;
-//! the real `producer` and `worker` binaries; an HTTP source served by the
-//! test (with injectable faults); seeded data generators; Parquet readers.
+//! Test support for the producer's and the worker's integration tests: a
+//! fleet with its own queue prefix, Redis prefix and lake; the real
+//! `producer` and `worker` binaries, always built fresh from this workspace;
+//! an HTTP source served by the test (with injectable faults); seeded data
+//! generators; Parquet readers; moto's S3 server; the lake oracle.
+//!
+//! Tests that stop, restart or reconfigure the machine's shared RabbitMQ or
+//! Redis call [`disruptive`] first: they run only when
+//! `LAKEFLEET_DISRUPTIVE_TESTS=1` (CI sets it), never on a developer's laptop
+//! by default.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -21,14 +28,56 @@ pub const REDIS: &str = "redis://127.0.0.1:6379";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The path of workspace binary `name` of package `package`, built now
+/// (once per test process) by the same cargo, profile and target folder as
+/// the test itself, so that a stale binary left by an earlier build never
+/// decides a result. A crate's own binary comes from `CARGO_BIN_EXE_*`
+/// instead; this is for the other crate's.
+pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("test executable");
+    // target/{profile}/deps/{test}-{hash}
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/{profile}/deps").to_path_buf();
+    let bin = profile_dir.join(name);
+    // `cargo test` sets CARGO_BIN_EXE_* for the tested package's own binaries.
+    if let Ok(own) = std::env::var(format!("CARGO_BIN_EXE_{name}")) {
+        return PathBuf::from(own);
+    }
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", package, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let target_dir = profile_dir.parent().expect("target folder");
+        let st = cmd.env("CARGO_TARGET_DIR", target_dir).status().expect("running cargo build");
+        assert!(st.success(), "cargo build -p {package} --bin {name} failed");
+        built.push(name.to_string());
+    }
+    bin
+}
+
 pub fn worker_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_worker"))
+    workspace_bin("lakefleet-worker", "worker")
 }
 
 pub fn producer_bin() -> PathBuf {
-    let p = worker_bin().with_file_name("producer");
-    assert!(p.exists(), "{} is missing: run the tests with `cargo test --workspace`", p.display());
-    p
+    workspace_bin("lakefleet-producer", "producer")
+}
+
+/// Whether the disruptive tests (stopping, restarting or reconfiguring the
+/// shared RabbitMQ and Redis) may run: `LAKEFLEET_DISRUPTIVE_TESTS=1`. When
+/// not, the test says so on stderr and returns early.
+pub fn disruptive(test: &str) -> bool {
+    let on = std::env::var("LAKEFLEET_DISRUPTIVE_TESTS").is_ok_and(|v| v == "1");
+    if !on {
+        eprintln!(
+            "{test}: skipped: it stops and restarts the machine's RabbitMQ and Redis; run it with LAKEFLEET_DISRUPTIVE_TESTS=1 (CI does)"
+        );
+    }
+    on
 }
 
 /// One isolated fleet: prefix, Redis keys, lake.
@@ -238,9 +287,10 @@ impl Fleet {
         }
     }
 
-    /// Every object in the lake, `(key, size)`.
+    /// Every data object in the lake, `(key, size)` (not the backfill
+    /// manifests under `_lakefleet/`).
     pub async fn objects(&self) -> Vec<(String, u64)> {
-        self.lake().list("").await.unwrap()
+        self.lake().list("").await.unwrap().into_iter().filter(|(k, _)| !k.starts_with("_lakefleet/")).collect()
     }
 
     pub async fn read_object(&self, key: &str) -> bytes::Bytes {
@@ -764,11 +814,7 @@ pub async fn wait_finished(f: &Fleet, out: &Output, within: Duration) -> lakefle
 
 /// `(key, rows, sha256)` of an MTA week as the oracle expects it.
 pub fn mta_expect(week: NaiveDate, rows: usize, bytes: &[u8]) -> (String, usize, String) {
-    (
-        format!("mta-turnstile/year={}/turnstile_{}.parquet", week.format("%Y"), week.format("%y%m%d")),
-        rows,
-        sha256_hex(bytes),
-    )
+    (format!("mta-turnstile/year={}/mta-turnstile_{}.parquet", week.format("%Y"), week), rows, sha256_hex(bytes))
 }
 
 // ---------------------------------------------------------------- faulty object store
@@ -851,4 +897,53 @@ impl FaultyProxy {
         });
         FaultyProxy { endpoint, failed }
     }
+}
+
+// ---------------------------------------------------------------- hostile inputs
+
+impl Fleet {
+    /// Publishes `task` to the work queue as a producer would (confirmed).
+    pub async fn publish_task(&self, task: &Task) {
+        let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
+        let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
+        let topo = self.topology();
+        topo.declare(&ch).await.unwrap();
+        let headers = lakefleet::topology::headers(&lakefleet::parking::task_headers(task));
+        lakefleet::topology::publish_confirmed(&ch, &topo.work, &task.encode(), headers).await.unwrap();
+        let _ = conn.close(200, "".into()).await;
+    }
+
+    /// The parked messages' headers (drains the parking queue).
+    pub async fn parked(&self) -> Vec<lakefleet::parking::ParkHeaders> {
+        let msgs = self.drain(&self.topology().parking).await;
+        msgs.iter()
+            .map(|d| lakefleet::parking::ParkHeaders::from_table(d.properties.headers().as_ref(), None))
+            .collect()
+    }
+
+    /// Uses the TOML catalog `toml` (written to a file) for every binary.
+    pub fn with_catalog(mut self, toml: &str) -> Fleet {
+        let path = tmpdir("catalog").join("catalog.toml");
+        std::fs::write(&path, toml).unwrap();
+        self.env.push(("LAKEFLEET_CATALOG".into(), path.to_str().unwrap().to_string()));
+        self
+    }
+}
+
+/// The peak resident set of a running process (`VmHWM`), in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// The task of `week` of mta-turnstile that the producer would publish for
+/// backfill `id` with mirror `src`.
+pub fn mta_task(id: &str, week: NaiveDate, src: &Source) -> Task {
+    let cat = lakefleet::catalog::Catalog::builtin();
+    Task::plan(id, cat.get("mta-turnstile").unwrap(), week, Some(&src.base), false)
 }

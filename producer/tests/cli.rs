@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use lakefleet::catalog::Catalog;
 use lakefleet::task::MAJOR;
 
-use crate::util::*;
+use lakefleet_testkit::*;
 
 fn backfill_id(out: &str) -> String {
     out.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string()
@@ -73,7 +73,7 @@ async fn monthly_backfill_publishes_one_task_per_month() {
         tasks[0].source_url,
         "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-11.csv.gz"
     );
-    assert_eq!(tasks[3].object_key, "nyc-tlc-yellow/year=2020/yellow_tripdata_2020-02.parquet");
+    assert_eq!(tasks[3].object_key, "nyc-tlc-yellow/year=2020/nyc-tlc-yellow_2020-02.parquet");
     f.cleanup().await;
 }
 
@@ -274,12 +274,12 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
     for w in [back(3), latest] {
         f.fake_done(ds, w).await;
     }
-    let before = st.recent_backfills(100).await.unwrap().len();
+    let before = st.recent_backfills(std::num::NonZeroUsize::new(100).unwrap()).await.unwrap().len();
     let out = f.producer(&["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("nothing new to enqueue"), "{}", stdout(&out));
     assert_eq!(f.queue_len(&f.topology().work).await, 0);
-    assert_eq!(st.recent_backfills(100).await.unwrap().len(), before);
+    assert_eq!(st.recent_backfills(std::num::NonZeroUsize::new(100).unwrap()).await.unwrap().len(), before);
     let out = f.producer(&["schedule", "--dataset", "nope", "--once"]);
     assert_eq!(out.status.code(), Some(2));
     f.cleanup().await;
@@ -305,5 +305,119 @@ async fn progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise() {
         .unwrap();
     let tty = stdout(&out);
     assert!(tty.contains("publishing   [") && tty.contains("] 3/3"), "{tty}");
+    f.cleanup().await;
+}
+
+const OLD_WEEKLY: &str = r#"
+[[dataset]]
+name = "old-weekly"
+cadence = "weekly"
+url_template = "http://127.0.0.1:9/w/{yyyy}{mm}{dd}.csv"
+first = "1980-01-05"
+columns = [ { source = "a", type = "string" } ]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_of_more_than_1000_partitions_needs_yes() {
+    let f = Fleet::local("bigplan").with_catalog(OLD_WEEKLY);
+    let args = ["backfill", "--dataset", "old-weekly", "--from", "1980-01-01", "--to", "2000-12-31"];
+    let out = f.producer(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("plans 1096 partitions (more than 1000)") && stderr(&out).contains("--yes"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(f.queue_len(&f.topology().work).await, 0, "nothing published");
+    let mut yes = args.to_vec();
+    yes.push("--yes");
+    let out = f.producer(&yes);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(f.queue_len(&f.topology().work).await, 1096);
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn templates_whose_months_share_a_file_are_refused_before_planning() {
+    for template in ["http://h/{yyyy}/{mm}/data.csv", "http://h/get.csv?month={yyyy}"] {
+        let toml = format!(
+            "[[dataset]]\nname = \"collapse\"\ncadence = \"{}\"\nurl_template = \"{template}\"\nfirst = \"2020-01-04\"\nlast = \"2020-12-26\"\ncolumns = [ {{ source = \"a\", type = \"string\" }} ]\n",
+            if template.contains("{mm}") { "weekly" } else { "monthly" }
+        );
+        let f = Fleet::local("collapse").with_catalog(&toml);
+        let out = f.producer(&["backfill", "--dataset", "collapse", "--from", "2020-01-01", "--to", "2020-12-31"]);
+        assert_eq!(out.status.code(), Some(2), "{template}");
+        assert!(stderr(&out).contains("would both fetch") && stderr(&out).contains("url_template"), "{}", stderr(&out));
+        assert_eq!(f.queue_len(&f.topology().work).await, 0);
+        f.cleanup().await;
+    }
+    let f = Fleet::local("placeholder").with_catalog(&OLD_WEEKLY.replace("{dd}", "{day}"));
+    let out = f.producer(&["datasets"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown placeholder {day}"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lake_url_of_an_unknown_scheme_is_refused_with_exit_2() {
+    let mut f = Fleet::local("ftp");
+    f.lake_url = "ftp://h/lake".into();
+    let out = f.producer(&["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-01-08"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("LAKE_URL (--lake-url)") && stderr(&out).contains("\"ftp\""), "{}", stderr(&out));
+    f.lake_url = f.lake_dir.as_ref().unwrap().to_str().unwrap().to_string();
+    let out = f.producer(&["status", "--limit", "0"]);
+    assert_eq!(out.status.code(), Some(2), "--limit 0 is refused, not 'everything'");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_rebuilds_a_backfill_that_redis_lost_from_the_lake_and_the_parking_queue() {
+    let f = Fleet::local("rebuild");
+    let cat = Catalog::builtin();
+    let ds = cat.get("mta-turnstile").unwrap();
+    let out = f.producer(&[
+        "backfill",
+        "--dataset",
+        "mta-turnstile",
+        "--from",
+        "2022-01-01",
+        "--to",
+        "2022-01-22",
+        "--mirror",
+        "http://127.0.0.1:9/m",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let id = backfill_id(&stdout(&out));
+    // As if workers had run: two weeks in the lake, one parked.
+    let tasks = f.drain_tasks(&f.topology().work).await;
+    assert_eq!(tasks.len(), 4);
+    for t in &tasks[..2] {
+        f.fake_done(ds, t.partition.parse().unwrap()).await;
+    }
+    let parked = lakefleet::parking::ParkHeaders::new(
+        lakefleet::failure::Reason::BadRow,
+        "turnstile_220115.txt: line 7, column 10 (entries): cannot parse \"x\" as int64",
+        1,
+        "w1",
+        Some(&tasks[2]),
+    );
+    let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
+    let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
+    lakefleet::topology::publish_confirmed(&ch, &f.topology().parking, &tasks[2].encode(), parked.to_table())
+        .await
+        .unwrap();
+    let _ = conn.close(200, "".into()).await;
+    f.forget_redis().await;
+    let out = f.producer(&["status", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rebuilt it from the lake"), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("planned 4, done 2 (skipped as duplicates 0), pending 1, parked 1"), "{text}");
+    assert!(text.contains("2022-01-15: bad_row: turnstile_220115.txt: line 7"), "{text}");
+    assert_eq!(f.queue_len(&f.topology().parking).await, 1, "the parked task stays parked");
+    // Redis has it again: a second status reads it from there.
+    let again = f.producer(&["status", &id]);
+    assert!(!stderr(&again).contains("rebuilt"), "{}", stderr(&again));
+    assert!(stdout(&again).contains("planned 4, done 2"), "{}", stdout(&again));
     f.cleanup().await;
 }

@@ -1,0 +1,102 @@
+//! The Parquet encoder: its own thread, fed Arrow batches through a bounded
+//! channel, so that parsing and encoding overlap on two cores while memory
+//! stays bounded (two batches in the channel, one row group in the writer).
+
+use std::io::Write;
+use std::thread::{Scope, ScopedJoinHandle};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use super::{ConvertError, DICTIONARY_PAGE_LIMIT, ROW_GROUP_BYTES, ROW_GROUP_ROWS, ZSTD_LEVEL};
+
+/// Messages to the encoder thread.
+enum Encode {
+    Batch(RecordBatch),
+    Finish(Vec<KeyValue>),
+}
+
+/// The sending side of the encoder thread.
+pub(super) struct Encoder<'scope> {
+    tx: std::sync::mpsc::SyncSender<Encode>,
+    thread: ScopedJoinHandle<'scope, Result<(), ParquetError>>,
+    file: String,
+}
+
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level")))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
+        .set_created_by(format!("lakefleet {}", crate::VERSION))
+        .build()
+}
+
+impl<'scope> Encoder<'scope> {
+    pub(super) fn spawn<'env, W: Write + Send + 'scope>(
+        scope: &'scope Scope<'scope, 'env>,
+        schema: SchemaRef,
+        output: W,
+        file: &str,
+    ) -> Encoder<'scope> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Encode>(2);
+        let thread = scope.spawn(move || -> Result<(), ParquetError> {
+            let mut writer = ArrowWriter::try_new(output, schema, Some(properties()))?;
+            for msg in rx {
+                match msg {
+                    Encode::Batch(b) => {
+                        writer.write(&b)?;
+                        // Wide or long rows: end the row group by size too.
+                        if writer.in_progress_size() > ROW_GROUP_BYTES {
+                            writer.flush()?;
+                        }
+                    }
+                    Encode::Finish(kvs) => {
+                        for kv in kvs {
+                            writer.append_key_value_metadata(kv);
+                        }
+                        writer.close()?;
+                        return Ok(());
+                    }
+                }
+            }
+            Err(ParquetError::General("conversion stopped before the end".into()))
+        });
+        Encoder { tx, thread, file: file.to_string() }
+    }
+
+    /// Hands a batch over; `false` when the encoder has stopped (its error
+    /// is then [`failed`](Self::failed)).
+    pub(super) fn send(&self, batch: RecordBatch) -> bool {
+        self.tx.send(Encode::Batch(batch)).is_ok()
+    }
+
+    /// Writes the footer with `metadata` and waits for the file to be complete.
+    pub(super) fn finish(self, metadata: Vec<KeyValue>) -> Result<(), ConvertError> {
+        let _ = self.tx.send(Encode::Finish(metadata));
+        drop(self.tx);
+        match self.thread.join() {
+            Ok(Ok(())) => Ok(()),
+            r => Err(Self::error(&self.file, r)),
+        }
+    }
+
+    /// The error the encoder stopped with.
+    pub(super) fn failed(self) -> ConvertError {
+        drop(self.tx);
+        Self::error(&self.file, self.thread.join())
+    }
+
+    fn error(file: &str, joined: std::thread::Result<Result<(), ParquetError>>) -> ConvertError {
+        let message = match joined {
+            Ok(Err(e)) => e.to_string(),
+            _ => "the Parquet encoder stopped".into(),
+        };
+        ConvertError::Output { file: file.to_string(), message }
+    }
+}

@@ -1,0 +1,50 @@
+//! Bounded texts. Every string that leaves a task for a message header, a
+//! Redis value, a log line or an error message goes through here, so that a
+//! hostile or broken source (a 20 MB field, a 300 KB dataset name) can never
+//! grow a header past RabbitMQ's frame size or a Redis value past reason.
+
+/// The most bytes of an error message kept in headers, Redis and logs.
+pub const MAX_MESSAGE: usize = 1024;
+/// The most bytes of a source value quoted in an error message.
+pub const MAX_QUOTE: usize = 64;
+
+/// `s` when it is at most `max` bytes; otherwise its first bytes (cut on a
+/// character boundary) followed by `… (N bytes)`.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
+/// A source value for an error message: quoted, at most [`MAX_QUOTE`] bytes,
+/// with its length when it was cut (`"abc…" (20971520 bytes)`).
+pub fn quote(v: &[u8]) -> String {
+    if v.len() <= MAX_QUOTE {
+        return format!("{:?}", String::from_utf8_lossy(v));
+    }
+    let head = String::from_utf8_lossy(&v[..MAX_QUOTE]);
+    let head = head.trim_end_matches('\u{fffd}');
+    format!("{:?}… ({} bytes)", head, v.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_with_their_length() {
+        assert_eq!(bounded("short", 10), "short");
+        let long = "é".repeat(1000); // 2000 bytes
+        let b = bounded(&long, 101);
+        assert!(b.ends_with("… (2000 bytes)"), "{b}");
+        assert!(b.len() < 120, "{}", b.len());
+        assert_eq!(quote(b"12"), "\"12\"");
+        let q = quote(&vec![b'x'; 20 << 20]);
+        assert!(q.starts_with("\"xxxx") && q.ends_with("… (20971520 bytes)") && q.len() < 100, "{q}");
+    }
+}

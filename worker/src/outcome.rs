@@ -1,0 +1,212 @@
+//! What happened to a task, decided once, settled once, recorded once.
+//!
+//! - [`Outcome::decide`] turns the task's result into one of five outcomes
+//!   (the retry-or-park decision lives in `lakefleet::failure`; here it meets
+//!   the attempt count);
+//! - [`Outcome::settle`] does the one thing the broker must hear: an ack, a
+//!   confirmed re-publish then an ack, or a nack back to the queue;
+//! - [`Outcome::record`] logs, counts and writes Redis together, the way
+//!   vector's `internal_events` do.
+
+use std::time::Duration;
+
+use lakefleet::failure::{Failure, Reason};
+use lakefleet::lake::Uploaded;
+use lakefleet::metrics::outcome as label;
+use lakefleet::parking::{ParkHeaders, key, task_headers};
+use lakefleet::task::Task;
+use lakefleet::topology;
+use lapin::Channel;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use tracing::{info, warn};
+
+use crate::process::Ctx;
+
+/// How a task that did its work ended.
+pub enum Done {
+    Converted {
+        uploaded: Uploaded,
+    },
+    Skipped,
+    /// Another worker holds the partition's lease.
+    LeaseHeld,
+}
+
+/// What happened to a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded {
+        uploaded: Uploaded,
+    },
+    /// The partition was done already.
+    Skipped,
+    /// Another worker converts it now: delayed through the first retry
+    /// queue, not counted as an attempt.
+    Delayed,
+    /// A transient failure: retried through retry queue `level`.
+    Retry {
+        level: u32,
+        message: String,
+    },
+    Parked {
+        reason: Reason,
+        message: String,
+    },
+}
+
+/// How the broker took the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Acked,
+    /// The ack could not reach the broker (its channel died): the delivery
+    /// comes again, and is deduped.
+    AckLost,
+    /// The re-publish failed: the delivery went back to the queue.
+    Nacked(String),
+}
+
+impl Outcome {
+    pub fn decide(result: Result<Done, Failure>, attempt: u32, ctx: &Ctx) -> Outcome {
+        match result {
+            Ok(Done::Converted { uploaded }) => Outcome::Succeeded { uploaded },
+            Ok(Done::Skipped) => Outcome::Skipped,
+            Ok(Done::LeaseHeld) => Outcome::Delayed,
+            Err(Failure::Transient { message, retry_after }) if attempt < ctx.topo.max_attempts => {
+                Outcome::Retry { level: ctx.topo.retry_level(attempt, retry_after), message }
+            }
+            Err(Failure::Transient { message, .. }) => {
+                Outcome::parked(Reason::AttemptsExhausted, format!("gave up after {attempt} attempts: {message}"))
+            }
+            Err(Failure::Permanent { reason, message }) => Outcome::Parked { reason, message },
+        }
+    }
+
+    pub fn parked(reason: Reason, message: impl AsRef<str>) -> Outcome {
+        match Failure::permanent(reason, message) {
+            Failure::Permanent { reason, message } => Outcome::Parked { reason, message },
+            Failure::Transient { .. } => unreachable!("permanent() builds a permanent failure"),
+        }
+    }
+
+    /// The `outcome` label of `lakefleet_tasks_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded { .. } => label::SUCCEEDED,
+            Outcome::Skipped => label::SKIPPED_DUPLICATE,
+            Outcome::Delayed => label::DELAYED,
+            Outcome::Retry { .. } => label::RETRIED,
+            Outcome::Parked { .. } => label::PARKED,
+        }
+    }
+
+    /// Tells the broker. `task` is `None` for a message that is not a task;
+    /// `redeliveries` is carried into a re-published copy.
+    pub async fn settle(
+        &self,
+        ctx: &Ctx,
+        publish: &Channel,
+        d: &Delivery,
+        task: Option<&Task>,
+        redeliveries: u32,
+    ) -> Settled {
+        let republish = |attempt: u32, extra: Option<(&'static str, String)>| {
+            task.map(|t| {
+                let mut next = t.clone();
+                next.attempt = attempt;
+                next.redeliveries = redeliveries;
+                let mut pairs = task_headers(&next).to_vec();
+                pairs.extend(extra);
+                (next.encode(), topology::headers(&pairs))
+            })
+        };
+        let (queue, payload, headers) = match (self, task) {
+            (Outcome::Succeeded { .. } | Outcome::Skipped, _) => return ack(d).await,
+            (Outcome::Delayed, Some(t)) => {
+                let (p, h) = republish(t.attempt, None).expect("a task");
+                (ctx.topo.retry_queue(0), p, h)
+            }
+            (Outcome::Retry { level, message }, Some(t)) => {
+                let (p, h) = republish(t.attempt + 1, Some((key::LAST_ERROR, message.clone()))).expect("a task");
+                (ctx.topo.retry_queue(*level), p, h)
+            }
+            (Outcome::Parked { reason, message }, _) => {
+                let attempts = task.map(|t| t.attempt).unwrap_or(1);
+                let h = ParkHeaders::new(*reason, message, attempts, &ctx.worker_id, task);
+                (ctx.topo.parking.clone(), d.data.clone(), h.to_table())
+            }
+            (Outcome::Delayed | Outcome::Retry { .. }, None) => unreachable!("only tasks are delayed or retried"),
+        };
+        match topology::publish_confirmed(publish, &queue, &payload, headers).await {
+            Ok(()) => ack(d).await,
+            Err(e) => {
+                let why = format!("publishing to {queue}: {e}");
+                let _ = d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                Settled::Nacked(why)
+            }
+        }
+    }
+
+    /// Logs, counts and writes Redis, once the broker has taken the outcome.
+    pub async fn record(&self, ctx: &Ctx, task: Option<&Task>, dataset: &str, settled: &Settled, took: Duration) {
+        let m = &ctx.metrics;
+        let name = task.map(Task::label).unwrap_or_else(|| "(not a task)".into());
+        match settled {
+            Settled::Acked => {}
+            Settled::AckLost => {
+                warn!(task = %name, "ack not delivered (channel closed); the task will be redelivered and deduped");
+                return;
+            }
+            Settled::Nacked(why) => {
+                warn!(task = %name, error = %why, "returned the delivery to the queue");
+                m.tasks.with_label_values(&[dataset, label::FAILED]).inc();
+                return;
+            }
+        }
+        m.tasks.with_label_values(&[dataset, self.label()]).inc();
+        m.task_duration.with_label_values(&[dataset]).observe(took.as_secs_f64());
+        let redis = match (self, task) {
+            (Outcome::Succeeded { uploaded }, Some(t)) => {
+                info!(task = %name, ?uploaded, secs = took.as_secs_f64(), "done");
+                ctx.state.record_done(&t.backfill_id, &t.partition).await
+            }
+            (Outcome::Skipped, _) => {
+                info!(task = %name, "skipped: already done");
+                Ok(())
+            }
+            (Outcome::Delayed, _) => {
+                m.lease_conflicts.with_label_values(&[dataset]).inc();
+                info!(task = %name, "delayed: another worker holds the partition's lease");
+                Ok(())
+            }
+            (Outcome::Retry { level, message }, Some(t)) => {
+                let delay_ms = ctx.topo.retry_delay(*level).as_millis() as u64;
+                warn!(task = %name, attempt = t.attempt, delay_ms, error = %message, "retrying");
+                ctx.state.record_retry(&t.backfill_id).await
+            }
+            (Outcome::Parked { reason, message }, t) => {
+                m.parked.with_label_values(&[dataset, reason.code()]).inc();
+                warn!(task = %name, reason = reason.code(), error = %message, "parked");
+                match t {
+                    Some(t) => {
+                        let error = format!("{}: {message}", reason.code());
+                        ctx.state.record_dead(&t.backfill_id, &t.dataset, &t.partition, &error).await
+                    }
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = redis {
+            warn!(error = %e, task = %name, "Redis unavailable while recording the outcome; continuing without it");
+        }
+    }
+}
+
+/// Acks; `AckLost` when the channel died (the delivery will come again).
+async fn ack(d: &Delivery) -> Settled {
+    match d.ack(BasicAckOptions::default()).await {
+        Ok(true) => Settled::Acked,
+        Ok(false) | Err(_) => Settled::AckLost,
+    }
+}
