@@ -22,7 +22,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TARGET = os.environ.get("CARGO_TARGET_DIR", "/work/target")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "target"))
 WORKER = os.path.join(TARGET, "release", "worker")
 PRODUCER = os.path.join(TARGET, "release", "producer")
 PY = sys.executable

@@ -5,7 +5,8 @@
 #   bash bench/run.sh --only conversion
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target}"
+# CARGO_TARGET_DIR when set, else the workspace's target/ (bench.py reads the same).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 bash scripts/services.sh
 cargo build --release -q -p lakefleet-worker -p lakefleet-producer
 [ -x bench/.venv/bin/python ] || python3 -m venv bench/.venv

@@ -5,12 +5,11 @@
 # the progress and the lake, stop the worker cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target}"
-mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null || export CARGO_TARGET_DIR="$PWD/target"
 
 bash scripts/services.sh
 cargo build --release -q -p lakefleet-producer -p lakefleet-worker
-BIN="$CARGO_TARGET_DIR/release"
+# CARGO_TARGET_DIR when set, else the workspace's target/.
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
 
 export LAKE_URL="${LAKE_URL:-$PWD/lake}"
 export LAKEFLEET_PREFIX="${LAKEFLEET_PREFIX:-lakefleet-demo}"

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts what lakefleet's tests and demo need on
-# this machine: RabbitMQ, Redis and moto's S3 server. Idempotent.
+# this machine: RabbitMQ, Redis, moto's S3 server, Prometheus and
+# check-jsonschema. Idempotent: services already running are left alone.
+# Installing needs root on Debian/Ubuntu (apt) and pip; elsewhere it says
+# what to install.
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
@@ -10,22 +13,36 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "missing: ${need_apt[*]}. This script installs them with apt-get as root on Debian or Ubuntu;"
+    log "here, install them yourself (Redis, RabbitMQ 3.10+, Prometheus with promtool) and run it again."
+    exit 1
+  fi
   log "installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
 if ! command -v moto_server >/dev/null || ! command -v check-jsonschema >/dev/null; then
+  if ! command -v python3 >/dev/null; then
+    log "missing: moto_server and check-jsonschema, and python3 to install them: install Python 3 and run it again"
+    exit 1
+  fi
   log "installing moto's S3 server and check-jsonschema (pip)"
-  python3 -m pip install -q 'moto[server]' check-jsonschema
+  python3 -m pip install -q 'moto[server]' check-jsonschema || {
+    log "pip could not install them; try: python3 -m pip install --user 'moto[server]' check-jsonschema"
+    exit 1
+  }
   command -v pyenv >/dev/null && pyenv rehash || true   # new console scripts under pyenv
   hash -r
 fi
 
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   log "starting Redis"
-  mkdir -p /var/lib/redis /var/log/redis
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis_dir=/var/lib/redis; [ -w "$redis_dir" ] || redis_dir="${TMPDIR:-/tmp}"
+  redis_log=/var/log/redis/ci.log; [ -w /var/log/redis ] || redis_log="$redis_dir/lakefleet-redis.log"
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    --dir "$redis_dir" --logfile "$redis_log"
 fi
 
 if ! rabbitmqctl -q status >/dev/null 2>&1; then

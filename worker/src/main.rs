@@ -139,6 +139,9 @@ async fn convert_one(catalog: &Catalog, dataset: &str, input: &str, output: &std
     let stats =
         tokio::task::spawn_blocking(move || lakefleet::convert::convert(&ds, &prov.source_url, source, out, &prov))
             .await?;
+    if let Some(peak) = peak_rss_mib() {
+        eprintln!("peak RSS: {peak} MiB");
+    }
     let stats = match stats {
         Ok(s) => s,
         Err(e) => {
@@ -160,6 +163,14 @@ async fn convert_one(catalog: &Catalog, dataset: &str, input: &str, output: &std
         stats.source_sha256
     );
     Ok(())
+}
+
+/// This process's peak resident set (`VmHWM`), in MiB, where /proc has it.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024)
 }
 
 async fn healthcheck(metrics_addr: &str) -> anyhow::Result<()> {

@@ -9,9 +9,15 @@ use crate::catalog::ColumnType;
 use crate::text::quote;
 use crate::timefmt::DateTimeFormat;
 
-/// Rows a builder reserves up front; builders grow with the rows actually
-/// read, so a 10,000-column schema does not reserve a full batch per column.
-const INITIAL_ROWS: usize = 1024;
+/// Bytes all builders of a batch reserve up front together; builders grow
+/// with the rows actually read, so a 10,000-column schema reserves a few rows
+/// per column, not a full batch.
+const INITIAL_BYTES: usize = 256 * 1024;
+
+/// Rows each of `ncols` builders reserves up front.
+pub(super) fn initial_rows(ncols: usize) -> usize {
+    (INITIAL_BYTES / 16 / ncols.max(1)).clamp(8, 1024)
+}
 
 pub(super) enum Col {
     Str(StringBuilder),
@@ -22,14 +28,14 @@ pub(super) enum Col {
 }
 
 impl Col {
-    pub(super) fn new(t: ColumnType, format: Option<&str>) -> Col {
+    pub(super) fn new(t: ColumnType, format: Option<&str>, rows: usize) -> Col {
         let f = || DateTimeFormat::compile(format.unwrap_or("%Y-%m-%d")).expect("validated catalog");
         match t {
-            ColumnType::String => Col::Str(StringBuilder::with_capacity(INITIAL_ROWS, INITIAL_ROWS * 8)),
-            ColumnType::Int64 => Col::I64(Int64Builder::with_capacity(INITIAL_ROWS)),
-            ColumnType::Float64 => Col::F64(Float64Builder::with_capacity(INITIAL_ROWS)),
-            ColumnType::Date => Col::Date(Date32Builder::with_capacity(INITIAL_ROWS), f()),
-            ColumnType::Timestamp => Col::Ts(TimestampMillisecondBuilder::with_capacity(INITIAL_ROWS), f()),
+            ColumnType::String => Col::Str(StringBuilder::with_capacity(rows, rows * 8)),
+            ColumnType::Int64 => Col::I64(Int64Builder::with_capacity(rows)),
+            ColumnType::Float64 => Col::F64(Float64Builder::with_capacity(rows)),
+            ColumnType::Date => Col::Date(Date32Builder::with_capacity(rows), f()),
+            ColumnType::Timestamp => Col::Ts(TimestampMillisecondBuilder::with_capacity(rows), f()),
         }
     }
 
@@ -202,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_huge_bad_value_is_quoted_short() {
-        let mut c = Col::new(ColumnType::Int64, None);
+        let mut c = Col::new(ColumnType::Int64, None, 8);
         let e = c.push(&vec![b'9'; 20 << 20], true).unwrap_err();
         assert!(e.len() < 200 && e.contains("(20971520 bytes)"), "{e}");
     }

@@ -5,7 +5,7 @@ use std::io::Read;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 
-use super::columns::Col;
+use super::columns::{Col, initial_rows};
 use super::input::{Limit, RecordMark};
 use super::{BATCH_BYTES, BATCH_ROWS, ConvertError};
 use crate::catalog::Dataset;
@@ -107,7 +107,8 @@ impl<'a> CsvRows<'a> {
         let ncols = ds.columns.len();
         let names: Vec<String> = ds.columns.iter().map(Dataset::output_name).collect();
         let nullable: Vec<bool> = ds.columns.iter().map(|c| c.nullable).collect();
-        let mut cols: Vec<Col> = ds.columns.iter().map(|c| Col::new(c.ty, c.format.as_deref())).collect();
+        let reserve = initial_rows(ncols + ds.derived.len());
+        let mut cols: Vec<Col> = ds.columns.iter().map(|c| Col::new(c.ty, c.format.as_deref(), reserve)).collect();
         let derived_idx: Vec<Vec<usize>> = ds
             .derived
             .iter()
@@ -118,7 +119,7 @@ impl<'a> CsvRows<'a> {
                     .collect()
             })
             .collect();
-        let mut derived: Vec<Col> = ds.derived.iter().map(|d| Col::new(d.ty, Some(&d.format))).collect();
+        let mut derived: Vec<Col> = ds.derived.iter().map(|d| Col::new(d.ty, Some(&d.format), reserve)).collect();
         let mut joined = Vec::with_capacity(64);
         let (mut rows, mut in_batch, mut batch_bytes) = (0u64, 0usize, 0usize);
         let file = self.file.clone();

@@ -235,16 +235,17 @@ async fn an_object_store_answering_500_for_a_while_is_retried_then_written_once(
     let proxy = FaultyProxy::start(&s3.endpoint, 6).await;
     let src = Source::start().await;
     let mut f = Fleet::s3("s3-500", &s3);
+    let (bytes, _) = mta_week(week(0), 1000, 21);
+    src.put(&mta_name(week(0)), bytes.clone());
+    // The producer (its manifest) talks to the store directly; the worker through the proxy.
+    let out = f.backfill_mta(&src, week(0), week(0), &[]);
     for (k, v) in f.env.iter_mut() {
         if k == "AWS_ENDPOINT" {
             *v = proxy.endpoint.clone();
         }
     }
-    let (bytes, _) = mta_week(week(0), 1000, 21);
-    src.put(&mta_name(week(0)), bytes.clone());
     let w = f.worker(&[]);
     w.ready().await;
-    let out = f.backfill_mta(&src, week(0), week(0), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
     assert_eq!((s.done, s.dead.len(), s.retried), (1, 0, 1), "{s:?}");
     assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 6);
