@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use lakefleet::topology;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
@@ -43,49 +44,16 @@ pub async fn run(
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(250);
     loop {
-        // Connect (or reconnect).
-        let conn_name = format!("lakefleet-worker {}", ctx.worker_id);
-        let conn = tokio::select! {
+        // Connect (or reconnect), never past a shutdown.
+        let opened = tokio::select! {
             _ = &mut shutdown => break,
-            c = topology::connect(&settings.amqp_url, &conn_name) => c,
+            o = open(&ctx, &settings.amqp_url, concurrency) => o,
         };
-        let conn = match conn {
-            Ok(c) => c,
+        let (conn, consume, publish, mut consumer) = match opened {
+            Ok(x) => x,
             Err(e) => {
                 ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(0);
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ unavailable");
-                tokio::select! { _ = &mut shutdown => break, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        let setup = async {
-            let consume = conn.create_channel().await?;
-            consume.basic_qos(concurrency as u16, Default::default()).await?;
-            let publish = topology::confirm_channel(&conn).await?;
-            ctx.topo.declare(&publish).await?;
-            let consumer = consume
-                .basic_consume(
-                    ctx.topo.work.as_str().into(),
-                    format!("{}-{}", ctx.worker_id, uuid_suffix()).into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            Ok::<_, lapin::Error>((consume, publish, consumer))
-        };
-        let setup = tokio::time::timeout(SETUP_TIMEOUT, setup);
-        let (consume, publish, mut consumer) = match setup.await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                warn!(error = %e, "setting up the RabbitMQ channels failed; reconnecting");
-                let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "setup failed".into())).await;
-                tokio::select! { _ = &mut shutdown => break, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-            Err(_) => {
-                warn!(timeout_s = SETUP_TIMEOUT.as_secs(), "setting up the RabbitMQ channels timed out; reconnecting");
+                warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "RabbitMQ unavailable");
                 tokio::select! { _ = &mut shutdown => break, _ = tokio::time::sleep(backoff) => {} }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
@@ -128,14 +96,11 @@ pub async fn run(
             );
             let cancel = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default());
             let _ = tokio::time::timeout(Duration::from_secs(5), cancel).await;
-            let drained =
-                tokio::time::timeout(settings.shutdown_grace, async { while tasks.join_next().await.is_some() {} })
-                    .await;
-            if drained.is_err() {
+            if !drain(&mut tasks, settings.shutdown_grace).await {
                 warn!(unfinished = tasks.len(), "grace period over: unfinished tasks go back to the queue");
                 tasks.abort_all();
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "worker shutting down".into())).await;
+            close(&conn, "worker shutting down").await;
             return Ok(());
         }
         // Connection lost: the in-flight tasks' acks cannot reach the broker;
@@ -143,14 +108,14 @@ pub async fn run(
         // deadline, and never past a shutdown) before reconnecting.
         let drained = tokio::select! {
             _ = &mut shutdown => None,
-            d = tokio::time::timeout(LOST_CONNECTION_DRAIN, async { while tasks.join_next().await.is_some() {} }) => Some(d),
+            d = drain(&mut tasks, LOST_CONNECTION_DRAIN) => Some(d),
         };
-        if !matches!(drained, Some(Ok(()))) {
+        if drained != Some(true) {
             warn!(unfinished = tasks.len(), "abandoning the tasks of the lost connection; their deliveries come again");
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "reconnecting".into())).await;
+        close(&conn, "reconnecting").await;
         if drained.is_none() {
             info!("shutting down while reconnecting");
             return Ok(());
@@ -163,6 +128,54 @@ pub async fn run(
         tasks.abort_all();
     }
     Ok(())
+}
+
+/// Connects, opens the consume channel (prefetch = concurrency) and the
+/// confirm channel, declares the topology and starts consuming, within
+/// [`SETUP_TIMEOUT`] after the connect.
+async fn open(
+    ctx: &Ctx,
+    amqp_url: &str,
+    concurrency: usize,
+) -> anyhow::Result<(Connection, Channel, Channel, lapin::Consumer)> {
+    let conn = topology::connect(amqp_url, &format!("lakefleet-worker {}", ctx.worker_id)).await?;
+    let setup = async {
+        let consume = conn.create_channel().await?;
+        consume.basic_qos(concurrency as u16, Default::default()).await?;
+        let publish = topology::confirm_channel(&conn).await?;
+        ctx.topo.declare(&publish).await?;
+        let tag = format!("{}-{}", ctx.worker_id, uuid_suffix());
+        let consumer = consume
+            .basic_consume(
+                ctx.topo.work.as_str().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>((consume, publish, consumer))
+    };
+    match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
+        Ok(Ok((consume, publish, consumer))) => Ok((conn, consume, publish, consumer)),
+        Ok(Err(e)) => {
+            close(&conn, "setup failed").await;
+            Err(anyhow::anyhow!("setting up the RabbitMQ channels: {e}"))
+        }
+        Err(_) => {
+            close(&conn, "setup timed out").await;
+            Err(anyhow::anyhow!("setting up the RabbitMQ channels took more than {}s", SETUP_TIMEOUT.as_secs()))
+        }
+    }
+}
+
+/// Waits up to `within` for every task to end; `true` when they all did.
+async fn drain(tasks: &mut JoinSet<()>, within: Duration) -> bool {
+    tokio::time::timeout(within, async { while tasks.join_next().await.is_some() {} }).await.is_ok()
+}
+
+/// Closes the connection, without waiting on a broker that does not answer.
+async fn close(conn: &Connection, why: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, why.into())).await;
 }
 
 fn uuid_suffix() -> String {

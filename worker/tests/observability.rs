@@ -37,7 +37,9 @@ fn prometheus_alert_and_compose_files_validate() {
     let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
     let prom = std::fs::read_to_string(repo().join("prometheus/prometheus.yml")).unwrap();
     assert!(prom.contains("dns_sd_configs") && prom.contains("names: [worker]"), "{prom}");
-    for svc in ["rabbitmq:", "redis:", "s3:", "s3-init:", "prometheus:", "grafana:", "worker:", "producer:", "exporter:"] {
+    for svc in
+        ["rabbitmq:", "redis:", "s3:", "s3-init:", "prometheus:", "grafana:", "worker:", "producer:", "exporter:"]
+    {
         assert!(compose.contains(&format!("\n  {svc}")), "service {svc} missing");
     }
     // Every image is pinned to a version, none is a deleted MinIO image, RabbitMQ is 4.x.
