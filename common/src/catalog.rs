@@ -312,7 +312,7 @@ impl Dataset {
     fn validate_url_template(&self) -> Result<(), String> {
         let t = &self.url_template;
         let field = "field `url_template`";
-        if !(t.starts_with("http://") || t.starts_with("https://")) {
+        if !crate::source::is_http(t) {
             return Err(format!("{field}: {:?} must be an http:// or https:// URL", crate::text::bounded(t, 200)));
         }
         let mut rest = t.as_str();

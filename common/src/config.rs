@@ -23,9 +23,6 @@ pub struct Connections {
     pub max_attempts: u32,
 }
 
-/// Lake URL schemes lakefleet writes to (none: a local folder).
-pub const LAKE_SCHEMES: [&str; 7] = ["file", "s3", "s3a", "gs", "az", "abfs", "abfss"];
-
 impl Connections {
     /// Checks the settings; the error names the variable and its flag.
     pub fn validate(&self) -> Result<(), String> {
@@ -65,7 +62,7 @@ impl Connections {
             }
         }
         if let Some((scheme, _)) = self.lake_url.split_once("://")
-            && !LAKE_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())
+            && !crate::lake::SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())
         {
             return Err(format!(
                 "LAKE_URL (--lake-url) {}: unsupported scheme {scheme:?} (use a folder, file://, s3://, gs:// or az://)",

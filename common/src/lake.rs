@@ -13,6 +13,9 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
+/// Lake URL schemes [`Lake::open`] takes (besides a plain folder).
+pub const SCHEMES: [&str; 7] = ["file", "s3", "s3a", "gs", "az", "abfs", "abfss"];
+
 /// Files up to this size go up in one conditional PUT.
 pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 /// Part size of multipart uploads.
@@ -159,6 +162,15 @@ impl Lake {
             Ok(m) => Ok(Some(m)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(LakeError::Store { key: self.display(key), source }),
+        }
+    }
+
+    /// The object under `key`, or `None` when there is none (one request).
+    pub async fn get_opt(&self, key: &str) -> Result<Option<bytes::Bytes>, LakeError> {
+        match self.get(key).await {
+            Ok(b) => Ok(Some(b)),
+            Err(LakeError::Store { source: object_store::Error::NotFound { .. }, .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

@@ -36,10 +36,7 @@ impl BackfillManifest {
     /// The manifest of backfill `id`, if the lake has it.
     pub async fn read(lake: &Lake, id: &str) -> anyhow::Result<Option<BackfillManifest>> {
         let key = Self::key(id);
-        if lake.head(&key).await?.is_none() {
-            return Ok(None);
-        }
-        let bytes = lake.get(&key).await?;
+        let Some(bytes) = lake.get_opt(&key).await? else { return Ok(None) };
         let m = serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", lake.display(&key)))?;
         Ok(Some(m))
     }

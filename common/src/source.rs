@@ -51,6 +51,11 @@ impl Read for ChannelReader {
     }
 }
 
+/// Whether `url` is one the fleet fetches: http:// or https://.
+pub fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
 /// Parses `Retry-After` given in seconds.
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
@@ -76,7 +81,7 @@ impl Fetcher {
         on_chunk: impl Fn(usize) + Send + 'static,
     ) -> Result<(ChannelReader, tokio::task::JoinHandle<()>), FetchError> {
         let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !is_http(url) {
             return Err(FetchError::Refused {
                 url: crate::text::bounded(url, 200),
                 message: "only http:// and https:// sources are fetched".into(),

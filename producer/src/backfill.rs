@@ -1,6 +1,5 @@
 //! `producer backfill`: plan, (dry-run | publish with confirms), optionally wait.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -114,17 +113,12 @@ fn confirm_large(n: usize, what: &str, yes: bool) -> anyhow::Result<bool> {
     if n <= CONFIRM_ABOVE || yes {
         return Ok(true);
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(Refused(format!(
+    crate::confirm(
+        &format!("{what} plans {n} partitions (more than {CONFIRM_ABOVE}). Publish them?"),
+        format!(
             "{what} plans {n} partitions (more than {CONFIRM_ABOVE}): check the range, then pass --yes to publish them"
-        ))
-        .into());
-    }
-    print!("{what} plans {n} partitions (more than {CONFIRM_ABOVE}). Publish them? type yes: ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
+        ),
+    )
 }
 
 pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow::Result<ExitCode> {
@@ -132,7 +126,7 @@ pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow
     let today = chrono::Local::now().date_naive();
     let parts = plan(ds, req.from, req.to, today).map_err(|e| Refused(e.to_string()))?;
     if let Some(m) = &req.mirror
-        && !(m.starts_with("http://") || m.starts_with("https://"))
+        && !lakefleet::source::is_http(m)
     {
         return Err(Refused(format!("--mirror {m:?} must be an http:// or https:// URL")).into());
     }
@@ -257,7 +251,7 @@ pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow
         topo.work
     );
     if let Some(timeout) = req.wait {
-        return status::wait(conn, &state, &id, timeout).await;
+        return status::wait(conn, catalog, &state, &id, timeout).await;
     }
     Ok(ExitCode::SUCCESS)
 }

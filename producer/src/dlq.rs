@@ -5,7 +5,6 @@
 //! match are acked (purge) or re-published then acked (replay); the others
 //! are returned to the parking queue when the channel closes.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -138,18 +137,9 @@ pub async fn run(conn: &Connections, cmd: &DlqCommand) -> anyhow::Result<ExitCod
             }
             println!("will remove {} parked task(s):", items.len());
             print_table(&items);
-            if !yes {
-                if !std::io::stdin().is_terminal() {
-                    return Err(crate::Refused("refusing to purge without confirmation: pass --yes".into()).into());
-                }
-                print!("remove them? type yes: ");
-                std::io::stdout().flush()?;
-                let mut answer = String::new();
-                std::io::stdin().lock().read_line(&mut answer)?;
-                if answer.trim() != "yes" {
-                    println!("nothing removed");
-                    return Ok(ExitCode::SUCCESS);
-                }
+            if !yes && !crate::confirm("remove them?", "refusing to purge without confirmation: pass --yes".into())? {
+                println!("nothing removed");
+                return Ok(ExitCode::SUCCESS);
             }
             for p in &items {
                 p.delivery.ack(BasicAckOptions::default()).await?;

@@ -32,6 +32,20 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// Asks a person at the terminal to type `yes`. Without a terminal the
+/// request is refused (exit 2) with `refusal`, which says which flag to pass.
+pub fn confirm(question: &str, refusal: String) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Refused(refusal).into());
+    }
+    print!("{question} type yes: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
 fn datasets(catalog: &Catalog) {
     for d in catalog.iter() {
         let last = d.last.map(|l| l.to_string()).unwrap_or_else(|| "still publishing".into());
@@ -53,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backfill(args) => backfill::run(&conn, &catalog, &backfill::Request::from(args)).await,
-        Command::Status(args) => status::run(&conn, args.backfill_id.as_deref(), args.limit).await,
+        Command::Status(args) => status::run(&conn, &catalog, args.backfill_id.as_deref(), args.limit).await,
         Command::Dlq(cmd) => dlq::run(&conn, cmd).await,
         Command::Exporter(args) => exporter::run(&conn, args).await,
         Command::Schedule(args) => schedule::run(&conn, &catalog, args).await,

@@ -2,11 +2,13 @@
 //! when Redis has lost a backfill (it keeps nothing on disk), rebuilt from
 //! the backfill's manifest and objects in the lake and the parking queue.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use lakefleet::catalog::Catalog;
 use lakefleet::config::{Connections, redact};
 use lakefleet::lake::Lake;
 use lakefleet::manifest::BackfillManifest;
@@ -45,18 +47,29 @@ fn print_failures(s: &BackfillStatus) {
 /// Rebuilds backfill `id` in Redis from its manifest in the lake: a partition
 /// whose object is in the lake is done, one in the parking queue is parked,
 /// the rest are pending. `None` when the lake has no manifest for `id`.
-pub async fn rebuild(conn: &Connections, state: &State, id: &str) -> anyhow::Result<Option<BackfillStatus>> {
+pub async fn rebuild(
+    conn: &Connections,
+    catalog: &Catalog,
+    state: &State,
+    id: &str,
+) -> anyhow::Result<Option<BackfillStatus>> {
     let lake = Lake::open(&conn.lake_url)?;
     let Some(m) = BackfillManifest::read(&lake, id).await? else { return Ok(None) };
-    let in_lake: Vec<String> = lake
-        .list(&format!("{}/", m.dataset))
+    let ds = catalog.require(&m.dataset).map_err(|e| anyhow::anyhow!("backfill {id}: {e}"))?;
+    let in_lake: HashSet<String> = lake
+        .list(&format!("{}/", ds.name))
         .await
-        .with_context(|| format!("listing {}", lake.display(&m.dataset)))?
+        .with_context(|| format!("listing {}", lake.display(&ds.name)))?
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    let done: Vec<String> =
-        m.partitions.iter().filter(|p| in_lake.iter().any(|k| object_matches(k, &m.dataset, p))).cloned().collect();
+    let mut done = Vec::new();
+    for p in &m.partitions {
+        let date = p.parse().with_context(|| format!("{}: partition {p:?}", BackfillManifest::key(id)))?;
+        if in_lake.contains(&ds.object_key(date)) {
+            done.push(p.clone());
+        }
+    }
     let parked = crate::dlq::parked_of_backfill(conn, id).await?;
     let parked: Vec<(String, String)> = parked.into_iter().filter(|(p, _)| !done.contains(p)).collect();
     state.create_backfill(&m, &done, false, &parked).await.context("recording the rebuilt backfill in Redis")?;
@@ -69,23 +82,12 @@ pub async fn rebuild(conn: &Connections, state: &State, id: &str) -> anyhow::Res
     Ok(state.backfill(id).await?)
 }
 
-/// Whether lake key `k` is the object of `partition` (`YYYY-MM-DD`) of
-/// `dataset`: `{dataset}/year=YYYY/{dataset}_{YYYY-MM-DD or YYYY-MM}.parquet`.
-fn object_matches(k: &str, dataset: &str, partition: &str) -> bool {
-    let (Some(year), Some(month)) = (partition.get(..4), partition.get(..7)) else { return false };
-    let dir = format!("{dataset}/year={year}/{dataset}_");
-    k.strip_prefix(&dir).is_some_and(|f| f == format!("{partition}.parquet") || f == format!("{month}.parquet"))
-}
-
-/// The backfill from Redis, or rebuilt from the lake when Redis lost it.
-async fn view(conn: &Connections, state: &State, id: &str) -> anyhow::Result<Option<BackfillStatus>> {
-    match state.backfill(id).await? {
-        Some(s) => Ok(Some(s)),
-        None => rebuild(conn, state, id).await,
-    }
-}
-
-pub async fn run(conn: &Connections, id: Option<&str>, limit: NonZeroUsize) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    conn: &Connections,
+    catalog: &Catalog,
+    id: Option<&str>,
+    limit: NonZeroUsize,
+) -> anyhow::Result<ExitCode> {
     let state = State::connect(&conn.redis_url, &conn.prefix).await?;
     let Some(id) = id else {
         let ids = state.recent_backfills(limit).await?;
@@ -106,7 +108,11 @@ pub async fn run(conn: &Connections, id: Option<&str>, limit: NonZeroUsize) -> a
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let Some(s) = view(conn, &state, id).await? else {
+    let found = match state.backfill(id).await? {
+        Some(s) => Some(s),
+        None => rebuild(conn, catalog, &state, id).await?,
+    };
+    let Some(s) = found else {
         return Err(crate::Refused(format!(
             "no backfill {id:?} in Redis nor in the lake (ids are listed by `producer status`)"
         ))
@@ -123,14 +129,24 @@ pub async fn run(conn: &Connections, id: Option<&str>, limit: NonZeroUsize) -> a
 /// Follows a backfill until every partition is done or parked. A Redis
 /// outage is reported (naming Redis) and waited out for a while; a backfill
 /// that Redis lost meanwhile is rebuilt from the lake.
-pub async fn wait(conn: &Connections, state: &State, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+pub async fn wait(
+    conn: &Connections,
+    catalog: &Catalog,
+    state: &State,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let mut bar: Option<Progress> = None;
     let mut outage: Option<Instant> = None;
     loop {
-        let s = match view(conn, state, id).await {
+        let s = match state.backfill(id).await {
             Ok(Some(s)) => s,
-            Ok(None) => anyhow::bail!("backfill {id} is neither in Redis nor in the lake"),
+            // Redis answers but lost the backfill (restarted): rebuild it.
+            Ok(None) => match rebuild(conn, catalog, state, id).await? {
+                Some(s) => s,
+                None => anyhow::bail!("backfill {id} is neither in Redis nor in the lake"),
+            },
             Err(e) => {
                 let since = *outage.get_or_insert_with(|| {
                     eprintln!(
@@ -168,16 +184,5 @@ pub async fn wait(conn: &Connections, state: &State, id: &str, timeout: Duration
             return Ok(ExitCode::FAILURE);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn objects_match_their_partition() {
-        let k = "mta-turnstile/year=2022/mta-turnstile_2022-01-08.parquet";
-        assert!(super::object_matches(k, "mta-turnstile", "2022-01-08"));
-        assert!(!super::object_matches(k, "mta-turnstile", "2022-01-15"));
-        assert!(super::object_matches("t/year=2019/t_2019-03.parquet", "t", "2019-03-01"));
     }
 }

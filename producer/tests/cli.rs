@@ -6,10 +6,6 @@ use lakefleet::task::MAJOR;
 
 use lakefleet_testkit::*;
 
-fn backfill_id(out: &str) -> String {
-    out.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn backfill_publishes_exactly_the_planned_tasks() {
     let f = Fleet::local("publish");
@@ -25,7 +21,7 @@ async fn backfill_publishes_exactly_the_planned_tasks() {
         "http://127.0.0.1:9/mirror/",
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let id = backfill_id(&stdout(&out));
+    let id = backfill_id(&out);
     assert!(id.starts_with("bf-"), "{id}");
     let tasks = f.drain_tasks(&f.topology().work).await;
     let cat = Catalog::builtin();
@@ -153,7 +149,7 @@ async fn done_partitions_are_not_published_again_without_force() {
     assert!(stdout(&out).contains("13 already done, 0 to publish"), "{}", stdout(&out));
     assert_eq!(f.queue_len(&f.topology().work).await, 0);
     // Its status is complete at once.
-    let id = backfill_id(&stdout(&out));
+    let id = backfill_id(&out);
     let s = st.backfill(&id).await.unwrap().unwrap();
     assert_eq!((s.planned, s.done, s.skipped), (13, 13, 13));
     let dry = f.producer(&[
@@ -387,7 +383,7 @@ async fn status_rebuilds_a_backfill_that_redis_lost_from_the_lake_and_the_parkin
         "http://127.0.0.1:9/m",
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let id = backfill_id(&stdout(&out));
+    let id = backfill_id(&out);
     // As if workers had run: two weeks in the lake, one parked.
     let tasks = f.drain_tasks(&f.topology().work).await;
     assert_eq!(tasks.len(), 4);

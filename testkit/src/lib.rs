@@ -798,8 +798,15 @@ pub async fn oracle(f: &Fleet, in_lake: &[(String, usize, String)], parked: &[(&
 }
 
 /// Waits until the backfill printed in `out` has every partition done or parked.
+/// The backfill id that `producer backfill` printed (`backfill bf-...: ...`).
+pub fn backfill_id(out: &Output) -> String {
+    let text = stdout(out);
+    let id = text.split_whitespace().nth(1).unwrap_or_else(|| panic!("no backfill id in: {text}"));
+    id.trim_end_matches(':').to_string()
+}
+
 pub async fn wait_finished(f: &Fleet, out: &Output, within: Duration) -> lakefleet::state::BackfillStatus {
-    let id = stdout(out).split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string();
+    let id = backfill_id(out);
     let st = f.state().await;
     let start = Instant::now();
     loop {

@@ -128,17 +128,15 @@ async fn convert_one(catalog: &Catalog, dataset: &str, input: &str, output: &std
     let partial = output.with_extension("parquet.partial");
     let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let start = Instant::now();
-    let source: Box<dyn std::io::Read + Send> = if input.starts_with("http://") || input.starts_with("https://") {
+    let source: Box<dyn std::io::Read + Send> = if lakefleet::source::is_http(input) {
         let fetcher = Fetcher::new(Duration::from_secs(10), Duration::from_secs(60))?;
         Box::new(fetcher.open(input, |_| {}).await?.0)
     } else {
         Box::new(std::fs::File::open(input).with_context(|| format!("opening {input}"))?)
     };
-    let prov = Provenance { source_url: input.to_string(), partition: String::new() };
+    let prov = Provenance::file(input);
     let out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let stats =
-        tokio::task::spawn_blocking(move || lakefleet::convert::convert(&ds, &prov.source_url, source, out, &prov))
-            .await?;
+    let stats = tokio::task::spawn_blocking(move || lakefleet::convert::convert(&ds, source, out, &prov)).await?;
     if let Some(peak) = peak_rss_mib() {
         eprintln!("peak RSS: {peak} MiB");
     }
@@ -204,27 +202,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = match cli.command {
-        Some(_) => None,
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = match cli.command {
+        Some(Cmd::Convert { dataset, input, output }) => rt.block_on(convert_one(&catalog, &dataset, &input, &output)),
+        Some(Cmd::Healthcheck) => rt.block_on(healthcheck(&cli.run.metrics_addr)),
         None => match cli.run.resolve() {
-            Ok(s) => Some(s),
+            Ok(s) => rt.block_on(run_service(s, catalog)),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         },
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let result = rt.block_on(async {
-        match (cli.command, settings) {
-            (Some(Cmd::Convert { dataset, input, output }), _) => {
-                convert_one(&catalog, &dataset, &input, &output).await
-            }
-            (Some(Cmd::Healthcheck), _) => healthcheck(&cli.run.metrics_addr).await,
-            (None, Some(s)) => run_service(s, catalog).await,
-            (None, None) => unreachable!("settings are resolved for the service"),
-        }
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -15,7 +15,7 @@ use lakefleet::lake::Uploaded;
 use lakefleet::metrics::outcome as label;
 use lakefleet::parking::{ParkHeaders, key, task_headers};
 use lakefleet::task::Task;
-use lakefleet::topology;
+use lakefleet::{text, topology};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -83,10 +83,7 @@ impl Outcome {
     }
 
     pub fn parked(reason: Reason, message: impl AsRef<str>) -> Outcome {
-        match Failure::permanent(reason, message) {
-            Failure::Permanent { reason, message } => Outcome::Parked { reason, message },
-            Failure::Transient { .. } => unreachable!("permanent() builds a permanent failure"),
-        }
+        Outcome::Parked { reason, message: text::bounded(message.as_ref(), text::MAX_MESSAGE) }
     }
 
     /// The `outcome` label of `lakefleet_tasks_total`.
@@ -110,30 +107,17 @@ impl Outcome {
         task: Option<&Task>,
         redeliveries: u32,
     ) -> Settled {
-        let republish = |attempt: u32, extra: Option<(&'static str, String)>| {
-            task.map(|t| {
-                let mut next = t.clone();
-                next.attempt = attempt;
-                next.redeliveries = redeliveries;
-                let mut pairs = task_headers(&next).to_vec();
-                pairs.extend(extra);
-                (next.encode(), topology::headers(&pairs))
-            })
-        };
-        let (queue, payload, headers) = match (self, task) {
+        let (queue, (payload, headers)) = match (self, task) {
             (Outcome::Succeeded { .. } | Outcome::Skipped, _) => return ack(d).await,
-            (Outcome::Delayed, Some(t)) => {
-                let (p, h) = republish(t.attempt, None).expect("a task");
-                (ctx.topo.retry_queue(0), p, h)
-            }
+            (Outcome::Delayed, Some(t)) => (ctx.topo.retry_queue(0), next_copy(t, t.attempt, redeliveries, None)),
             (Outcome::Retry { level, message }, Some(t)) => {
-                let (p, h) = republish(t.attempt + 1, Some((key::LAST_ERROR, message.clone()))).expect("a task");
-                (ctx.topo.retry_queue(*level), p, h)
+                let last = Some((key::LAST_ERROR, message.clone()));
+                (ctx.topo.retry_queue(*level), next_copy(t, t.attempt + 1, redeliveries, last))
             }
             (Outcome::Parked { reason, message }, _) => {
                 let attempts = task.map(|t| t.attempt).unwrap_or(1);
                 let h = ParkHeaders::new(*reason, message, attempts, &ctx.worker_id, task);
-                (ctx.topo.parking.clone(), d.data.clone(), h.to_table())
+                (ctx.topo.parking.clone(), (d.data.clone(), h.to_table()))
             }
             (Outcome::Delayed | Outcome::Retry { .. }, None) => unreachable!("only tasks are delayed or retried"),
         };
@@ -201,6 +185,22 @@ impl Outcome {
             warn!(error = %e, task = %name, "Redis unavailable while recording the outcome; continuing without it");
         }
     }
+}
+
+/// The copy of `t` that goes to a retry queue: its attempt number, the
+/// unacked deliveries so far, and the headers that name it.
+fn next_copy(
+    t: &Task,
+    attempt: u32,
+    redeliveries: u32,
+    extra: Option<(&'static str, String)>,
+) -> (Vec<u8>, lapin::types::FieldTable) {
+    let mut next = t.clone();
+    next.attempt = attempt;
+    next.redeliveries = redeliveries;
+    let mut pairs = task_headers(&next).to_vec();
+    pairs.extend(extra);
+    (next.encode(), topology::headers(&pairs))
 }
 
 /// Acks; `AckLost` when the channel died (the delivery will come again).

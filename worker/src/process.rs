@@ -46,6 +46,7 @@ pub struct Ctx {
 /// taken from the message.
 struct Checked<'a> {
     ds: &'a Dataset,
+    date: NaiveDate,
     url: String,
     key: String,
 }
@@ -207,7 +208,7 @@ fn check<'a>(ctx: &'a Ctx, task: &Task) -> Result<Checked<'a>, Failure> {
         .map_err(|_| bad(format!("partition {} is not a date", text::quote(task.partition.as_bytes()))))?;
     ds.check_partition(date).map_err(bad)?;
     if let Some(m) = &task.mirror
-        && !(m.starts_with("http://") || m.starts_with("https://"))
+        && !lakefleet::source::is_http(m)
     {
         return Err(bad(format!("mirror {} is not an http(s) URL", text::quote(m.as_bytes()))));
     }
@@ -222,7 +223,7 @@ fn check<'a>(ctx: &'a Ctx, task: &Task) -> Result<Checked<'a>, Failure> {
             )));
         }
     }
-    Ok(Checked { ds, url, key })
+    Ok(Checked { ds, date, url, key })
 }
 
 async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
@@ -295,12 +296,11 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
     let (m, ds) = (&ctx.metrics, c.ds);
     let dl_start = Instant::now();
     let bytes_counter = m.source_bytes.with_label_values(&[&ds.name]);
-    let date: NaiveDate = task.partition.parse().expect("checked");
     let (reader, pump) = ctx
         .fetcher
         .open(&c.url, move |n| bytes_counter.inc_by(n as u64))
         .await
-        .map_err(|e| Failure::from_fetch(e, is_recent(ds, date)))?;
+        .map_err(|e| Failure::from_fetch(e, is_recent(ds, c.date)))?;
 
     let spool_path = ctx.spool_dir.join(format!("lakefleet-{}.parquet", uuid_like()));
     let spool = Spool(spool_path.clone());
@@ -311,7 +311,7 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
     let convert_start = Instant::now();
     let conv = tokio::task::spawn_blocking(move || {
         let out = std::io::BufWriter::with_capacity(1 << 20, file);
-        convert::convert(&ds2, &prov.source_url, reader, out, &prov)
+        convert::convert(&ds2, reader, out, &prov)
     });
     // Stopped if this task is abandoned (timeout, shutdown): the conversion
     // thread then sees the end of its input and stops too.

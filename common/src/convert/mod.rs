@@ -61,6 +61,13 @@ pub struct Provenance {
     pub partition: String,
 }
 
+impl Provenance {
+    /// A file converted outside a backfill (`worker convert`, tests).
+    pub fn file(source: &str) -> Provenance {
+        Provenance { source_url: source.to_string(), partition: String::new() }
+    }
+}
+
 /// What a conversion produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvertStats {
@@ -122,14 +129,14 @@ pub fn metadata(ds: &Dataset, prov: &Provenance, stats: &ConvertStats) -> Vec<Ke
 }
 
 /// Converts `input` (the raw source bytes, plain or gzip) into Parquet on
-/// `output`. `file` names the source in errors.
+/// `output`. Errors name the source by `prov.source_url`.
 pub fn convert<R: Read, W: Write + Send>(
     ds: &Dataset,
-    file: &str,
     input: R,
     output: W,
     prov: &Provenance,
 ) -> Result<ConvertStats, ConvertError> {
+    let file = prov.source_url.as_str();
     let src_err = |e: std::io::Error| ConvertError::Source { file: file.to_string(), message: e.to_string() };
     let mut hashing = input::Hashing::new(input);
     std::thread::scope(|scope| {
@@ -179,7 +186,7 @@ mod tests {
     #[test]
     fn an_output_that_fails_reports_its_error() {
         let csv = format!("{HEADER}{ROW}");
-        let e = convert(&mta(), "turnstile_220101.txt", csv.as_bytes(), FullDisk, &Provenance::default()).unwrap_err();
+        let e = convert(&mta(), csv.as_bytes(), FullDisk, &Provenance::file("turnstile_220101.txt")).unwrap_err();
         assert!(matches!(e, ConvertError::Output { .. }), "{e}");
         assert!(
             e.to_string().contains("turnstile_220101.txt: writing Parquet failed")
@@ -190,18 +197,18 @@ mod tests {
 
     #[test]
     fn a_header_only_source_is_refused_unless_allowed() {
-        let e = convert(&mta(), "t.txt", HEADER.as_bytes(), Vec::new(), &Provenance::default()).unwrap_err();
+        let e = convert(&mta(), HEADER.as_bytes(), Vec::new(), &Provenance::file("t.txt")).unwrap_err();
         assert!(matches!(e, ConvertError::Empty { .. }) && e.to_string().contains("allow_empty"), "{e}");
         let mut ds = mta();
         ds.allow_empty = true;
-        let stats = convert(&ds, "t.txt", HEADER.as_bytes(), Vec::new(), &Provenance::default()).unwrap();
+        let stats = convert(&ds, HEADER.as_bytes(), Vec::new(), &Provenance::file("t.txt")).unwrap();
         assert_eq!(stats.rows, 0);
     }
 
     #[test]
     fn an_empty_header_name_is_shown() {
         let csv = format!(",{HEADER}{ROW}");
-        let e = convert(&mta(), "t.txt", csv.as_bytes(), Vec::new(), &Provenance::default()).unwrap_err();
+        let e = convert(&mta(), csv.as_bytes(), Vec::new(), &Provenance::file("t.txt")).unwrap_err();
         assert!(e.to_string().contains("\"\" (empty name, position 1)"), "{e}");
     }
 
@@ -209,7 +216,7 @@ mod tests {
     fn a_too_long_record_names_its_line() {
         let long = "x".repeat(3 << 20);
         let csv = format!("{HEADER}{ROW}{ROW}A002,R051,02-00-00,{long},N,BMT,01/01/2022,03:00:00,REGULAR,7,8\n");
-        let e = convert(&mta(), "t.txt", csv.as_bytes(), Vec::new(), &Provenance::default()).unwrap_err();
+        let e = convert(&mta(), csv.as_bytes(), Vec::new(), &Provenance::file("t.txt")).unwrap_err();
         assert!(matches!(e, ConvertError::Row { line: 4, .. }), "{e}");
         assert!(e.to_string().contains("longer than 1048576 bytes"), "{e}");
     }

@@ -238,7 +238,7 @@ async fn sigterm_mid_task_returns_it_and_another_worker_completes_the_backfill()
     assert!(a.log().contains("grace period over"), "{}", a.log());
     let b = f.worker(&[]);
     b.ready().await;
-    let id = stdout(&out).split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string();
+    let id = backfill_id(&out);
     let st = f.state().await;
     eventually(Duration::from_secs(60), "backfill complete", || {
         let (st, id) = (st.clone(), id.clone());

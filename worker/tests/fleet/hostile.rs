@@ -31,7 +31,7 @@ async fn a_20_mb_field_parks_one_partition_with_a_short_message_and_the_worker_c
     w.ready().await;
     let out = f.backfill_mta(&src, week(0), week(5), &["--wait", "--wait-timeout", "120"]);
     assert_eq!(out.status.code(), Some(1), "a parked partition fails --wait");
-    let st = f.producer(&["status", stdout(&out).split_whitespace().nth(1).unwrap().trim_end_matches(':')]);
+    let st = f.producer(&["status", &backfill_id(&out)]);
     assert!(stdout(&st).contains("done 5") && stdout(&st).contains("parked 1"), "{}", stdout(&st));
     assert_eq!(w.get("/readyz").await.0, 200, "still connected: {}", w.log());
     let parked = f.parked().await;
