@@ -9,17 +9,7 @@ use lakefleet_testkit::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn backfill_publishes_exactly_the_planned_tasks() {
     let f = Fleet::local("publish");
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-03-31",
-        "--mirror",
-        "http://127.0.0.1:9/mirror/",
-    ]);
+    let out = f.backfill("mta-turnstile", "2022-01-01", "2022-03-31", &["--mirror", "http://127.0.0.1:9/mirror/"]);
     assert_eq!(out.status.code(), Some(0));
     let id = backfill_id(&out);
     assert!(id.starts_with("bf-"), "{id}");
@@ -60,7 +50,7 @@ async fn backfill_publishes_exactly_the_planned_tasks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn monthly_backfill_publishes_one_task_per_month() {
     let f = Fleet::local("monthly");
-    let out = f.producer(&["backfill", "--dataset", "nyc-tlc-yellow", "--from", "2019-11-15", "--to", "2020-02-03"]);
+    let out = f.backfill("nyc-tlc-yellow", "2019-11-15", "2020-02-03", &[]);
     assert_eq!(out.status.code(), Some(0));
     let tasks = f.drain_tasks(&f.topology().work).await;
     let months: Vec<&str> = tasks.iter().map(|t| t.partition.as_str()).collect();
@@ -76,16 +66,7 @@ async fn monthly_backfill_publishes_one_task_per_month() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_and_refusals_publish_nothing() {
     let f = Fleet::local("refuse");
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-01-31",
-        "--dry-run",
-    ]);
+    let out = f.backfill("mta-turnstile", "2022-01-01", "2022-01-31", &["--dry-run"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     for d in ["2022-01-01", "2022-01-08", "2022-01-15", "2022-01-22", "2022-01-29"] {
@@ -152,16 +133,7 @@ async fn done_partitions_are_not_published_again_without_force() {
     let id = backfill_id(&out);
     let s = st.backfill(&id).await.unwrap().unwrap();
     assert_eq!((s.planned, s.done, s.skipped), (13, 13, 13));
-    let dry = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-01-08",
-        "--dry-run",
-    ]);
+    let dry = f.backfill("mta-turnstile", "2022-01-01", "2022-01-08", &["--dry-run"]);
     assert!(stdout(&dry).contains("skipped: already done"), "{}", stdout(&dry));
 
     // A done marker whose object has left the lake does not count as done.
@@ -284,7 +256,7 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise() {
     let f = Fleet::local("progress");
-    let plain = f.producer(&["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-01-15"]);
+    let plain = f.backfill("mta-turnstile", "2022-01-01", "2022-01-15", &[]);
     assert!(stderr(&plain).lines().any(|l| l == "publishing 3/3 2022-01-15"), "{}", stderr(&plain));
     assert!(!stderr(&plain).contains("[="), "no bar without a terminal");
     // `script` gives the producer a pseudo-terminal.
@@ -341,7 +313,7 @@ async fn templates_whose_months_share_a_file_are_refused_before_planning() {
             if template.contains("{mm}") { "weekly" } else { "monthly" }
         );
         let f = Fleet::local("collapse").with_catalog(&toml);
-        let out = f.producer(&["backfill", "--dataset", "collapse", "--from", "2020-01-01", "--to", "2020-12-31"]);
+        let out = f.backfill("collapse", "2020-01-01", "2020-12-31", &[]);
         assert_eq!(out.status.code(), Some(2), "{template}");
         assert!(stderr(&out).contains("would both fetch") && stderr(&out).contains("url_template"), "{}", stderr(&out));
         assert_eq!(f.queue_len(&f.topology().work).await, 0);
@@ -357,7 +329,7 @@ async fn templates_whose_months_share_a_file_are_refused_before_planning() {
 async fn a_lake_url_of_an_unknown_scheme_is_refused_with_exit_2() {
     let mut f = Fleet::local("ftp");
     f.lake_url = "ftp://h/lake".into();
-    let out = f.producer(&["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-01-08"]);
+    let out = f.backfill("mta-turnstile", "2022-01-01", "2022-01-08", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("LAKE_URL (--lake-url)") && stderr(&out).contains("\"ftp\""), "{}", stderr(&out));
     f.lake_url = f.lake_dir.as_ref().unwrap().to_str().unwrap().to_string();
@@ -371,17 +343,7 @@ async fn status_rebuilds_a_backfill_that_redis_lost_from_the_lake_and_the_parkin
     let f = Fleet::local("rebuild");
     let cat = Catalog::builtin();
     let ds = cat.get("mta-turnstile").unwrap();
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        "2022-01-01",
-        "--to",
-        "2022-01-22",
-        "--mirror",
-        "http://127.0.0.1:9/m",
-    ]);
+    let out = f.backfill("mta-turnstile", "2022-01-01", "2022-01-22", &["--mirror", "http://127.0.0.1:9/m"]);
     assert_eq!(out.status.code(), Some(0));
     let id = backfill_id(&out);
     // As if workers had run: two weeks in the lake, one parked.

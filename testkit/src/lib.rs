@@ -195,9 +195,14 @@ impl Fleet {
 
     /// `producer backfill` of mta-turnstile weeks `[from, to]` served by `src`, plus `extra` flags.
     pub fn backfill_mta(&self, src: &Source, from: NaiveDate, to: NaiveDate, extra: &[&str]) -> Output {
-        let (from, to) = (from.to_string(), to.to_string());
-        let mut args =
-            vec!["backfill", "--dataset", "mta-turnstile", "--from", &from, "--to", &to, "--mirror", &src.base];
+        let mut args = vec!["--mirror", src.base.as_str()];
+        args.extend_from_slice(extra);
+        self.backfill("mta-turnstile", &from.to_string(), &to.to_string(), &args)
+    }
+
+    /// `producer backfill --dataset DATASET --from FROM --to TO`, plus `extra` flags.
+    pub fn backfill(&self, dataset: &str, from: &str, to: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["backfill", "--dataset", dataset, "--from", from, "--to", to];
         args.extend_from_slice(extra);
         self.producer(&args)
     }
