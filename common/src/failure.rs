@@ -23,10 +23,12 @@ pub enum Reason {
     Poison,
     EmptySource,
     TooLarge,
+    SchemaDrift,
+    CorruptSource,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::NotFound,
         Reason::NotPublishedYet,
         Reason::HttpError,
@@ -39,6 +41,8 @@ impl Reason {
         Reason::Poison,
         Reason::EmptySource,
         Reason::TooLarge,
+        Reason::SchemaDrift,
+        Reason::CorruptSource,
     ];
 
     pub fn code(self) -> &'static str {
@@ -55,6 +59,8 @@ impl Reason {
             Reason::Poison => "poison",
             Reason::EmptySource => "empty_source",
             Reason::TooLarge => "too_large",
+            Reason::SchemaDrift => "schema_drift",
+            Reason::CorruptSource => "corrupt_source",
         }
     }
 
@@ -112,7 +118,9 @@ impl From<ConvertError> for Failure {
         match e {
             ConvertError::Source { .. } | ConvertError::Output { .. } => Failure::transient(e.to_string()),
             ConvertError::Header { .. } => Failure::permanent(Reason::SchemaMismatch, e.to_string()),
-            ConvertError::Row { .. } => Failure::permanent(Reason::BadRow, e.to_string()),
+            ConvertError::Row { .. } | ConvertError::Value { .. } => Failure::permanent(Reason::BadRow, e.to_string()),
+            ConvertError::SchemaDrift { .. } => Failure::permanent(Reason::SchemaDrift, e.to_string()),
+            ConvertError::Corrupt { .. } => Failure::permanent(Reason::CorruptSource, e.to_string()),
             ConvertError::Empty { .. } => Failure::permanent(Reason::EmptySource, e.to_string()),
             ConvertError::TooLarge { .. } => Failure::permanent(Reason::TooLarge, e.to_string()),
         }

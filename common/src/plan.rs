@@ -54,13 +54,14 @@ pub fn next(cadence: Cadence, date: NaiveDate) -> NaiveDate {
     }
 }
 
-/// The latest partition that is published on `today`: the last Saturday on or
-/// before today for weekly data; for monthly data, the previous month (a month
-/// is published once it is over), capped by the dataset's `last`.
+/// The latest partition that is published on `today`: a week is published on
+/// its Saturday, a month once it is over, each `publish_lag_days` later (the
+/// TLC: about two months); capped by the dataset's `last`.
 pub fn latest_published(ds: &Dataset, today: NaiveDate) -> NaiveDate {
+    let seen = today - Days::new(ds.publish_lag_days as u64);
     let latest = match ds.cadence {
-        Cadence::Weekly => round_down(Cadence::Weekly, today),
-        Cadence::Monthly => round_down(Cadence::Monthly, today) - Months::new(1),
+        Cadence::Weekly => round_down(Cadence::Weekly, seen),
+        Cadence::Monthly => round_down(Cadence::Monthly, seen) - Months::new(1),
     };
     match ds.last {
         Some(last) if last < latest => last,
@@ -169,7 +170,7 @@ mod tests {
         let y = cat.get("nyc-tlc-green").unwrap();
         let p = plan(y, d("2019-11-15"), d("2020-02-03"), d(TODAY)).unwrap();
         assert_eq!(dates(&p), ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]);
-        assert!(p[3].source_url.ends_with("green/green_tripdata_2020-02.csv.gz"));
+        assert_eq!(p[3].source_url, "https://d37ci6vzurychx.cloudfront.net/trip-data/green_tripdata_2020-02.parquet");
     }
 
     #[test]
@@ -186,17 +187,33 @@ mod tests {
         assert_eq!(dates(&ok), ["2026-11-21"]);
         let e = plan(mta, d("2026-11-01"), d("2026-11-28"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("latest published partition 2026-11-21"), "{e}");
-        let y = cat.get("nyc-tlc-yellow").unwrap();
+        let y = cat.get("dtc-nyc-tlc-yellow").unwrap();
         let e = plan(y, d("2021-06-01"), d("2021-09-30"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("after the last available partition 2021-07-01"), "{e}");
     }
 
     #[test]
     fn monthly_without_end_waits_for_the_month_to_be_over() {
-        let mut ds = Catalog::builtin().get("nyc-tlc-yellow").unwrap().clone();
+        let mut ds = Catalog::builtin().get("dtc-nyc-tlc-yellow").unwrap().clone();
         ds.last = None;
         let e = plan(&ds, d("2026-10-01"), d("2026-11-20"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("latest published partition 2026-10-01"), "{e}");
         assert_eq!(plan(&ds, d("2026-10-01"), d("2026-10-31"), d(TODAY)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_tlc_publishes_about_two_months_after_a_month_ends() {
+        let cat = Catalog::builtin();
+        let y = cat.get("nyc-tlc-yellow").unwrap();
+        // 2026-11-21: August (over on 2026-09-01, +60 days = 2026-10-31) is out, September is not.
+        assert_eq!(latest_published(y, d(TODAY)), d("2026-08-01"));
+        let all = plan(y, d("2009-01-01"), d("2025-06-30"), d(TODAY)).unwrap();
+        assert_eq!(all.len(), 16 * 12 + 6);
+        assert_eq!(all[0].source_url, "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2009-01.parquet");
+        assert_eq!(all.last().unwrap().object_key, "nyc-tlc-yellow/year=2025/nyc-tlc-yellow_2025-06.parquet");
+        let e = plan(y, d("2026-08-01"), d("2026-09-30"), d(TODAY)).unwrap_err();
+        assert!(e.to_string().contains("past the latest published partition 2026-08-01"), "{e}");
+        let e = plan(y, d("2008-12-01"), d("2009-02-01"), d(TODAY)).unwrap_err();
+        assert!(e.to_string().contains("start in January 2009"), "{e}");
     }
 }

@@ -49,12 +49,42 @@ pub fn confirm(question: &str, refusal: String) -> anyhow::Result<bool> {
 fn datasets(catalog: &Catalog) {
     for d in catalog.iter() {
         let last = d.last.map(|l| l.to_string()).unwrap_or_else(|| "still publishing".into());
-        println!("{}  ({}, {} .. {})", d.name, d.cadence, d.first, last);
+        let lag = if d.publish_lag_days > 0 { format!(", published {} days after", d.publish_lag_days) } else { String::new() };
+        println!("{}  ({}, {} .. {last}{lag}, {} source)", d.name, d.cadence, d.first, d.format);
         if !d.description.is_empty() {
             println!("  {}", d.description);
         }
         println!("  url: {}", d.url_template);
-        println!("  schema (v{}): {}", d.schema_version, d.schema_summary().join(", "));
+        if d.format == lakefleet::catalog::SourceFormat::Csv {
+            println!("  schema (v{}): {}", d.schema_version, d.schema_summary().join(", "));
+        } else {
+            println!("  schema (v{}), each column with the source names it accepts:", d.schema_version);
+            for (i, summary) in d.schema_summary().into_iter().enumerate() {
+                let names = d.accepted_names(i, None);
+                let from = if names.is_empty() { "(only in an era below)".to_string() } else { names.join(" | ") };
+                println!("    {summary:<34} <- {from}");
+            }
+            println!(
+                "  columns: missing ones become {}, unknown ones {}{}",
+                match d.missing_columns {
+                    lakefleet::catalog::MissingColumns::Null => "nulls",
+                    lakefleet::catalog::MissingColumns::Fail => "a schema_mismatch",
+                },
+                match d.unknown_columns {
+                    lakefleet::catalog::UnknownColumns::Fail => "park the partition as schema_drift",
+                    lakefleet::catalog::UnknownColumns::Ignore => "are ignored",
+                },
+                if d.ignore_columns.is_empty() { String::new() } else { format!("; never read: {}", d.ignore_columns.join(", ")) }
+            );
+        }
+        for e in &d.eras {
+            let last = e.last.map(|l| l.to_string()).unwrap_or_else(|| "now".into());
+            println!("  era {} .. {last}: {}", e.first, e.note);
+            for (out, names) in &e.sources {
+                let from = if names.is_empty() { "(nothing)".to_string() } else { names.join(" | ") };
+                println!("    {out} <- {from}");
+            }
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! `LAKEFLEET_DISRUPTIVE_TESTS=1` (CI sets it), never on a developer's laptop
 //! by default.
 
+pub mod tlc;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

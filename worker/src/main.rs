@@ -34,7 +34,8 @@ use tracing::info;
 use crate::settings::{RunArgs, Settings};
 
 /// The lakefleet worker: consumes backfill tasks from RabbitMQ, converts each
-/// source CSV into Parquet and uploads it to the lake, exactly once.
+/// source (CSV or Parquet) into the dataset's Parquet schema and uploads it to
+/// the lake, exactly once.
 ///
 /// Run several (on one or many machines) to go faster. Stop with SIGTERM or
 /// Ctrl-C: it stops taking tasks, lets in-flight tasks finish within
@@ -62,7 +63,10 @@ enum Cmd {
         /// Dataset whose schema to use.
         #[arg(long)]
         dataset: String,
-        /// Source: a local path or an http(s):// URL (plain or gzip CSV).
+        /// Source: a local path (plain or gzip CSV, or Parquet, recognised by
+        /// its magic bytes) or an http(s):// URL (in the dataset's format).
+        /// A Parquet source's era (its column names) is picked by the first
+        /// YYYY-MM in the file name, e.g. yellow_tripdata_2009-01.parquet.
         input: String,
         /// Output Parquet file (written to OUTPUT.partial, then renamed).
         output: PathBuf,
@@ -128,15 +132,23 @@ async fn convert_one(catalog: &Catalog, dataset: &str, input: &str, output: &std
     let partial = output.with_extension("parquet.partial");
     let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let start = Instant::now();
-    let source: Box<dyn std::io::Read + Send> = if lakefleet::source::is_http(input) {
-        let fetcher = Fetcher::new(Duration::from_secs(10), Duration::from_secs(60))?;
-        Box::new(fetcher.open(input, |_| {}).await?.0)
-    } else {
-        Box::new(std::fs::File::open(input).with_context(|| format!("opening {input}"))?)
-    };
     let prov = Provenance::file(input);
     let out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let stats = tokio::task::spawn_blocking(move || lakefleet::convert::convert(&ds, source, out, &prov)).await?;
+    let stats = if lakefleet::source::is_http(input) {
+        let fetcher = Fetcher::new(Duration::from_secs(10), Duration::from_secs(60))?;
+        let download = fetcher.open(input, |_| {}).await?;
+        let spool = output.with_extension("parquet.source");
+        let s = spool.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            lakefleet::convert::convert_source(&ds, download.reader, download.content_length, &s, out, &prov)
+        })
+        .await?;
+        let _ = std::fs::remove_file(&spool);
+        r
+    } else {
+        let path = PathBuf::from(input);
+        tokio::task::spawn_blocking(move || lakefleet::convert::convert_file(&ds, &path, out, &prov)).await?
+    };
     if let Some(peak) = peak_rss_mib() {
         eprintln!("peak RSS: {peak} MiB");
     }

@@ -269,8 +269,8 @@ fn uuid_like() -> String {
 }
 
 /// Removes spool files left by workers of this host that died without
-/// cleaning up (`kill -9`, OOM): `lakefleet-{pid}-{n}.parquet` whose process
-/// is gone. Returns how many were removed.
+/// cleaning up (`kill -9`, OOM): `lakefleet-{pid}-{n}.parquet` (or
+/// `.source`) whose process is gone. Returns how many were removed.
 pub fn clean_spool(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
@@ -281,7 +281,7 @@ pub fn clean_spool(dir: &std::path::Path) -> usize {
         else {
             continue;
         };
-        if name.ends_with(".parquet")
+        if (name.ends_with(".parquet") || name.ends_with(".source"))
             && pid != std::process::id()
             && !std::path::Path::new(&format!("/proc/{pid}")).exists()
             && std::fs::remove_file(e.path()).is_ok()
@@ -296,22 +296,26 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
     let (m, ds) = (&ctx.metrics, c.ds);
     let dl_start = Instant::now();
     let bytes_counter = m.source_bytes.with_label_values(&[&ds.name]);
-    let (reader, pump) = ctx
+    let download = ctx
         .fetcher
         .open(&c.url, move |n| bytes_counter.inc_by(n as u64))
         .await
         .map_err(|e| Failure::from_fetch(e, is_recent(ds, c.date)))?;
 
-    let spool_path = ctx.spool_dir.join(format!("lakefleet-{}.parquet", uuid_like()));
-    let spool = Spool(spool_path.clone());
-    let file = std::fs::File::create(&spool_path)
-        .map_err(|e| Failure::transient(format!("creating spool file {}: {e}", spool_path.display())))?;
+    let name = format!("lakefleet-{}", uuid_like());
+    let spool = Spool(ctx.spool_dir.join(format!("{name}.parquet")));
+    // A Parquet source is spooled whole before it is read (its footer comes last).
+    let source_spool = Spool(ctx.spool_dir.join(format!("{name}.source")));
+    let file = std::fs::File::create(&spool.0)
+        .map_err(|e| Failure::transient(format!("creating spool file {}: {e}", spool.0.display())))?;
     let ds2 = ds.clone();
-    let prov = Provenance { source_url: c.url.clone(), partition: task.partition.clone() };
+    let prov = Provenance { source_url: c.url.clone(), partition: task.partition.clone(), date: Some(c.date) };
     let convert_start = Instant::now();
+    let (reader, pump, expected) = (download.reader, download.pump, download.content_length);
+    let source_path = source_spool.0.clone();
     let conv = tokio::task::spawn_blocking(move || {
         let out = std::io::BufWriter::with_capacity(1 << 20, file);
-        convert::convert(&ds2, reader, out, &prov)
+        convert::convert_source(&ds2, reader, expected, &source_path, out, &prov)
     });
     // Stopped if this task is abandoned (timeout, shutdown): the conversion
     // thread then sees the end of its input and stops too.
@@ -321,6 +325,7 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
     let stats =
         conv.await.map_err(|e| Failure::transient(format!("conversion thread failed: {e}")))?.map_err(Failure::from)?;
     m.stage_duration.with_label_values(&[&ds.name, stage::CONVERT]).observe(convert_start.elapsed().as_secs_f64());
+    drop(source_spool);
 
     let size = std::fs::metadata(&spool.0)
         .map_err(|e| Failure::transient(format!("reading spool file {}: {e}", spool.0.display())))?

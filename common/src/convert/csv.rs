@@ -115,7 +115,10 @@ impl<'a> CsvRows<'a> {
             .map(|d| {
                 d.from
                     .iter()
-                    .map(|f| ds.columns.iter().position(|c| c.source.eq_ignore_ascii_case(f)).expect("validated"))
+                    .map(|f| {
+                        let named = |c: &crate::catalog::Column| c.source.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(f));
+                        ds.columns.iter().position(named).expect("validated")
+                    })
                     .collect()
             })
             .collect();
@@ -194,16 +197,33 @@ fn check_header(ds: &Dataset, header: &csv::ByteRecord) -> Result<(), String> {
     while found.last().is_some_and(|h| h.is_empty()) {
         found.pop();
     }
-    let expected: Vec<&str> = ds.columns.iter().map(|c| c.source.as_str()).collect();
-    let same = found.len() == expected.len() && found.iter().zip(&expected).all(|(a, b)| a.eq_ignore_ascii_case(b));
+    // A CSV column always has a source name (validated); aliases are accepted at its position.
+    let accepted: Vec<Vec<&str>> = (0..ds.columns.len()).map(|i| ds.accepted_names(i, None)).collect();
+    let expected: Vec<&str> = accepted.iter().map(|names| names.first().copied().unwrap_or_default()).collect();
+    let same = found.len() == expected.len()
+        && found.iter().zip(&accepted).all(|(a, names)| names.iter().any(|b| a.eq_ignore_ascii_case(b)));
     if same {
         return Ok(());
     }
-    let has = |list: &[String], x: &str| list.iter().any(|h| h.eq_ignore_ascii_case(x));
-    let missing: Vec<&str> = expected.iter().copied().filter(|e| !has(&found, e)).collect();
-    let expected_owned: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    let known = |x: &str| accepted.iter().flatten().any(|h| h.eq_ignore_ascii_case(x));
+    let missing: Vec<&str> = accepted
+        .iter()
+        .filter(|names| !names.iter().any(|n| found.iter().any(|h| h.eq_ignore_ascii_case(n))))
+        .map(|names| names[0])
+        .collect();
+    if missing.len() == accepted.len() && found.len() > 1 {
+        // Not a header at all: data, or another layout (the MTA's pre-2014 files have no header).
+        let note = ds.before_first_note.as_deref().map(|n| format!(" Note: {n}.")).unwrap_or_default();
+        return Err(format!(
+            "the first line is not {}'s header: it has none of its {} column names ({} fields, starting {}), so the file is in another layout.{note}",
+            ds.name,
+            accepted.len(),
+            found.len(),
+            text::quote(found.join(",").as_bytes()),
+        ));
+    }
     let added: Vec<String> =
-        found.iter().enumerate().filter(|(_, f)| !has(&expected_owned, f)).map(|(i, f)| shown(f, i + 1)).collect();
+        found.iter().enumerate().filter(|(_, f)| !known(f)).map(|(i, f)| shown(f, i + 1)).collect();
     let mut parts = Vec::new();
     if !missing.is_empty() {
         parts.push(format!("missing column(s) {}", missing.join(", ")));

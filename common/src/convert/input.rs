@@ -55,7 +55,7 @@ impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Limit::Record(n) => write!(f, "a record longer than {n} bytes (max_record_bytes)"),
-            Limit::Source(n) => write!(f, "more than {n} bytes once decompressed (max_source_bytes)"),
+            Limit::Source(n) => write!(f, "more than {n} bytes (max_source_bytes; CSV: once decompressed)"),
         }
     }
 }
@@ -121,6 +121,26 @@ pub(super) fn open<'a, R: Read + 'a>(
     let mark = RecordMark::default();
     let guarded = Guarded { inner: text, mark: mark.clone(), total: 0, max_record, max_source };
     Ok((Box::new(guarded), mark))
+}
+
+/// Copies the raw bytes of a source to `path` (at most `max` bytes, else a
+/// [`Limit::Source`] error), hashing them on the way; returns the file,
+/// rewound, its size and its hex SHA-256.
+pub(super) fn spool<R: Read>(input: R, path: &std::path::Path, max: u64) -> std::io::Result<(std::fs::File, u64, String)> {
+    use std::io::{Seek, Write};
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    let mut hashing = Hashing::new(input.take(max + 1));
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+    std::io::copy(&mut hashing, &mut out)?;
+    out.flush()?;
+    drop(out);
+    if hashing.bytes > max {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, Limit::Source(max)));
+    }
+    let bytes = hashing.bytes;
+    let sha = hashing.finish()?;
+    file.rewind()?;
+    Ok((file, bytes, sha))
 }
 
 #[cfg(test)]

@@ -1,9 +1,14 @@
-//! Streaming CSV -> Parquet with the catalog's explicit schema, in stages:
+//! A source -> Parquet in the catalog's explicit schema. One file per kind
+//! of source, one for each shared stage:
 //!
 //! - [`input`]: raw bytes (hashed and counted) -> gzip (multi-member) when the
-//!   bytes say so -> a guarded text (record and size limits);
+//!   bytes say so -> a guarded text (record and size limits); or the raw
+//!   bytes spooled to a file (a Parquet source needs its footer, which comes
+//!   last);
 //! - [`csv`]: the header check, then the row loop: CSV records -> Arrow
 //!   batches of at most [`BATCH_ROWS`] rows or [`BATCH_BYTES`] bytes;
+//! - [`parquet`]: columns matched by name (aliases, eras), widened or
+//!   converted with a check, batch by batch;
 //! - [`columns`]: the Arrow builders and the fast number parsers;
 //! - [`encoder`]: Parquet row groups (zstd) on their own thread.
 //!
@@ -16,14 +21,19 @@ mod columns;
 mod csv;
 mod encoder;
 mod input;
+mod parquet;
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 
+use ::parquet::file::metadata::KeyValue;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parquet::file::metadata::KeyValue;
+use chrono::NaiveDate;
 
-use crate::catalog::{ColumnType, Dataset};
+use crate::catalog::{ColumnType, Dataset, SourceFormat};
+
+pub use self::parquet::MAGIC as PARQUET_MAGIC;
 
 /// Rows per Arrow batch.
 pub const BATCH_ROWS: usize = 64 * 1024;
@@ -59,13 +69,34 @@ pub struct Provenance {
     pub source_url: String,
     /// `YYYY-MM-DD`; empty for a file converted outside a backfill.
     pub partition: String,
+    /// The partition's date, which picks the catalog era (Parquet sources).
+    pub date: Option<NaiveDate>,
 }
 
 impl Provenance {
-    /// A file converted outside a backfill (`worker convert`, tests).
+    /// A file converted outside a backfill (`worker convert`, tests): its
+    /// date, for the era, is the first `YYYY-MM` or `YYYY-MM-DD` in its name.
     pub fn file(source: &str) -> Provenance {
-        Provenance { source_url: source.to_string(), partition: String::new() }
+        Provenance { source_url: source.to_string(), partition: String::new(), date: date_in_name(source) }
     }
+}
+
+/// The first `YYYY-MM-DD` or `YYYY-MM` (the 1st) in the last segment of a path or URL.
+pub fn date_in_name(source: &str) -> Option<NaiveDate> {
+    let name = crate::catalog::file_name(source).as_bytes();
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    (0..name.len().saturating_sub(6)).find_map(|i| {
+        let w = &name[i..];
+        if i > 0 && name[i - 1].is_ascii_digit() || !(digits(&w[..4]) && w[4] == b'-' && digits(&w[5..7])) {
+            return None;
+        }
+        let (y, m) = (std::str::from_utf8(&w[..4]).ok()?.parse().ok()?, std::str::from_utf8(&w[5..7]).ok()?.parse().ok()?);
+        let day = (w.len() >= 10 && w[7] == b'-' && digits(&w[8..10]))
+            .then(|| std::str::from_utf8(&w[8..10]).ok()?.parse().ok())
+            .flatten()
+            .unwrap_or(1);
+        NaiveDate::from_ymd_opt(y, m, day).or_else(|| NaiveDate::from_ymd_opt(y, m, 1))
+    })
 }
 
 /// What a conversion produced.
@@ -86,8 +117,17 @@ pub enum ConvertError {
     Header { file: String, dataset: String, message: String },
     #[error("{file}: line {line}, column {column} ({name}): {message}")]
     Row { file: String, line: u64, column: usize, name: String, message: String },
-    #[error("{file}: the source has a header and no rows (set allow_empty = true in the catalog if that is expected)")]
+    #[error("{file}: the source has no rows (set allow_empty = true in the catalog if that is expected)")]
     Empty { file: String },
+    /// One value of a Parquet source that cannot become its output value.
+    #[error("{file}: row {row} (row group {row_group}), column {column} -> {output}: {message}")]
+    Value { file: String, row_group: usize, row: u64, column: String, output: String, message: String },
+    /// A Parquet source has a column the dataset does not know.
+    #[error("{file}: schema drift in dataset {dataset}: {message}")]
+    SchemaDrift { file: String, dataset: String, message: String },
+    /// Not a readable Parquet file (no footer: truncated; or not Parquet).
+    #[error("{file}: not a readable Parquet file (truncated, or not Parquet at all): {message}")]
+    Corrupt { file: String, message: String },
     #[error("{file}: the source is too large: {message}")]
     TooLarge { file: String, message: String },
     #[error("{file}: writing Parquet failed: {message}")]
@@ -128,8 +168,99 @@ pub fn metadata(ds: &Dataset, prov: &Provenance, stats: &ConvertStats) -> Vec<Ke
     .collect()
 }
 
-/// Converts `input` (the raw source bytes, plain or gzip) into Parquet on
-/// `output`. Errors name the source by `prov.source_url`.
+/// Converts a source as a worker receives it, in the dataset's `format`:
+/// CSV is streamed; Parquet is spooled to `spool` first (its footer comes
+/// last). `expected_len` is the length the server announced: a body of
+/// another length is a failed download (`Source`, transient).
+pub fn convert_source<R: Read, W: Write + Send>(
+    ds: &Dataset,
+    input: R,
+    expected_len: Option<u64>,
+    spool: &Path,
+    output: W,
+    prov: &Provenance,
+) -> Result<ConvertStats, ConvertError> {
+    let file = prov.source_url.as_str();
+    let short = |got: u64, want: u64| ConvertError::Source {
+        file: file.to_string(),
+        message: format!("received {got} bytes, but the server announced {want} (Content-Length): the download was cut"),
+    };
+    match ds.format {
+        SourceFormat::Csv => {
+            let stats = convert(ds, input, output, prov)?;
+            match expected_len {
+                Some(want) if want != stats.source_bytes => Err(short(stats.source_bytes, want)),
+                _ => Ok(stats),
+            }
+        }
+        SourceFormat::Parquet => {
+            let src_err = |e: std::io::Error| match input::Limit::of(&e) {
+                Some(limit) => ConvertError::TooLarge { file: file.to_string(), message: limit.to_string() },
+                None => ConvertError::Source { file: file.to_string(), message: e.to_string() },
+            };
+            let (spooled, bytes, sha) = input::spool(input, spool, ds.max_source_bytes).map_err(src_err)?;
+            if let Some(want) = expected_len
+                && want != bytes
+            {
+                return Err(short(bytes, want));
+            }
+            convert_parquet(ds, spooled, sha, output, prov)
+        }
+    }
+}
+
+/// Converts a local file, CSV or Parquet whatever the dataset's format
+/// (Parquet is recognised by its magic bytes): `worker convert`.
+pub fn convert_file<W: Write + Send>(
+    ds: &Dataset,
+    path: &Path,
+    output: W,
+    prov: &Provenance,
+) -> Result<ConvertStats, ConvertError> {
+    let src_err = |e: std::io::Error| ConvertError::Source { file: prov.source_url.clone(), message: e.to_string() };
+    let mut f = std::fs::File::open(path).map_err(src_err)?;
+    let mut magic = [0u8; 4];
+    let is_parquet = f.read(&mut magic).map_err(src_err)? == 4 && &magic == PARQUET_MAGIC;
+    drop(f);
+    let f = std::fs::File::open(path).map_err(src_err)?;
+    if is_parquet {
+        let mut hashing = input::Hashing::new(&f);
+        let sha = hashing.finish().map_err(src_err)?;
+        convert_parquet(ds, f, sha, output, prov)
+    } else {
+        convert(ds, f, output, prov)
+    }
+}
+
+/// Converts a Parquet file (already on disk; `source_sha256` is its
+/// checksum) into the dataset's schema.
+pub fn convert_parquet<W: Write + Send>(
+    ds: &Dataset,
+    source: std::fs::File,
+    source_sha256: String,
+    output: W,
+    prov: &Provenance,
+) -> Result<ConvertStats, ConvertError> {
+    let file = prov.source_url.as_str();
+    std::thread::scope(|scope| {
+        let schema = arrow_schema(ds);
+        let encoder = encoder::Encoder::spawn(scope, schema.clone(), output, file);
+        let Some((rows, source_bytes)) =
+            parquet::run(ds, file, source, prov.date, &schema, &mut |batch| encoder.send(batch))?
+        else {
+            return Err(encoder.failed());
+        };
+        if rows == 0 && !ds.allow_empty {
+            return Err(ConvertError::Empty { file: file.to_string() });
+        }
+        let stats = ConvertStats { rows, source_bytes, source_sha256 };
+        encoder.finish(metadata(ds, prov, &stats))?;
+        Ok(stats)
+    })
+}
+
+/// Converts `input` (the raw source bytes of a CSV, plain or gzip) into
+/// Parquet on `output`. Errors name the source by `prov.source_url`.
 pub fn convert<R: Read, W: Write + Send>(
     ds: &Dataset,
     input: R,

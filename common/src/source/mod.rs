@@ -1,13 +1,17 @@
-//! Downloading a source as a stream: the async side pulls the HTTP body and
-//! hands chunks through a bounded channel to a blocking `Read` that the
-//! converter consumes on its own thread. At most `CHANNEL_CHUNKS` chunks are
-//! buffered, so memory does not grow with the file.
+//! Where source bytes come from. One file per kind of source:
+//!
+//! - here: HTTP(S) files ([`Fetcher`]), whose body the async side pulls and
+//!   hands to the converter's thread through [`stream::ChannelReader`], a
+//!   bounded channel (memory does not grow with the file). What the bytes
+//!   are (CSV, Parquet) is the converters' business (`convert/`).
 
-use std::io::Read;
+pub mod stream;
+
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
+
+pub use stream::ChannelReader;
 
 const CHANNEL_CHUNKS: usize = 32;
 
@@ -29,26 +33,14 @@ pub struct Fetcher {
     client: reqwest::Client,
 }
 
-/// A blocking reader over chunks sent by the download task.
-pub struct ChannelReader {
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
-    cur: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
-    }
+/// A download under way: the body as a blocking reader, the task that pumps
+/// it, and the length the server announced.
+pub struct Download {
+    pub reader: ChannelReader,
+    pub pump: tokio::task::JoinHandle<()>,
+    /// `Content-Length`, when the server sent one: a body of another length
+    /// is a failed download (transient), never a source.
+    pub content_length: Option<u64>,
 }
 
 /// Whether `url` is one the fleet fetches: http:// or https://.
@@ -72,14 +64,9 @@ impl Fetcher {
         Ok(Fetcher { client })
     }
 
-    /// Starts downloading `url`. Returns the reader and the task that pumps
-    /// the body into it; the task ends with the body (or its failure, which
-    /// the reader then returns).
-    pub async fn open(
-        &self,
-        url: &str,
-        on_chunk: impl Fn(usize) + Send + 'static,
-    ) -> Result<(ChannelReader, tokio::task::JoinHandle<()>), FetchError> {
+    /// Starts downloading `url`. The pump task ends with the body (or its
+    /// failure, which the reader then returns).
+    pub async fn open(&self, url: &str, on_chunk: impl Fn(usize) + Send + 'static) -> Result<Download, FetchError> {
         let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
         if !is_http(url) {
             return Err(FetchError::Refused {
@@ -96,6 +83,7 @@ impl Fetcher {
                 retry_after: retry_after(resp.headers()),
             });
         }
+        let content_length = resp.content_length();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let url = url.to_string();
         let pump = tokio::spawn(async move {
@@ -118,7 +106,7 @@ impl Fetcher {
                 }
             }
         });
-        Ok((ChannelReader { rx, cur: Bytes::new() }, pump))
+        Ok(Download { reader: ChannelReader::new(rx), pump, content_length })
     }
 }
 

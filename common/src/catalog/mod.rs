@@ -12,10 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::timefmt::DateTimeFormat;
 
-/// Bumped when the output schema of a built-in dataset changes; written into
-/// every Parquet file as `lakefleet.schema_version`.
-pub const BUILTIN_SCHEMA_VERSION: u32 = 1;
-
 /// How often a dataset publishes one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,8 +63,15 @@ impl std::fmt::Display for ColumnType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Column {
-    /// Header name in the source file (compared trimmed, case-insensitively).
-    pub source: String,
+    /// Name in the source (compared trimmed, case-insensitively). A CSV
+    /// column needs one; a Parquet column may have none when only an era
+    /// fills it.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Other source names this column accepts (Parquet sources: any of them;
+    /// CSV: at this column's position).
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Output column name; defaults to the lower snake case of `source`.
     #[serde(default)]
     pub name: Option<String>,
@@ -126,6 +129,74 @@ pub const PLACEHOLDERS: [&str; 5] = ["{yyyy}", "{yy}", "{mm}", "{dd}", "{yymmdd}
 /// At most this many partitions are checked when a catalog entry is validated.
 const MAX_CHECKED_PARTITIONS: usize = 50_000;
 
+/// What a dataset's source files are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// CSV (plain or gzip), streamed: header checked by position.
+    #[default]
+    Csv,
+    /// Parquet, spooled (its footer comes last) then read batch by batch;
+    /// columns matched by name.
+    Parquet,
+}
+
+impl std::fmt::Display for SourceFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceFormat::Csv => "csv",
+            SourceFormat::Parquet => "parquet",
+        })
+    }
+}
+
+/// What happens to an output column that a source does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingColumns {
+    /// The partition is refused (`schema_mismatch`).
+    #[default]
+    Fail,
+    /// The column is written as nulls (it must be nullable).
+    Null,
+}
+
+/// What happens to a source column that no output column accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownColumns {
+    /// The partition is parked as `schema_drift`, naming the column and its
+    /// type, so that a new column is noticed rather than dropped.
+    #[default]
+    Fail,
+    /// The column is not read.
+    Ignore,
+}
+
+/// A range of partitions whose sources name some columns differently (the
+/// TLC's 2009 and 2010 layouts): for each output column listed, the source
+/// names it accepts in this era, replacing its own `source` and `aliases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Era {
+    pub first: NaiveDate,
+    /// Last partition of the era; none means "until now".
+    #[serde(default)]
+    pub last: Option<NaiveDate>,
+    /// What sets this era apart, shown by `producer datasets`.
+    #[serde(default)]
+    pub note: String,
+    /// Output column name -> the source names it accepts in this era.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Vec<String>>,
+}
+
+impl Era {
+    fn contains(&self, date: NaiveDate) -> bool {
+        date >= self.first && self.last.is_none_or(|l| date <= l)
+    }
+}
+
 /// One catalog entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +205,9 @@ pub struct Dataset {
     #[serde(default)]
     pub description: String,
     pub cadence: Cadence,
+    /// What the source files are (`csv` by default).
+    #[serde(default)]
+    pub format: SourceFormat,
     /// Placeholders: `{yyyy}`, `{yy}`, `{mm}`, `{dd}`, `{yymmdd}`.
     pub url_template: String,
     /// First available partition.
@@ -144,6 +218,10 @@ pub struct Dataset {
     /// Why partitions before `first` are refused, shown to the user.
     #[serde(default)]
     pub before_first_note: Option<String>,
+    /// Days after a partition's period ends before its file is published
+    /// (the TLC: about two months after the month ends).
+    #[serde(default)]
+    pub publish_lag_days: u32,
     #[serde(default = "default_delimiter")]
     pub delimiter: char,
     #[serde(default = "default_schema_version")]
@@ -152,17 +230,29 @@ pub struct Dataset {
     /// one fails the partition as `bad_row` instead of growing memory.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: u64,
-    /// The largest source accepted, decompressed, in bytes (a gzip bomb
-    /// stops here and is parked as `too_large`).
+    /// The largest source accepted (CSV: decompressed; Parquet: the file),
+    /// in bytes (a gzip bomb stops here and is parked as `too_large`).
     #[serde(default = "default_max_source_bytes")]
     pub max_source_bytes: u64,
     /// Whether a source with a header and no rows is a valid (empty)
     /// partition; otherwise it is parked as `empty_source`.
     #[serde(default)]
     pub allow_empty: bool,
+    /// Parquet sources: an output column the source lacks.
+    #[serde(default)]
+    pub missing_columns: MissingColumns,
+    /// Parquet sources: a source column no output column accepts.
+    #[serde(default)]
+    pub unknown_columns: UnknownColumns,
+    /// Parquet sources: source columns never read (`__index_level_0__`).
+    #[serde(default)]
+    pub ignore_columns: Vec<String>,
     pub columns: Vec<Column>,
     #[serde(default)]
     pub derived: Vec<Derived>,
+    /// Parquet sources: partitions whose sources name columns differently.
+    #[serde(default)]
+    pub eras: Vec<Era>,
 }
 
 impl Dataset {
@@ -218,7 +308,23 @@ impl Dataset {
 
     /// Output name of a column.
     pub fn output_name(col: &Column) -> String {
-        col.name.clone().unwrap_or_else(|| snake_case(&col.source))
+        col.name.clone().unwrap_or_else(|| snake_case(col.source.as_deref().unwrap_or_default()))
+    }
+
+    /// The era a partition belongs to (none for a file converted without a
+    /// partition, or a dataset without eras).
+    pub fn era(&self, date: Option<NaiveDate>) -> Option<&Era> {
+        let date = date?;
+        self.eras.iter().find(|e| e.contains(date))
+    }
+
+    /// The source names column `i` accepts in `era`.
+    pub fn accepted_names<'a>(&'a self, i: usize, era: Option<&'a Era>) -> Vec<&'a str> {
+        let col = &self.columns[i];
+        if let Some(names) = era.and_then(|e| e.sources.get(&Self::output_name(col))) {
+            return names.iter().map(String::as_str).collect();
+        }
+        col.source.iter().chain(&col.aliases).map(String::as_str).collect()
     }
 
     /// The output schema, one `name: type` per column, for display.
@@ -262,6 +368,16 @@ impl Dataset {
         }
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.columns.iter().enumerate() {
+            if c.source.is_none() && (self.format == SourceFormat::Csv || c.name.is_none()) {
+                return Err(format!(
+                    "field `columns[{i}].source`: {}",
+                    if self.format == SourceFormat::Csv {
+                        "every column of a CSV dataset needs its header name"
+                    } else {
+                        "a column without a source needs a `name`"
+                    }
+                ));
+            }
             let out = Self::output_name(c);
             if out.is_empty() {
                 return Err(format!("field `columns[{i}].name`: empty output name for {:?}", c.source));
@@ -281,8 +397,16 @@ impl Dataset {
                 }
                 _ => {}
             }
+            if self.missing_columns == MissingColumns::Null && !c.nullable {
+                return Err(format!(
+                    "field `columns[{i}].nullable`: missing_columns = \"null\" needs every column nullable"
+                ));
+            }
         }
         for (i, d) in self.derived.iter().enumerate() {
+            if self.format != SourceFormat::Csv {
+                return Err(format!("field `derived[{i}]`: derived columns are for CSV sources only"));
+            }
             if d.ty != ColumnType::Timestamp && d.ty != ColumnType::Date {
                 return Err(format!("field `derived[{i}].type`: must be date or timestamp"));
             }
@@ -290,11 +414,64 @@ impl Dataset {
                 return Err(format!("field `derived[{i}].name`: duplicate output column {:?}", d.name));
             }
             for f in &d.from {
-                if !self.columns.iter().any(|c| c.source.eq_ignore_ascii_case(f)) {
+                if !self.columns.iter().any(|c| c.source.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(f))) {
                     return Err(format!("field `derived[{i}].from`: {f:?} is not a source column"));
                 }
             }
             DateTimeFormat::compile(&d.format).map_err(|e| format!("field `derived[{i}].format`: {e}"))?;
+        }
+        self.validate_mapping(&names)
+    }
+
+    /// Eras, aliases and policies: Parquet only; every source name goes to
+    /// one output column in every era.
+    fn validate_mapping(&self, outputs: &std::collections::HashSet<String>) -> Result<(), String> {
+        if self.format == SourceFormat::Csv {
+            let parquet_only = [
+                ("eras", !self.eras.is_empty()),
+                ("missing_columns", self.missing_columns != MissingColumns::Fail),
+                ("unknown_columns", self.unknown_columns != UnknownColumns::Fail),
+                ("ignore_columns", !self.ignore_columns.is_empty()),
+            ];
+            if let Some((field, _)) = parquet_only.iter().find(|(_, set)| *set) {
+                return Err(format!("field `{field}`: only for format = \"parquet\" (CSV headers are checked by position)"));
+            }
+        }
+        for (j, era) in self.eras.iter().enumerate() {
+            if era.last.is_some_and(|l| l < era.first) {
+                return Err(format!("field `eras[{j}].last`: before its `first` {}", era.first));
+            }
+            if let Some(prev) = self.eras[..j].iter().position(|p| {
+                era.first <= p.last.unwrap_or(NaiveDate::MAX) && p.first <= era.last.unwrap_or(NaiveDate::MAX)
+            }) {
+                return Err(format!("field `eras[{j}]`: overlaps eras[{prev}]"));
+            }
+            if let Some(unknown) = era.sources.keys().find(|k| !outputs.contains(*k)) {
+                return Err(format!("field `eras[{j}].sources`: {unknown:?} is not an output column"));
+            }
+        }
+        let eras = std::iter::once(None).chain(self.eras.iter().map(Some));
+        for era in eras {
+            let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+            for i in 0..self.columns.len() {
+                for n in self.accepted_names(i, era) {
+                    let key = n.trim().to_ascii_lowercase();
+                    if self.ignore_columns.iter().any(|g| g.eq_ignore_ascii_case(n)) {
+                        return Err(format!("field `ignore_columns`: {n:?} is also a source of columns[{i}]"));
+                    }
+                    if let Some(&other) = seen.get(&key)
+                        && other != i
+                    {
+                        let where_ = era.map(|e| format!(" in the era from {}", e.first)).unwrap_or_default();
+                        return Err(format!(
+                            "field `columns[{i}].aliases`: source name {n:?} goes to both {} and {}{where_}",
+                            Self::output_name(&self.columns[other]),
+                            Self::output_name(&self.columns[i])
+                        ));
+                    }
+                    seen.insert(key, i);
+                }
+            }
         }
         Ok(())
     }
@@ -400,31 +577,42 @@ pub struct Catalog {
     datasets: BTreeMap<String, Dataset>,
 }
 
+/// The built-in datasets, in the user catalog format.
+const BUILTIN: &str = include_str!("builtin.toml");
+
+/// Parses and validates the entries of a catalog file's text.
+fn parse_entries(text: &str, path: &str) -> Result<Vec<Dataset>, CatalogError> {
+    let err = |message: String| CatalogError { path: path.to_string(), message };
+    let file: CatalogFile = toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
+    let mut out = Vec::new();
+    for (i, value) in file.dataset.into_iter().enumerate() {
+        let entry_name = value
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map(|s| format!("dataset {s:?}"))
+            .unwrap_or_else(|| format!("[[dataset]] #{}", i + 1));
+        let ds: Dataset =
+            value.try_into().map_err(|e: toml::de::Error| err(format!("{entry_name}: {}", e.message().trim())))?;
+        ds.validate().map_err(|m| err(format!("{entry_name}: {m}")))?;
+        out.push(ds);
+    }
+    Ok(out)
+}
+
 impl Catalog {
-    /// The built-in datasets.
+    /// The built-in datasets (`builtin.toml`, compiled in).
     pub fn builtin() -> Self {
-        let mut datasets = BTreeMap::new();
-        for d in builtin_datasets() {
-            datasets.insert(d.name.clone(), d);
-        }
-        Catalog { datasets }
+        let entries = parse_entries(BUILTIN, "(built-in)").expect("the built-in catalog is valid (unit-tested)");
+        Catalog { datasets: entries.into_iter().map(|d| (d.name.clone(), d)).collect() }
     }
 
     /// Built-ins plus the entries of `path` (which override by name).
     pub fn with_file(path: &Path) -> Result<Self, CatalogError> {
         let mut cat = Self::builtin();
-        let err = |message: String| CatalogError { path: path.display().to_string(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let file: CatalogFile = toml::from_str(&text).map_err(|e| err(e.to_string().trim().to_string()))?;
-        for (i, value) in file.dataset.into_iter().enumerate() {
-            let entry_name = value
-                .get("name")
-                .and_then(|v| v.as_str())
-                .map(|s| format!("dataset {s:?}"))
-                .unwrap_or_else(|| format!("[[dataset]] #{}", i + 1));
-            let ds: Dataset =
-                value.try_into().map_err(|e: toml::de::Error| err(format!("{entry_name}: {}", e.message().trim())))?;
-            ds.validate().map_err(|m| err(format!("{entry_name}: {m}")))?;
+        let label = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CatalogError { path: label.clone(), message: format!("cannot read: {e}") })?;
+        for ds in parse_entries(&text, &label)? {
             cat.datasets.insert(ds.name.clone(), ds);
         }
         Ok(cat)
@@ -456,134 +644,6 @@ impl Catalog {
     }
 }
 
-fn col(source: &str, name: &str, ty: ColumnType, format: Option<&str>) -> Column {
-    Column { source: source.into(), name: Some(name.into()), ty, format: format.map(Into::into), nullable: true }
-}
-
-const TLC_TS: &str = "%Y-%m-%d %H:%M:%S";
-
-fn tlc(color: &str, description: &str, columns: Vec<Column>) -> Dataset {
-    Dataset {
-        name: format!("nyc-tlc-{color}"),
-        description: description.into(),
-        cadence: Cadence::Monthly,
-        url_template: format!(
-            "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/{color}/{color}_tripdata_{{yyyy}}-{{mm}}.csv.gz"
-        ),
-        first: NaiveDate::from_ymd_opt(2019, 1, 1).unwrap(),
-        last: Some(NaiveDate::from_ymd_opt(2021, 7, 1).unwrap()),
-        before_first_note: Some("the DataTalksClub nyc-tlc-data mirror starts in January 2019".into()),
-        delimiter: ',',
-        schema_version: BUILTIN_SCHEMA_VERSION,
-        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-        max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
-        allow_empty: false,
-        columns,
-        derived: vec![],
-    }
-}
-
-fn builtin_datasets() -> Vec<Dataset> {
-    use ColumnType::*;
-    let mta = Dataset {
-        name: "mta-turnstile".into(),
-        description: "NYC MTA subway turnstile counts, one file per week".into(),
-        cadence: Cadence::Weekly,
-        url_template: "http://web.mta.info/developers/data/nyct/turnstile/turnstile_{yymmdd}.txt".into(),
-        first: NaiveDate::from_ymd_opt(2014, 10, 18).unwrap(),
-        last: None,
-        before_first_note: Some(
-            "weeks before 2014-10-18 use an older wide layout (several readings per row) that this dataset does not read".into(),
-        ),
-        delimiter: ',',
-        schema_version: BUILTIN_SCHEMA_VERSION,
-        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-        max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
-        allow_empty: false,
-        columns: vec![
-            col("C/A", "ca", String, None),
-            col("UNIT", "unit", String, None),
-            col("SCP", "scp", String, None),
-            col("STATION", "station", String, None),
-            col("LINENAME", "linename", String, None),
-            col("DIVISION", "division", String, None),
-            col("DATE", "date", Date, Some("%m/%d/%Y")),
-            col("TIME", "time", String, None),
-            col("DESC", "desc", String, None),
-            col("ENTRIES", "entries", Int64, None),
-            col("EXITS", "exits", Int64, None),
-        ],
-        derived: vec![Derived {
-            name: "observed_at".into(),
-            ty: Timestamp,
-            from: vec!["DATE".into(), "TIME".into()],
-            format: "%m/%d/%Y %H:%M:%S".into(),
-        }],
-    };
-    let common_tail = |v: &mut Vec<Column>| {
-        v.extend([
-            col("fare_amount", "fare_amount", Float64, None),
-            col("extra", "extra", Float64, None),
-            col("mta_tax", "mta_tax", Float64, None),
-            col("tip_amount", "tip_amount", Float64, None),
-            col("tolls_amount", "tolls_amount", Float64, None),
-        ]);
-    };
-    let mut yellow = vec![
-        col("VendorID", "vendor_id", Int64, None),
-        col("tpep_pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
-        col("tpep_dropoff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
-        col("passenger_count", "passenger_count", Int64, None),
-        col("trip_distance", "trip_distance", Float64, None),
-        col("RatecodeID", "ratecode_id", Int64, None),
-        col("store_and_fwd_flag", "store_and_fwd_flag", String, None),
-        col("PULocationID", "pu_location_id", Int64, None),
-        col("DOLocationID", "do_location_id", Int64, None),
-        col("payment_type", "payment_type", Int64, None),
-    ];
-    common_tail(&mut yellow);
-    yellow.extend([
-        col("improvement_surcharge", "improvement_surcharge", Float64, None),
-        col("total_amount", "total_amount", Float64, None),
-        col("congestion_surcharge", "congestion_surcharge", Float64, None),
-    ]);
-    let mut green = vec![
-        col("VendorID", "vendor_id", Int64, None),
-        col("lpep_pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
-        col("lpep_dropoff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
-        col("store_and_fwd_flag", "store_and_fwd_flag", String, None),
-        col("RatecodeID", "ratecode_id", Int64, None),
-        col("PULocationID", "pu_location_id", Int64, None),
-        col("DOLocationID", "do_location_id", Int64, None),
-        col("passenger_count", "passenger_count", Int64, None),
-        col("trip_distance", "trip_distance", Float64, None),
-    ];
-    common_tail(&mut green);
-    green.extend([
-        col("ehail_fee", "ehail_fee", Float64, None),
-        col("improvement_surcharge", "improvement_surcharge", Float64, None),
-        col("total_amount", "total_amount", Float64, None),
-        col("payment_type", "payment_type", Int64, None),
-        col("trip_type", "trip_type", Int64, None),
-        col("congestion_surcharge", "congestion_surcharge", Float64, None),
-    ]);
-    let fhv = vec![
-        col("dispatching_base_num", "dispatching_base_num", String, None),
-        col("pickup_datetime", "pickup_datetime", Timestamp, Some(TLC_TS)),
-        col("dropOff_datetime", "dropoff_datetime", Timestamp, Some(TLC_TS)),
-        col("PUlocationID", "pu_location_id", Int64, None),
-        col("DOlocationID", "do_location_id", Int64, None),
-        col("SR_Flag", "sr_flag", Int64, None),
-        col("Affiliated_base_number", "affiliated_base_number", String, None),
-    ];
-    vec![
-        mta,
-        tlc("yellow", "NYC TLC yellow taxi trips, one gzip CSV per month", yellow),
-        tlc("green", "NYC TLC green taxi trips, one gzip CSV per month", green),
-        tlc("fhv", "NYC TLC for-hire vehicle trips, one gzip CSV per month", fhv),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,11 +664,67 @@ mod tests {
         assert!(mta.check_partition(NaiveDate::from_ymd_opt(2010, 1, 2).unwrap()).unwrap_err().contains("outside"));
         let y = cat.get("nyc-tlc-yellow").unwrap();
         let m = NaiveDate::from_ymd_opt(2019, 3, 1).unwrap();
+        assert_eq!(y.format, SourceFormat::Parquet);
+        assert_eq!(y.source_url(m), "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2019-03.parquet");
+        assert_eq!(y.object_key(m), "nyc-tlc-yellow/year=2019/nyc-tlc-yellow_2019-03.parquet");
+        let dtc = cat.get("dtc-nyc-tlc-yellow").unwrap();
+        assert_eq!(dtc.format, SourceFormat::Csv);
         assert_eq!(
-            y.source_url(m),
+            dtc.source_url(m),
             "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-03.csv.gz"
         );
-        assert_eq!(y.object_key(m), "nyc-tlc-yellow/year=2019/nyc-tlc-yellow_2019-03.parquet");
+        for (name, first) in
+            [("nyc-tlc-yellow", "2009-01-01"), ("nyc-tlc-green", "2013-08-01"), ("nyc-tlc-fhv", "2015-01-01"), ("nyc-tlc-fhvhv", "2019-02-01")]
+        {
+            assert_eq!(cat.get(name).unwrap().first.to_string(), first, "{name}");
+        }
+    }
+
+    #[test]
+    fn eras_override_the_names_a_column_accepts() {
+        let cat = Catalog::builtin();
+        let y = cat.get("nyc-tlc-yellow").unwrap();
+        let idx = |n: &str| y.columns.iter().position(|c| Dataset::output_name(c) == n).unwrap();
+        let at = |s: &str| y.era(Some(s.parse().unwrap()));
+        assert_eq!(y.accepted_names(idx("payment_type"), at("2009-05-01")), Vec::<&str>::new());
+        assert_eq!(y.accepted_names(idx("payment_type_name"), at("2009-05-01")), ["Payment_Type"]);
+        assert_eq!(y.accepted_names(idx("vendor_name"), at("2010-02-01")), ["vendor_id"]);
+        assert_eq!(y.accepted_names(idx("payment_type"), at("2023-02-01")), ["payment_type"]);
+        assert_eq!(
+            y.accepted_names(idx("pickup_datetime"), at("2023-02-01")),
+            ["tpep_pickup_datetime", "Trip_Pickup_DateTime", "pickup_datetime"]
+        );
+        assert!(y.era(None).is_none());
+    }
+
+    fn entry_error(extra: &str, columns: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("lakefleet-cat4-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", extra.len() * 1000 + columns.len()));
+        std::fs::write(
+            &path,
+            format!(
+                "[[dataset]]\nname = \"mine\"\ncadence = \"monthly\"\nurl_template = \"http://h/{{yyyy}}-{{mm}}.parquet\"\nfirst = \"2020-01-01\"\ncolumns = [ {columns} ]\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        Catalog::with_file(&path).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn mappings_that_send_a_name_to_two_columns_are_refused() {
+        let two = r#"{ name = "a", source = "A", type = "int64" }, { name = "b", source = "x", aliases = ["a"], type = "int64" }"#;
+        let e = entry_error("format = \"parquet\"", two);
+        assert!(e.contains("source name \"a\" goes to both a and b"), "{e}");
+        let e = entry_error("", r#"{ name = "a", type = "int64" }"#);
+        assert!(e.contains("columns[0].source") && e.contains("header name"), "{e}");
+        let e = entry_error("missing_columns = \"null\"", r#"{ source = "a", type = "int64" }"#);
+        assert!(e.contains("only for format = \"parquet\""), "{e}");
+        let era = "format = \"parquet\"\n[[dataset.eras]]\nfirst = \"2020-01-01\"\nsources = { nope = [\"x\"] }";
+        let e = entry_error(era, r#"{ source = "a", type = "int64" }"#);
+        assert!(e.contains("eras[0].sources") && e.contains("\"nope\" is not an output column"), "{e}");
+        let ok = "format = \"parquet\"\nmissing_columns = \"null\"\nunknown_columns = \"ignore\"";
+        assert_eq!(entry_error(ok, r#"{ name = "a", source = "A", aliases = ["alpha"], type = "int64" }"#), "");
     }
 
     fn template_error(cadence: &str, template: &str) -> String {

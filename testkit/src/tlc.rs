@@ -1,0 +1,298 @@
+//! Seeded TLC yellow-taxi Parquet files in each era's physical schema, as
+//! `../shared/reference/tlc_parquet_schema_history.md` records them: the
+//! 2009 names and text codes, the 2010 names with the leaked
+//! `__index_level_0__`, the 2011 INT64 layout with `null`-type columns, the
+//! 2018-07 DOUBLE codes, the 2023-02 INT32 ids and `Airport_fee`, and 2025's
+//! `cbd_congestion_fee`; with any compression, timestamp unit and row-group
+//! size. Each file comes with the figures a test checks in the lake.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, NullArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray, TimestampNanosecondArray,
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::Rng;
+
+/// A yellow-taxi file layout, by the month it first appeared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// 2009: `vendor_name`, `Trip_Pickup_DateTime` text, `Payment_Type` text (CASH, Credit), coordinates.
+    Y2009,
+    /// 2010-02: lower snake case, text `vendor_id`/`payment_type`, INT64 `rate_code`, `__index_level_0__`.
+    Y2010,
+    /// 2011-02: zone ids, INT64 codes and timestamps, `airport_fee` and
+    /// `congestion_surcharge` as the `null` type (INT32 physical).
+    Y2011,
+    /// 2018-07: `RatecodeID` and `passenger_count` DOUBLE, the two fees still the `null` type.
+    Y2018,
+    /// 2023-02: INT32 ids, `Airport_fee`.
+    Y2023,
+    /// 2025-01: 2023's layout plus `cbd_congestion_fee`.
+    Y2025,
+}
+
+/// How to write one file.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub layout: Layout,
+    pub month: NaiveDate,
+    pub rows: usize,
+    pub row_group_rows: usize,
+    pub compression: Compression,
+    /// Unit of the INT64 timestamps (2011 on).
+    pub unit: TimeUnit,
+    pub seed: u64,
+    /// Row (0-based) whose `passenger_count` gets a fraction (2.5); needs a
+    /// DOUBLE layout (Y2018).
+    pub fraction_at: Option<usize>,
+    /// An extra DOUBLE column the dataset does not know.
+    pub extra_column: Option<&'static str>,
+}
+
+impl Fixture {
+    pub fn new(layout: Layout, month: &str, rows: usize, seed: u64) -> Fixture {
+        Fixture {
+            layout,
+            month: format!("{month}-01").parse().unwrap(),
+            rows,
+            row_group_rows: rows.div_ceil(3).max(1),
+            compression: Compression::ZSTD(ZstdLevel::default()),
+            unit: TimeUnit::Microsecond,
+            seed,
+            fraction_at: None,
+            extra_column: None,
+        }
+    }
+
+    pub fn gzip(mut self) -> Self {
+        self.compression = Compression::GZIP(GzipLevel::default());
+        self
+    }
+
+    pub fn snappy(mut self) -> Self {
+        self.compression = Compression::SNAPPY;
+        self
+    }
+
+    pub fn unit(mut self, unit: TimeUnit) -> Self {
+        self.unit = unit;
+        self
+    }
+}
+
+/// A written file and what the lake must hold for it.
+#[derive(Debug, Clone)]
+pub struct TlcFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub month: NaiveDate,
+    pub rows: usize,
+    pub row_groups: usize,
+    pub fare_sum: f64,
+    pub pickup_ms_sum: i64,
+    pub passengers: i64,
+    /// Rows whose vendor and payment type are text codes (2009, 2010).
+    pub text_codes: usize,
+}
+
+fn f64s(v: Vec<Option<f64>>) -> ArrayRef {
+    Arc::new(Float64Array::from(v))
+}
+
+fn i64s(v: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(Int64Array::from(v))
+}
+
+fn strs(v: Vec<Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(v))
+}
+
+/// Writes the file `yellow_tripdata_YYYY-MM.parquet` of `fx`.
+pub fn yellow(fx: &Fixture) -> TlcFile {
+    let mut rng = Rng::new(fx.seed);
+    let n = fx.rows;
+    let start_ms = fx.month.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
+    let (mut pickup, mut dropoff, mut passengers, mut fare, mut tip, mut total) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut vendor, mut payment, mut pu, mut dist, mut lon, mut lat) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let p = start_ms + (rng.below(27 * 86_400) as i64) * 1000;
+        pickup.push(p);
+        dropoff.push(p + (60 + rng.below(3600) as i64) * 1000);
+        passengers.push(1 + rng.below(4) as i64);
+        let f = (250 + rng.below(5000)) as f64 / 100.0;
+        let t = rng.below(500) as f64 / 100.0;
+        fare.push(f);
+        tip.push(t);
+        total.push(f + t + 0.5);
+        vendor.push(1 + rng.below(2) as i64);
+        payment.push(1 + rng.below(2) as i64);
+        pu.push(1 + rng.below(265) as i64);
+        dist.push(rng.below(2000) as f64 / 100.0);
+        lon.push(-74.0 + rng.below(10_000) as f64 / 100_000.0);
+        lat.push(40.6 + rng.below(10_000) as f64 / 100_000.0);
+    }
+    let text_ts = |v: &[i64]| -> ArrayRef {
+        strs(
+            v.iter()
+                .map(|&ms| {
+                    Some(chrono::DateTime::from_timestamp_millis(ms).unwrap().format("%Y-%m-%d %H:%M:%S").to_string())
+                })
+                .collect(),
+        )
+    };
+    let int_ts = |v: &[i64]| -> ArrayRef {
+        match fx.unit {
+            TimeUnit::Millisecond => Arc::new(TimestampMillisecondArray::from(v.to_vec())),
+            TimeUnit::Microsecond => Arc::new(TimestampMicrosecondArray::from(v.iter().map(|x| x * 1000).collect::<Vec<_>>())),
+            TimeUnit::Nanosecond => {
+                Arc::new(TimestampNanosecondArray::from(v.iter().map(|x| x * 1_000_000).collect::<Vec<_>>()))
+            }
+            TimeUnit::Second => panic!("seconds are not a TLC unit"),
+        }
+    };
+    let some_f = |v: &[f64]| f64s(v.iter().map(|&x| Some(x)).collect());
+    let some_i = |v: &[i64]| i64s(v.iter().map(|&x| Some(x)).collect());
+    let i32s = |v: &[i64]| -> ArrayRef { Arc::new(Int32Array::from(v.iter().map(|&x| x as i32).collect::<Vec<_>>())) };
+    let nulls = || -> ArrayRef { Arc::new(NullArray::new(n)) };
+    let consts = |x: f64| f64s(vec![Some(x); n]);
+    let code_text = |v: &[i64], names: [&str; 2]| strs(v.iter().map(|&c| Some(names[c as usize - 1].to_string())).collect());
+    let mut cols: Vec<(&str, ArrayRef)> = match fx.layout {
+        Layout::Y2009 => vec![
+            ("vendor_name", code_text(&vendor, ["CMT", "VTS"])),
+            ("Trip_Pickup_DateTime", text_ts(&pickup)),
+            ("Trip_Dropoff_DateTime", text_ts(&dropoff)),
+            ("Passenger_Count", some_i(&passengers)),
+            ("Trip_Distance", some_f(&dist)),
+            ("Start_Lon", some_f(&lon)),
+            ("Start_Lat", some_f(&lat)),
+            ("Rate_Code", f64s((0..n).map(|i| (i % 5 != 0).then_some(1.0)).collect())),
+            ("store_and_forward", f64s(vec![None; n])),
+            ("End_Lon", some_f(&lon)),
+            ("End_Lat", some_f(&lat)),
+            ("Payment_Type", code_text(&payment, ["CASH", "Credit"])),
+            ("Fare_Amt", some_f(&fare)),
+            ("surcharge", consts(0.0)),
+            ("mta_tax", f64s(vec![None; n])),
+            ("Tip_Amt", some_f(&tip)),
+            ("Tolls_Amt", consts(0.0)),
+            ("Total_Amt", some_f(&total)),
+        ],
+        Layout::Y2010 => vec![
+            ("vendor_id", code_text(&vendor, ["CMT", "VTS"])),
+            ("pickup_datetime", text_ts(&pickup)),
+            ("dropoff_datetime", text_ts(&dropoff)),
+            ("passenger_count", some_i(&passengers)),
+            ("trip_distance", some_f(&dist)),
+            ("pickup_longitude", some_f(&lon)),
+            ("pickup_latitude", some_f(&lat)),
+            ("rate_code", some_i(&vec![1; n])),
+            ("store_and_fwd_flag", strs(vec![None; n])),
+            ("dropoff_longitude", some_f(&lon)),
+            ("dropoff_latitude", some_f(&lat)),
+            ("payment_type", code_text(&payment, ["CAS", "CRD"])),
+            ("fare_amount", some_f(&fare)),
+            ("surcharge", consts(0.5)),
+            ("mta_tax", consts(0.5)),
+            ("tip_amount", some_f(&tip)),
+            ("tolls_amount", consts(0.0)),
+            ("total_amount", some_f(&total)),
+            ("__index_level_0__", i64s((0..n as i64).map(Some).collect())),
+        ],
+        Layout::Y2011 | Layout::Y2018 | Layout::Y2023 | Layout::Y2025 => {
+            let modern_ids = fx.layout == Layout::Y2023 || fx.layout == Layout::Y2025;
+            let ids = |v: &[i64]| if modern_ids { i32s(v) } else { some_i(v) };
+            let codes = |v: &[i64]| -> ArrayRef {
+                if fx.layout == Layout::Y2018 {
+                    let mut f: Vec<Option<f64>> = v.iter().map(|&x| Some(x as f64)).collect();
+                    if let Some(i) = fx.fraction_at {
+                        f[i] = Some(2.5);
+                    }
+                    f64s(f)
+                } else {
+                    some_i(v)
+                }
+            };
+            let mut c: Vec<(&str, ArrayRef)> = vec![
+                ("VendorID", ids(&vendor)),
+                ("tpep_pickup_datetime", int_ts(&pickup)),
+                ("tpep_dropoff_datetime", int_ts(&dropoff)),
+                ("passenger_count", codes(&passengers)),
+                ("trip_distance", some_f(&dist)),
+                ("RatecodeID", codes(&vec![1; n])),
+                ("store_and_fwd_flag", strs((0..n).map(|i| Some(if i % 50 == 0 { "Y" } else { "N" }.into())).collect())),
+                ("PULocationID", ids(&pu)),
+                ("DOLocationID", ids(&pu)),
+                ("payment_type", some_i(&payment)),
+                ("fare_amount", some_f(&fare)),
+                ("extra", consts(0.5)),
+                ("mta_tax", consts(0.5)),
+                ("tip_amount", some_f(&tip)),
+                ("tolls_amount", consts(0.0)),
+                ("improvement_surcharge", consts(0.3)),
+                ("total_amount", some_f(&total)),
+                ("congestion_surcharge", if modern_ids { consts(2.5) } else { nulls() }),
+            ];
+            c.push(match fx.layout {
+                Layout::Y2011 | Layout::Y2018 => ("airport_fee", nulls()),
+                _ => ("Airport_fee", consts(1.25)),
+            });
+            if fx.layout == Layout::Y2025 {
+                c.push(("cbd_congestion_fee", consts(0.75)));
+            }
+            c
+        }
+    };
+    if let Some(extra) = fx.extra_column {
+        cols.push((extra, consts(9.99)));
+    }
+    let schema = Arc::new(Schema::new(
+        cols.iter().map(|(name, a)| Field::new(*name, a.data_type().clone(), true)).collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(fx.compression)
+        .set_max_row_group_row_count(Some(fx.row_group_rows))
+        .build();
+    let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    let bytes = w.into_inner().unwrap();
+    let text = matches!(fx.layout, Layout::Y2009 | Layout::Y2010);
+    TlcFile {
+        name: format!("yellow_tripdata_{}.parquet", fx.month.format("%Y-%m")),
+        bytes,
+        month: fx.month,
+        rows: n,
+        row_groups: n.div_ceil(fx.row_group_rows),
+        fare_sum: fare.iter().sum(),
+        pickup_ms_sum: pickup.iter().sum(),
+        passengers: passengers.iter().sum(),
+        text_codes: if text { n } else { 0 },
+    }
+}
+
+/// The type of every column of a written file, as the reference table
+/// names Parquet physical types (for checking the fixtures against it).
+pub fn physical_types(bytes: &[u8]) -> Vec<(String, String)> {
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes))
+        .unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(&reader);
+    meta.file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.physical_type().to_string()))
+        .collect()
+}
+
+/// The `DataType` of column `name` of the dataset schema that every month must have.
+pub fn lake_type(schema: &Schema, name: &str) -> DataType {
+    schema.field_with_name(name).unwrap().data_type().clone()
+}
