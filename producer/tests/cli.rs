@@ -55,11 +55,36 @@ async fn monthly_backfill_publishes_one_task_per_month() {
     let tasks = f.drain_tasks(&f.topology().work).await;
     let months: Vec<&str> = tasks.iter().map(|t| t.partition.as_str()).collect();
     assert_eq!(months, ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]);
+    assert_eq!(tasks[0].source_url, "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2019-11.parquet");
+    assert_eq!(tasks[3].object_key, "nyc-tlc-yellow/year=2020/nyc-tlc-yellow_2020-02.parquet");
+    // The course's CSV mirror keeps its own name and URLs.
+    let out = f.backfill("dtc-nyc-tlc-yellow", "2019-11-01", "2019-11-30", &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let tasks = f.drain_tasks(&f.topology().work).await;
     assert_eq!(
         tasks[0].source_url,
         "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-11.csv.gz"
     );
-    assert_eq!(tasks[3].object_key, "nyc-tlc-yellow/year=2020/nyc-tlc-yellow_2020-02.parquet");
+    assert_eq!(tasks[0].object_key, "dtc-nyc-tlc-yellow/year=2019/dtc-nyc-tlc-yellow_2019-11.parquet");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tlc_dry_run_plans_every_official_month_from_2009() {
+    let f = Fleet::local("tlc-plan");
+    let out = f.backfill("nyc-tlc-yellow", "2009-01-01", "2025-06-30", &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let months: Vec<&str> = text.lines().filter(|l| l.starts_with("20") && l.contains("new")).collect();
+    assert_eq!(months.len(), 16 * 12 + 6, "{text}");
+    assert!(months[0].contains("https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2009-01.parquet"));
+    assert!(months[197].contains("yellow_tripdata_2025-06.parquet") && months[197].contains("nyc-tlc-yellow/year=2025/"));
+    assert_eq!(f.queue_len(&f.topology().work).await, 0, "a dry run publishes nothing");
+    // A month the TLC has not published yet (about two months after it ends) is refused.
+    let recent = chrono::Local::now().date_naive() - chrono::Days::new(20);
+    let out = f.backfill("nyc-tlc-yellow", &recent.to_string(), &recent.to_string(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("past the latest published partition"), "{}", stderr(&out));
     f.cleanup().await;
 }
 
@@ -88,11 +113,11 @@ async fn dry_run_and_refusals_publish_nothing() {
             "past the latest published partition",
         ),
         (
-            vec!["--dataset", "nyc-tlc-fhv", "--from", "2018-06-01", "--to", "2019-02-01"],
-            "before the first available partition 2019-01-01",
+            vec!["--dataset", "nyc-tlc-fhv", "--from", "2014-06-01", "--to", "2015-02-01"],
+            "before the first available partition 2015-01-01",
         ),
         (
-            vec!["--dataset", "nyc-tlc-green", "--from", "2021-01-01", "--to", "2021-12-31"],
+            vec!["--dataset", "dtc-nyc-tlc-green", "--from", "2021-01-01", "--to", "2021-12-31"],
             "after the last available partition 2021-07-01",
         ),
         (
@@ -195,10 +220,19 @@ async fn datasets_lists_the_catalog_and_a_bad_catalog_is_refused() {
     let f = Fleet::local("catalog");
     let out = f.producer(&["datasets"]);
     let text = stdout(&out);
-    for name in ["mta-turnstile", "nyc-tlc-yellow", "nyc-tlc-green", "nyc-tlc-fhv"] {
-        assert!(text.contains(name), "{text}");
+    for name in
+        ["mta-turnstile", "nyc-tlc-yellow", "nyc-tlc-green", "nyc-tlc-fhv", "nyc-tlc-fhvhv", "dtc-nyc-tlc-yellow"]
+    {
+        assert!(text.contains(&format!("{name}  (")), "{name}: {text}");
     }
     assert!(text.contains("entries: int64") && text.contains("observed_at: timestamp"), "{text}");
+    // Parquet datasets: each column with the source names it accepts, and the eras.
+    assert!(text.contains("nyc-tlc-yellow  (monthly, 2009-01-01 .. still publishing, published 60 days after, parquet source)"), "{text}");
+    let pickup = text.lines().find(|l| l.trim_start().starts_with("pickup_datetime: timestamp")).unwrap();
+    assert!(pickup.contains("tpep_pickup_datetime | Trip_Pickup_DateTime | pickup_datetime"), "{pickup}");
+    assert!(text.contains("era 2009-01-01 .. 2009-12-01: vendor_name and payment codes as text"), "{text}");
+    assert!(text.contains("payment_type_name <- Payment_Type"), "{text}");
+    assert!(text.contains("unknown ones park the partition as schema_drift; never read: __index_level_0__"), "{text}");
     let dir = tmpdir("catalog");
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[[dataset]]\nname = \"mine\"\ncadence = \"monthly\"\nurl_template = \"http://x/{yyyy}{mm}.csv\"\nfirst = \"2020-01-01\"\ncolumns = [ { source = \"a\", type = \"int65\" } ]\n").unwrap();

@@ -63,7 +63,7 @@ fn tlc_multi_member_gzip_crlf_blank_lines_nulls_and_trailing_fields() {
     let input = dir.join("green_tripdata_2019-01.csv.gz");
     std::fs::write(&input, &gz).unwrap();
     let output = dir.join("out.parquet");
-    let out = convert("nyc-tlc-green", &input, &output);
+    let out = convert("dtc-nyc-tlc-green", &input, &output);
     assert_eq!(out.status.code(), Some(0));
     let (batches, kv) = read_parquet(std::fs::read(&output).unwrap().into());
     assert_eq!(rows(&batches), 1000, "every member of the gzip is read");

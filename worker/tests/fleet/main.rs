@@ -7,3 +7,4 @@ mod convert;
 mod e2e;
 mod faults;
 mod hostile;
+mod tlc;
