@@ -73,11 +73,11 @@ def conversion(work, repeat):
     inputs.append(("mta-turnstile week (210k rows)", "mta-turnstile", mta, os.path.getsize(mta)))
     yellow = os.path.join(work, "yellow_tripdata_2019-01.csv")
     subprocess.check_call([PY, gen, "yellow", yellow, "1300000"])
-    inputs.append(("nyc-tlc-yellow month (1.3M rows)", "nyc-tlc-yellow", yellow, os.path.getsize(yellow)))
+    inputs.append(("dtc-nyc-tlc-yellow month (1.3M rows)", "dtc-nyc-tlc-yellow", yellow, os.path.getsize(yellow)))
     ygz = yellow + ".gz"
     with open(yellow, "rb") as src, gzip.open(ygz, "wb", compresslevel=6) as dst:
         shutil.copyfileobj(src, dst)
-    inputs.append(("nyc-tlc-yellow month, gzip", "nyc-tlc-yellow", ygz, os.path.getsize(yellow)))
+    inputs.append(("dtc-nyc-tlc-yellow month, gzip", "dtc-nyc-tlc-yellow", ygz, os.path.getsize(yellow)))
 
     print("\n## Conversion: CSV -> Parquet (zstd), best of %d; MB/s of CSV (uncompressed) input" % repeat)
     print("| input | tool | threads | seconds | MB/s | peak RSS MiB | Parquet MB | vs pyarrow (same threads) | vs DuckDB (same threads) |")
@@ -113,13 +113,120 @@ def conversion(work, repeat):
     print("\n## Peak memory against source size (worker convert, 1 thread)")
     print("| source | MB | seconds | MB/s | peak RSS MiB |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for label, dataset, path in (("mta-turnstile week", "mta-turnstile", mta), ("nyc-tlc-yellow month", "nyc-tlc-yellow", yellow),
-                                 ("nyc-tlc-yellow x8 (~1 GB)", "nyc-tlc-yellow", big)):
+    for label, dataset, path in (("mta-turnstile week", "mta-turnstile", mta), ("dtc-nyc-tlc-yellow month", "dtc-nyc-tlc-yellow", yellow),
+                                 ("dtc-nyc-tlc-yellow x8 (~1 GB)", "dtc-nyc-tlc-yellow", big)):
         size = os.path.getsize(path)
         secs, rss = run_measured([WORKER, "convert", "--dataset", dataset, path, out], cpus="0")
         print("| %s | %.0f | %.2f | %.0f | %.0f |" % (label, size / 1e6, secs, size / 1e6 / secs, rss))
     os.remove(big)
     return inputs
+
+
+# A TLC yellow month as the TLC publishes it since 2023-02 (INT32 ids, INT64
+# codes, TIMESTAMP(MICROS), Airport_fee), zstd, row groups of 1Mi rows.
+GEN_PARQUET = """
+import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq
+out, rows, rg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+r = np.random.default_rng(7)
+start = np.datetime64("2023-02-01T00:00:00", "us").astype(np.int64)
+pick = start + r.integers(0, 27 * 86400, rows) * 1_000_000
+fare = r.integers(250, 7000, rows) / 100.0
+tip = r.integers(0, 1500, rows) / 100.0
+t = pa.table({
+    "VendorID": pa.array(r.integers(1, 3, rows), pa.int32()),
+    "tpep_pickup_datetime": pa.array(pick, pa.timestamp("us")),
+    "tpep_dropoff_datetime": pa.array(pick + r.integers(60, 3600, rows) * 1_000_000, pa.timestamp("us")),
+    "passenger_count": pa.array(r.integers(1, 5, rows), pa.int64()),
+    "trip_distance": r.integers(0, 3000, rows) / 100.0,
+    "RatecodeID": pa.array(r.choice([1, 1, 1, 2, 5], rows), pa.int64()),
+    "store_and_fwd_flag": pa.array(np.where(r.random(rows) < 0.01, "Y", "N")),
+    "PULocationID": pa.array(r.integers(1, 266, rows), pa.int32()),
+    "DOLocationID": pa.array(r.integers(1, 266, rows), pa.int32()),
+    "payment_type": pa.array(r.integers(1, 5, rows), pa.int64()),
+    "fare_amount": fare, "extra": r.choice([0.0, 1.0, 2.5], rows), "mta_tax": np.full(rows, 0.5),
+    "tip_amount": tip, "tolls_amount": np.where(r.random(rows) < 0.05, 6.55, 0.0),
+    "improvement_surcharge": np.full(rows, 1.0), "total_amount": fare + tip + 4.0,
+    "congestion_surcharge": r.choice([0.0, 2.5], rows), "Airport_fee": r.choice([0.0, 1.25], rows),
+})
+pq.write_table(t, out, compression="zstd", row_group_size=rg)
+"""
+
+# The lake's schema of nyc-tlc-yellow, for the peers: the same output.
+LAKE_COLUMNS = [
+    ("vendor_id", "VendorID", "int64"), ("vendor_name", None, "string"),
+    ("pickup_datetime", "tpep_pickup_datetime", "timestamp[ms]"), ("dropoff_datetime", "tpep_dropoff_datetime", "timestamp[ms]"),
+    ("passenger_count", "passenger_count", "int64"), ("trip_distance", "trip_distance", "float64"),
+    ("pickup_longitude", None, "float64"), ("pickup_latitude", None, "float64"), ("ratecode_id", "RatecodeID", "int64"),
+    ("store_and_fwd_flag", "store_and_fwd_flag", "string"), ("dropoff_longitude", None, "float64"),
+    ("dropoff_latitude", None, "float64"), ("pu_location_id", "PULocationID", "int64"), ("do_location_id", "DOLocationID", "int64"),
+    ("payment_type", "payment_type", "int64"), ("payment_type_name", None, "string"), ("fare_amount", "fare_amount", "float64"),
+    ("extra", "extra", "float64"), ("mta_tax", "mta_tax", "float64"), ("tip_amount", "tip_amount", "float64"),
+    ("tolls_amount", "tolls_amount", "float64"), ("improvement_surcharge", "improvement_surcharge", "float64"),
+    ("total_amount", "total_amount", "float64"), ("congestion_surcharge", "congestion_surcharge", "float64"),
+    ("airport_fee", "Airport_fee", "float64"), ("cbd_congestion_fee", None, "float64"),
+]
+
+PYARROW_PARQUET = """
+import sys, json, pyarrow as pa, pyarrow.parquet as pq
+if sys.argv[3] == "1":
+    pa.set_cpu_count(1); pa.set_io_thread_count(1)
+cols = json.loads(sys.argv[4])
+t = pq.read_table(sys.argv[1], use_threads=sys.argv[3] != "1")
+ty = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), "timestamp[ms]": pa.timestamp("ms")}
+arrays = [t[src].cast(ty[typ]) if src else pa.nulls(t.num_rows, ty[typ]) for name, src, typ in cols]
+out = pa.table(arrays, names=[c[0] for c in cols])
+pq.write_table(out, sys.argv[2], compression="zstd")
+"""
+
+DUCKDB_PARQUET = """
+import sys, json, duckdb
+c = duckdb.connect()
+if sys.argv[3] == "1":
+    c.execute("SET threads=1")
+ty = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "timestamp[ms]": "TIMESTAMP_MS"}
+cols = ", ".join("CAST(%s AS %s) AS %s" % ('"%s"' % src if src else "NULL", ty[typ], name) for name, src, typ in json.loads(sys.argv[4]))
+c.execute("COPY (SELECT %s FROM read_parquet('%s')) TO '%s' (FORMAT parquet, COMPRESSION zstd)" % (cols, sys.argv[1], sys.argv[2]))
+"""
+
+
+def parquet_conversion(work, repeat, rows=3_200_000):
+    """TLC Parquet month -> lake Parquet (nyc-tlc-yellow's schema), one core."""
+    venv = os.path.join(HERE, ".venv/bin/python")
+    src = os.path.join(work, "yellow_tripdata_2023-02.parquet")
+    subprocess.check_call([venv, "-c", GEN_PARQUET, src, str(rows), str(1 << 20)])
+    many = os.path.join(work, "many", "yellow_tripdata_2023-02.parquet")
+    os.makedirs(os.path.dirname(many), exist_ok=True)
+    subprocess.check_call([venv, "-c", GEN_PARQUET, many, str(rows), str(64 * 1024)])
+    out = os.path.join(work, "out.parquet")
+    cols = json.dumps(LAKE_COLUMNS)
+    print("\n## Conversion: TLC Parquet month (%.1fM rows, %.0f MB, zstd, 1Mi-row groups) -> the lake's schema, 1 core, best of %d"
+          % (rows / 1e6, os.path.getsize(src) / 1e6, repeat))
+    print("| tool | seconds | Mrows/s | peak RSS MiB | Parquet MB | lakefleet vs tool |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    tools = {
+        "lakefleet": [WORKER, "convert", "--dataset", "nyc-tlc-yellow", src, out],
+        "pyarrow": [venv, "-c", PYARROW_PARQUET, src, out, "1", cols],
+        "duckdb": [venv, "-c", DUCKDB_PARQUET, src, out, "1", cols],
+    }
+    row = {}
+    for tool, cmd in tools.items():
+        secs, rss = best_of(repeat, lambda: run_measured(cmd, cpus="0"))
+        row[tool] = (secs, rss, os.path.getsize(out))
+    for tool, (secs, rss, size) in row.items():
+        vs = "" if tool == "lakefleet" else "%.2fx" % (secs / row["lakefleet"][0])
+        print("| %s | %.2f | %.2f | %.0f | %.1f | %s |" % (tool, secs, rows / 1e6 / secs, rss, size / 1e6, vs))
+    print("\n## Peak memory against row groups and file size (worker convert, 1 core)")
+    print("| source | row groups | MB | seconds | peak RSS MiB | pyarrow peak RSS MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    big = os.path.join(work, "big", "yellow_tripdata_2023-02.parquet")
+    os.makedirs(os.path.dirname(big), exist_ok=True)
+    subprocess.check_call([venv, "-c", GEN_PARQUET, big, str(rows * 3), str(1 << 20)])
+    for label, path, groups in (("month, 1Mi-row groups", src, -(-rows // (1 << 20))),
+                                ("month, 64Ki-row groups", many, -(-rows // (64 * 1024))),
+                                ("3 months in one file", big, -(-rows * 3 // (1 << 20)))):
+        secs, rss = run_measured([WORKER, "convert", "--dataset", "nyc-tlc-yellow", path, out], cpus="0")
+        _, py_rss = run_measured([venv, "-c", PYARROW_PARQUET, path, out, "1", cols], cpus="0")
+        print("| %s | %d | %.0f | %.2f | %.0f | %.0f |" % (label, groups, os.path.getsize(path) / 1e6, secs, rss, py_rss))
 
 
 def forget_redis(prefix):
@@ -266,14 +373,14 @@ def end_to_end(work, s3_endpoint, repeat):
         f = Fleet("bench-e2e-%d" % os.getpid(), os.path.join(work, "lake-month"))
         f.worker("--concurrency", "1")
         start = time.perf_counter()
-        r = f.producer("backfill", "--dataset", "nyc-tlc-yellow", "--from", "2019-01-01", "--to", "2019-01-31",
+        r = f.producer("backfill", "--dataset", "dtc-nyc-tlc-yellow", "--from", "2019-01-01", "--to", "2019-01-31",
                        "--mirror", "http://127.0.0.1:%d" % port, "--wait", "--wait-timeout", "900")
         secs = time.perf_counter() - start
         if r.returncode != 0:
             raise SystemExit(r.stdout + r.stderr)
         rss = f.peak_rss()[0]
         f.stop()
-        print("\n## One worker, --concurrency 1, one nyc-tlc-yellow month (gzip, %.0f MB compressed, 1.3M rows)"
+        print("\n## One worker, --concurrency 1, one dtc-nyc-tlc-yellow month (gzip, %.0f MB compressed, 1.3M rows)"
               % (os.path.getsize(yellow) / 1e6))
         print("| seconds | peak RSS MiB |\n| ---: | ---: |\n| %.1f | %.0f |" % (secs, rss))
     finally:
@@ -318,7 +425,7 @@ def overhead(rounds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", choices=["conversion", "e2e", "overhead"], help="run one section")
+    ap.add_argument("--only", choices=["conversion", "parquet", "e2e", "overhead"], help="run one section")
     ap.add_argument("--repeat", type=int, default=3, help="runs per conversion figure (best is kept)")
     ap.add_argument("--s3", help="endpoint of an S3-compatible server with a bucket named bench")
     args = ap.parse_args()
@@ -327,6 +434,8 @@ def main():
     try:
         if args.only in (None, "conversion"):
             conversion(work, args.repeat)
+        if args.only in (None, "parquet"):
+            parquet_conversion(work, args.repeat)
         if args.only in (None, "e2e"):
             end_to_end(work, args.s3, args.repeat)
         if args.only in (None, "overhead"):

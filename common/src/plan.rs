@@ -209,7 +209,10 @@ mod tests {
         assert_eq!(latest_published(y, d(TODAY)), d("2026-08-01"));
         let all = plan(y, d("2009-01-01"), d("2025-06-30"), d(TODAY)).unwrap();
         assert_eq!(all.len(), 16 * 12 + 6);
-        assert_eq!(all[0].source_url, "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2009-01.parquet");
+        assert_eq!(
+            all[0].source_url,
+            "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2009-01.parquet"
+        );
         assert_eq!(all.last().unwrap().object_key, "nyc-tlc-yellow/year=2025/nyc-tlc-yellow_2025-06.parquet");
         let e = plan(y, d("2026-08-01"), d("2026-09-30"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("past the latest published partition 2026-08-01"), "{e}");

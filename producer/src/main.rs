@@ -49,7 +49,11 @@ pub fn confirm(question: &str, refusal: String) -> anyhow::Result<bool> {
 fn datasets(catalog: &Catalog) {
     for d in catalog.iter() {
         let last = d.last.map(|l| l.to_string()).unwrap_or_else(|| "still publishing".into());
-        let lag = if d.publish_lag_days > 0 { format!(", published {} days after", d.publish_lag_days) } else { String::new() };
+        let lag = if d.publish_lag_days > 0 {
+            format!(", published {} days after", d.publish_lag_days)
+        } else {
+            String::new()
+        };
         println!("{}  ({}, {} .. {last}{lag}, {} source)", d.name, d.cadence, d.first, d.format);
         if !d.description.is_empty() {
             println!("  {}", d.description);
@@ -74,7 +78,11 @@ fn datasets(catalog: &Catalog) {
                     lakefleet::catalog::UnknownColumns::Fail => "park the partition as schema_drift",
                     lakefleet::catalog::UnknownColumns::Ignore => "are ignored",
                 },
-                if d.ignore_columns.is_empty() { String::new() } else { format!("; never read: {}", d.ignore_columns.join(", ")) }
+                if d.ignore_columns.is_empty() {
+                    String::new()
+                } else {
+                    format!("; never read: {}", d.ignore_columns.join(", "))
+                }
             );
         }
         for e in &d.eras {

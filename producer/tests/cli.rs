@@ -78,7 +78,9 @@ async fn tlc_dry_run_plans_every_official_month_from_2009() {
     let months: Vec<&str> = text.lines().filter(|l| l.starts_with("20") && l.contains("new")).collect();
     assert_eq!(months.len(), 16 * 12 + 6, "{text}");
     assert!(months[0].contains("https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2009-01.parquet"));
-    assert!(months[197].contains("yellow_tripdata_2025-06.parquet") && months[197].contains("nyc-tlc-yellow/year=2025/"));
+    assert!(
+        months[197].contains("yellow_tripdata_2025-06.parquet") && months[197].contains("nyc-tlc-yellow/year=2025/")
+    );
     assert_eq!(f.queue_len(&f.topology().work).await, 0, "a dry run publishes nothing");
     // A month the TLC has not published yet (about two months after it ends) is refused.
     let recent = chrono::Local::now().date_naive() - chrono::Days::new(20);
@@ -102,7 +104,10 @@ async fn dry_run_and_refusals_publish_nothing() {
     }
     let far = (chrono::Local::now().date_naive() + chrono::Days::new(30)).to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--dataset", "nope", "--from", "2022-01-01", "--to", "2022-01-31"], "known datasets: mta-turnstile"),
+        (
+            vec!["--dataset", "nope", "--from", "2022-01-01", "--to", "2022-01-31"],
+            "known datasets: dtc-nyc-tlc-fhv, dtc-nyc-tlc-green, dtc-nyc-tlc-yellow, mta-turnstile",
+        ),
         (vec!["--dataset", "mta-turnstile", "--from", "2022-03-01", "--to", "2022-01-31"], "is after --to"),
         (
             vec!["--dataset", "mta-turnstile", "--from", "2014-01-01", "--to", "2014-12-31"],
@@ -227,8 +232,14 @@ async fn datasets_lists_the_catalog_and_a_bad_catalog_is_refused() {
     }
     assert!(text.contains("entries: int64") && text.contains("observed_at: timestamp"), "{text}");
     // Parquet datasets: each column with the source names it accepts, and the eras.
-    assert!(text.contains("nyc-tlc-yellow  (monthly, 2009-01-01 .. still publishing, published 60 days after, parquet source)"), "{text}");
-    let pickup = text.lines().find(|l| l.trim_start().starts_with("pickup_datetime: timestamp")).unwrap();
+    assert!(
+        text.contains(
+            "nyc-tlc-yellow  (monthly, 2009-01-01 .. still publishing, published 60 days after, parquet source)"
+        ),
+        "{text}"
+    );
+    let yellow = text.split("nyc-tlc-yellow  (").nth(2).unwrap();
+    let pickup = yellow.lines().find(|l| l.trim_start().starts_with("pickup_datetime: timestamp")).unwrap();
     assert!(pickup.contains("tpep_pickup_datetime | Trip_Pickup_DateTime | pickup_datetime"), "{pickup}");
     assert!(text.contains("era 2009-01-01 .. 2009-12-01: vendor_name and payment codes as text"), "{text}");
     assert!(text.contains("payment_type_name <- Payment_Type"), "{text}");

@@ -121,7 +121,8 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
     let start_ms = fx.month.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
     let (mut pickup, mut dropoff, mut passengers, mut fare, mut tip, mut total) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut vendor, mut payment, mut pu, mut dist, mut lon, mut lat) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut vendor, mut payment, mut pu, mut dist, mut lon, mut lat) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..n {
         let p = start_ms + (rng.below(27 * 86_400) as i64) * 1000;
         pickup.push(p);
@@ -151,7 +152,9 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
     let int_ts = |v: &[i64]| -> ArrayRef {
         match fx.unit {
             TimeUnit::Millisecond => Arc::new(TimestampMillisecondArray::from(v.to_vec())),
-            TimeUnit::Microsecond => Arc::new(TimestampMicrosecondArray::from(v.iter().map(|x| x * 1000).collect::<Vec<_>>())),
+            TimeUnit::Microsecond => {
+                Arc::new(TimestampMicrosecondArray::from(v.iter().map(|x| x * 1000).collect::<Vec<_>>()))
+            }
             TimeUnit::Nanosecond => {
                 Arc::new(TimestampNanosecondArray::from(v.iter().map(|x| x * 1_000_000).collect::<Vec<_>>()))
             }
@@ -163,7 +166,8 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
     let i32s = |v: &[i64]| -> ArrayRef { Arc::new(Int32Array::from(v.iter().map(|&x| x as i32).collect::<Vec<_>>())) };
     let nulls = || -> ArrayRef { Arc::new(NullArray::new(n)) };
     let consts = |x: f64| f64s(vec![Some(x); n]);
-    let code_text = |v: &[i64], names: [&str; 2]| strs(v.iter().map(|&c| Some(names[c as usize - 1].to_string())).collect());
+    let code_text =
+        |v: &[i64], names: [&str; 2]| strs(v.iter().map(|&c| Some(names[c as usize - 1].to_string())).collect());
     let mut cols: Vec<(&str, ArrayRef)> = match fx.layout {
         Layout::Y2009 => vec![
             ("vendor_name", code_text(&vendor, ["CMT", "VTS"])),
@@ -227,7 +231,10 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
                 ("passenger_count", codes(&passengers)),
                 ("trip_distance", some_f(&dist)),
                 ("RatecodeID", codes(&vec![1; n])),
-                ("store_and_fwd_flag", strs((0..n).map(|i| Some(if i % 50 == 0 { "Y" } else { "N" }.into())).collect())),
+                (
+                    "store_and_fwd_flag",
+                    strs((0..n).map(|i| Some(if i % 50 == 0 { "Y" } else { "N" }.into())).collect()),
+                ),
                 ("PULocationID", ids(&pu)),
                 ("DOLocationID", ids(&pu)),
                 ("payment_type", some_i(&payment)),
@@ -281,8 +288,8 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
 /// The type of every column of a written file, as the reference table
 /// names Parquet physical types (for checking the fixtures against it).
 pub fn physical_types(bytes: &[u8]) -> Vec<(String, String)> {
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes))
-        .unwrap();
+    let reader =
+        parquet::file::serialized_reader::SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
     let meta = parquet::file::reader::FileReader::metadata(&reader);
     meta.file_metadata()
         .schema_descr()

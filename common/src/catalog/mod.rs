@@ -434,7 +434,9 @@ impl Dataset {
                 ("ignore_columns", !self.ignore_columns.is_empty()),
             ];
             if let Some((field, _)) = parquet_only.iter().find(|(_, set)| *set) {
-                return Err(format!("field `{field}`: only for format = \"parquet\" (CSV headers are checked by position)"));
+                return Err(format!(
+                    "field `{field}`: only for format = \"parquet\" (CSV headers are checked by position)"
+                ));
             }
         }
         for (j, era) in self.eras.iter().enumerate() {
@@ -673,9 +675,12 @@ mod tests {
             dtc.source_url(m),
             "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-03.csv.gz"
         );
-        for (name, first) in
-            [("nyc-tlc-yellow", "2009-01-01"), ("nyc-tlc-green", "2013-08-01"), ("nyc-tlc-fhv", "2015-01-01"), ("nyc-tlc-fhvhv", "2019-02-01")]
-        {
+        for (name, first) in [
+            ("nyc-tlc-yellow", "2009-01-01"),
+            ("nyc-tlc-green", "2013-08-01"),
+            ("nyc-tlc-fhv", "2015-01-01"),
+            ("nyc-tlc-fhvhv", "2019-02-01"),
+        ] {
             assert_eq!(cat.get(name).unwrap().first.to_string(), first, "{name}");
         }
     }

@@ -30,23 +30,43 @@ pub(super) struct CsvRows<'a> {
     mark: RecordMark,
     rec: csv::ByteRecord,
     file: String,
+    /// Whether lines end with CRLF: the CSV reader then dates a record
+    /// before it has consumed the previous line's `\n`, one line early.
+    crlf: bool,
+    /// Records read so far (the header included).
+    records: u64,
+    /// Lines to add to the reader's line of the current record.
+    line_fix: u64,
 }
+
+/// Bytes looked at to tell CRLF from LF line ends.
+const PEEK: usize = 64 * 1024;
 
 impl<'a> CsvRows<'a> {
     /// Reads the header (skipping blank lines) and checks it against the catalog.
     pub(super) fn open(
         ds: &Dataset,
         file: &str,
-        text: Box<dyn Read + 'a>,
+        mut text: Box<dyn Read + 'a>,
         mark: RecordMark,
     ) -> Result<Self, ConvertError> {
+        let mut head = Vec::with_capacity(PEEK);
+        (&mut text).take(PEEK as u64).read_to_end(&mut head).map_err(|e| match Limit::of(&e) {
+            Some(limit @ Limit::Source(_)) => {
+                ConvertError::TooLarge { file: file.to_string(), message: limit.to_string() }
+            }
+            _ => ConvertError::Source { file: file.to_string(), message: e.to_string() },
+        })?;
+        let crlf = head.iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && head[i - 1] == b'\r');
+        let text: Box<dyn Read + 'a> = Box::new(std::io::Cursor::new(head).chain(text));
         let rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .delimiter(ds.delimiter as u8)
             .buffer_capacity(super::input::CSV_BUFFER)
             .from_reader(text);
-        let mut me = CsvRows { rdr, mark, rec: csv::ByteRecord::new(), file: file.to_string() };
+        let mut me =
+            CsvRows { rdr, mark, rec: csv::ByteRecord::new(), file: file.to_string(), crlf, records: 0, line_fix: 0 };
         loop {
             if !me.read()? {
                 return Err(ConvertError::Header {
@@ -74,6 +94,8 @@ impl<'a> CsvRows<'a> {
     /// The next record; `false` at the end. A record past the limit names the
     /// line where it starts.
     fn read(&mut self) -> Result<bool, ConvertError> {
+        self.line_fix = (self.crlf && self.records > 0) as u64;
+        self.records += 1;
         let next_line = self.rdr.position().line();
         let r = self.rdr.read_byte_record(&mut self.rec).map_err(|e| {
             let (line, message) = (e.position().map(|p| p.line()).unwrap_or(next_line), e.to_string());
@@ -93,6 +115,7 @@ impl<'a> CsvRows<'a> {
     }
 
     fn row_err(&self, line: u64, column: usize, name: &str, message: String) -> ConvertError {
+        let line = line + self.line_fix;
         ConvertError::Row { file: self.file.clone(), line, column, name: text::bounded(name, 200), message }
     }
 
@@ -116,7 +139,8 @@ impl<'a> CsvRows<'a> {
                 d.from
                     .iter()
                     .map(|f| {
-                        let named = |c: &crate::catalog::Column| c.source.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(f));
+                        let named =
+                            |c: &crate::catalog::Column| c.source.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(f));
                         ds.columns.iter().position(named).expect("validated")
                     })
                     .collect()

@@ -126,7 +126,11 @@ pub(super) fn open<'a, R: Read + 'a>(
 /// Copies the raw bytes of a source to `path` (at most `max` bytes, else a
 /// [`Limit::Source`] error), hashing them on the way; returns the file,
 /// rewound, its size and its hex SHA-256.
-pub(super) fn spool<R: Read>(input: R, path: &std::path::Path, max: u64) -> std::io::Result<(std::fs::File, u64, String)> {
+pub(super) fn spool<R: Read>(
+    input: R,
+    path: &std::path::Path,
+    max: u64,
+) -> std::io::Result<(std::fs::File, u64, String)> {
     use std::io::{Seek, Write};
     let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
     let mut hashing = Hashing::new(input.take(max + 1));

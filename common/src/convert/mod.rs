@@ -90,7 +90,8 @@ pub fn date_in_name(source: &str) -> Option<NaiveDate> {
         if i > 0 && name[i - 1].is_ascii_digit() || !(digits(&w[..4]) && w[4] == b'-' && digits(&w[5..7])) {
             return None;
         }
-        let (y, m) = (std::str::from_utf8(&w[..4]).ok()?.parse().ok()?, std::str::from_utf8(&w[5..7]).ok()?.parse().ok()?);
+        let (y, m) =
+            (std::str::from_utf8(&w[..4]).ok()?.parse().ok()?, std::str::from_utf8(&w[5..7]).ok()?.parse().ok()?);
         let day = (w.len() >= 10 && w[7] == b'-' && digits(&w[8..10]))
             .then(|| std::str::from_utf8(&w[8..10]).ok()?.parse().ok())
             .flatten()
@@ -183,7 +184,9 @@ pub fn convert_source<R: Read, W: Write + Send>(
     let file = prov.source_url.as_str();
     let short = |got: u64, want: u64| ConvertError::Source {
         file: file.to_string(),
-        message: format!("received {got} bytes, but the server announced {want} (Content-Length): the download was cut"),
+        message: format!(
+            "received {got} bytes, but the server announced {want} (Content-Length): the download was cut"
+        ),
     };
     match ds.format {
         SourceFormat::Csv => {
@@ -341,6 +344,30 @@ mod tests {
         let csv = format!(",{HEADER}{ROW}");
         let e = convert(&mta(), csv.as_bytes(), Vec::new(), &Provenance::file("t.txt")).unwrap_err();
         assert!(e.to_string().contains("\"\" (empty name, position 1)"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_physical_line_in_crlf_files_too() {
+        let bad = ROW.replace(",7,8", ",x,8");
+        for eol in ["\n", "\r\n"] {
+            // Physical lines: 1 header, 2-4 rows, 5 the bad row.
+            let csv = format!("{HEADER}{ROW}{ROW}{ROW}{bad}").replace('\n', eol);
+            let e = convert(&mta(), csv.as_bytes(), Vec::new(), &Provenance::file("t.txt")).unwrap_err();
+            assert!(matches!(e, ConvertError::Row { line: 5, column: 10, .. }), "{eol:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_file_in_the_mta_pre_2014_wide_layout_gets_a_sentence() {
+        let old = "A002,R051,02-00-00,03-21-10,00:00:00,REGULAR,002670738,000919627,03-21-10,04:00:00,REGULAR,002670738,000919629\n";
+        let e = convert(&mta(), old.as_bytes(), Vec::new(), &Provenance::file("turnstile_100327.txt")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("the first line is not mta-turnstile's header: it has none of its 11 column names (13 fields"),
+            "{msg}"
+        );
+        assert!(msg.contains("older wide layout (no header line"), "{msg}");
+        assert!(msg.len() < 600, "{msg}");
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type,
-    UInt64Type,
+    Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow_array::{
     Array, ArrayRef, Date32Array, Float64Array, Int64Array, LargeStringArray, PrimitiveArray, RecordBatch, StringArray,
@@ -107,12 +107,15 @@ fn type_name(t: &DataType) -> String {
         DataType::Float32 => "float".into(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
         DataType::Timestamp(u, _) => {
-            format!("timestamp[{}]", match u {
-                TimeUnit::Second => "s",
-                TimeUnit::Millisecond => "ms",
-                TimeUnit::Microsecond => "us",
-                TimeUnit::Nanosecond => "ns",
-            })
+            format!(
+                "timestamp[{}]",
+                match u {
+                    TimeUnit::Second => "s",
+                    TimeUnit::Millisecond => "ms",
+                    TimeUnit::Microsecond => "us",
+                    TimeUnit::Nanosecond => "ns",
+                }
+            )
         }
         other => other.to_string().to_ascii_lowercase(),
     }
@@ -173,13 +176,8 @@ fn map_schema(ds: &Dataset, file: &str, schema: &SchemaRef, date: Option<NaiveDa
             ),
         });
     }
-    let missing: Vec<String> = ds
-        .columns
-        .iter()
-        .zip(&source_of)
-        .filter(|(_, s)| s.is_none())
-        .map(|(c, _)| Dataset::output_name(c))
-        .collect();
+    let missing: Vec<String> =
+        ds.columns.iter().zip(&source_of).filter(|(_, s)| s.is_none()).map(|(c, _)| Dataset::output_name(c)).collect();
     if !missing.is_empty() && ds.missing_columns == MissingColumns::Fail {
         let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         return Err(header_err(
@@ -393,7 +391,8 @@ fn parse_text<T: arrow_array::ArrowPrimitiveType>(
             nulls.push(false);
             out.push(T::Native::default());
         } else {
-            let x = parse(v.as_bytes()).ok_or_else(|| (i, format!("cannot parse {} as {what}", quote(v.as_bytes()))))?;
+            let x =
+                parse(v.as_bytes()).ok_or_else(|| (i, format!("cannot parse {} as {what}", quote(v.as_bytes()))))?;
             nulls.push(true);
             out.push(x);
         }

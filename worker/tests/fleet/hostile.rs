@@ -148,7 +148,10 @@ async fn a_source_larger_than_its_limit_parks_as_too_large() {
     let parked = f.parked().await;
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].reason, "too_large");
-    assert!(parked[0].error.contains("more than 100000 bytes (max_source_bytes; CSV: once decompressed)"), "{parked:?}");
+    assert!(
+        parked[0].error.contains("more than 100000 bytes (max_source_bytes; CSV: once decompressed)"),
+        "{parked:?}"
+    );
     let m = w.metrics().await;
     assert_eq!(metric(&m, "lakefleet_tasks_parked_total", &[("reason", "too_large")]), 1.0);
     f.cleanup().await;

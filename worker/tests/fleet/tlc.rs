@@ -42,7 +42,8 @@ fn fixtures_have_the_published_physical_schemas() {
     // 2025: the 2024 layout plus cbd_congestion_fee.
     let mut want = reference("2024-08");
     want.insert(("cbd_congestion_fee".into(), "DOUBLE".into()));
-    let ours: BTreeSet<_> = physical_types(&yellow(&Fixture::new(Layout::Y2025, "2025-01", 10, 1)).bytes).into_iter().collect();
+    let ours: BTreeSet<_> =
+        physical_types(&yellow(&Fixture::new(Layout::Y2025, "2025-01", 10, 1)).bytes).into_iter().collect();
     assert_eq!(ours, want);
 }
 
@@ -66,7 +67,9 @@ fn check_month(batches: &[RecordBatch], file: &TlcFile) {
     assert_eq!(i64_sum(batches, "passenger_count"), file.passengers, "{what}: passengers");
     let pickup: i64 = batches
         .iter()
-        .flat_map(|b| b.column_by_name("pickup_datetime").unwrap().as_primitive::<TimestampMillisecondType>().iter().flatten())
+        .flat_map(|b| {
+            b.column_by_name("pickup_datetime").unwrap().as_primitive::<TimestampMillisecondType>().iter().flatten()
+        })
         .sum();
     assert_eq!(pickup, file.pickup_ms_sum, "{what}: pickup timestamps");
     // 2009/2010 keep their text codes and coordinates; later eras their zone ids and integer codes.
@@ -93,7 +96,8 @@ fn worker_convert(input: &std::path::Path, output: &std::path::Path) -> std::pro
 #[test]
 fn worker_convert_reads_a_parquet_month_and_picks_its_era_from_the_name() {
     let dir = tmpdir("tlc-convert");
-    for fx in [Fixture::new(Layout::Y2009, "2009-03", 2000, 7).gzip(), Fixture::new(Layout::Y2023, "2023-05", 2000, 8)] {
+    for fx in [Fixture::new(Layout::Y2009, "2009-03", 2000, 7).gzip(), Fixture::new(Layout::Y2023, "2023-05", 2000, 8)]
+    {
         let file = yellow(&fx);
         let input = dir.join(&file.name);
         std::fs::write(&input, &file.bytes).unwrap();
@@ -112,7 +116,10 @@ fn worker_convert_reads_a_parquet_month_and_picks_its_era_from_the_name() {
     let out = worker_convert(&input, &dir.join("out2.parquet"));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("yellow.parquet: row 1 (row group 1), column Payment_Type -> payment_type: cannot parse"), "{err}");
+    assert!(
+        err.contains("yellow.parquet: row 1 (row group 1), column Payment_Type -> payment_type: cannot parse"),
+        "{err}"
+    );
 }
 
 /// The months of the backfill test: every era, every compression, three
@@ -159,12 +166,19 @@ async fn a_backfill_of_every_era_lands_every_month_in_one_schema() {
     assert_eq!(objects.len(), files.len(), "{objects:?}");
     let mut schema = None;
     for file in &files {
-        let key = format!("nyc-tlc-yellow/year={}/nyc-tlc-yellow_{}.parquet", file.month.format("%Y"), file.month.format("%Y-%m"));
+        let key = format!(
+            "nyc-tlc-yellow/year={}/nyc-tlc-yellow_{}.parquet",
+            file.month.format("%Y"),
+            file.month.format("%Y-%m")
+        );
         let (batches, kv) = read_parquet(f.read_object(&key).await);
         check_month(&batches, file);
         assert_eq!(kv["lakefleet.source_sha256"], sha256_hex(&file.bytes), "{key}");
         let s = batches[0].schema();
-        assert_eq!(s.field_with_name("pickup_datetime").unwrap().data_type(), &DataType::Timestamp(TimeUnit::Millisecond, None));
+        assert_eq!(
+            s.field_with_name("pickup_datetime").unwrap().data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, None)
+        );
         assert_eq!(s.field_with_name("vendor_id").unwrap().data_type(), &DataType::Int64);
         assert_eq!(s.field_with_name("airport_fee").unwrap().data_type(), &DataType::Float64);
         match &schema {
