@@ -61,6 +61,17 @@ pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
     bin
 }
 
+/// Runs `worker convert --dataset DATASET INPUT OUTPUT` with the built-in catalog.
+pub fn worker_convert(dataset: &str, input: &std::path::Path, output: &std::path::Path) -> Output {
+    let out = Command::new(worker_bin())
+        .args(["convert", "--dataset", dataset, input.to_str().unwrap(), output.to_str().unwrap()])
+        .env_remove("LAKEFLEET_CATALOG")
+        .output()
+        .unwrap();
+    eprintln!("{}{}", stdout(&out), stderr(&out));
+    out
+}
+
 pub fn worker_bin() -> PathBuf {
     workspace_bin("lakefleet-worker", "worker")
 }

@@ -26,16 +26,6 @@ fn green_row(i: usize) -> String {
     )
 }
 
-fn convert(dataset: &str, input: &std::path::Path, output: &std::path::Path) -> std::process::Output {
-    let out = std::process::Command::new(worker_bin())
-        .args(["convert", "--dataset", dataset, input.to_str().unwrap(), output.to_str().unwrap()])
-        .env_remove("LAKEFLEET_CATALOG")
-        .output()
-        .unwrap();
-    eprintln!("{}{}", stdout(&out), stderr(&out));
-    out
-}
-
 #[test]
 fn tlc_multi_member_gzip_crlf_blank_lines_nulls_and_trailing_fields() {
     let dir = tmpdir("green");
@@ -63,7 +53,7 @@ fn tlc_multi_member_gzip_crlf_blank_lines_nulls_and_trailing_fields() {
     let input = dir.join("green_tripdata_2019-01.csv.gz");
     std::fs::write(&input, &gz).unwrap();
     let output = dir.join("out.parquet");
-    let out = convert("dtc-nyc-tlc-green", &input, &output);
+    let out = worker_convert("dtc-nyc-tlc-green", &input, &output);
     assert_eq!(out.status.code(), Some(0));
     let (batches, kv) = read_parquet(std::fs::read(&output).unwrap().into());
     assert_eq!(rows(&batches), 1000, "every member of the gzip is read");
@@ -104,7 +94,7 @@ fn a_changed_header_is_refused_with_the_differing_columns_and_no_output() {
     let header = MTA_HEADER.replace("DESC,", "DESCRIPTION,");
     std::fs::write(&input, format!("{header}\nA,R,0,59 ST,N,BMT,01/01/2022,00:00:00,REGULAR,1,2\n")).unwrap();
     let output = dir.join("out.parquet");
-    let out = convert("mta-turnstile", &input, &output);
+    let out = worker_convert("mta-turnstile", &input, &output);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("turnstile_220108.txt: header does not match dataset mta-turnstile"), "{err}");
@@ -120,7 +110,7 @@ fn a_truncated_last_record_names_its_line() {
     let cut = &bytes[..bytes.len() - 30]; // the last record loses its last fields
     let input = dir.join("turnstile_220108.txt");
     std::fs::write(&input, cut).unwrap();
-    let out = convert("mta-turnstile", &input, &dir.join("out.parquet"));
+    let out = worker_convert("mta-turnstile", &input, &dir.join("out.parquet"));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("line 51") && err.contains("truncated record"), "{err}");
@@ -134,7 +124,7 @@ fn mta_values_are_typed_and_kept() {
     let input = dir.join(mta_name(week));
     std::fs::write(&input, &bytes).unwrap();
     let output = dir.join("out.parquet");
-    assert_eq!(convert("mta-turnstile", &input, &output).status.code(), Some(0));
+    assert_eq!(worker_convert("mta-turnstile", &input, &output).status.code(), Some(0));
     let (batches, kv) = read_parquet(std::fs::read(&output).unwrap().into());
     assert_eq!(rows(&batches), 5000);
     assert_eq!(sum_i64(&batches, "entries"), sum);

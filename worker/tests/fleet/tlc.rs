@@ -83,16 +83,6 @@ fn check_month(batches: &[RecordBatch], file: &TlcFile) {
     assert_eq!(non_null(batches, "pu_location_id"), modern, "{what}: pu_location_id");
 }
 
-fn worker_convert(input: &std::path::Path, output: &std::path::Path) -> std::process::Output {
-    let out = std::process::Command::new(worker_bin())
-        .args(["convert", "--dataset", "nyc-tlc-yellow", input.to_str().unwrap(), output.to_str().unwrap()])
-        .env_remove("LAKEFLEET_CATALOG")
-        .output()
-        .unwrap();
-    eprintln!("{}{}", stdout(&out), stderr(&out));
-    out
-}
-
 #[test]
 fn worker_convert_reads_a_parquet_month_and_picks_its_era_from_the_name() {
     let dir = tmpdir("tlc-convert");
@@ -102,7 +92,7 @@ fn worker_convert_reads_a_parquet_month_and_picks_its_era_from_the_name() {
         let input = dir.join(&file.name);
         std::fs::write(&input, &file.bytes).unwrap();
         let output = dir.join("out.parquet");
-        let out = worker_convert(&input, &output);
+        let out = worker_convert("nyc-tlc-yellow", &input, &output);
         assert_eq!(out.status.code(), Some(0));
         let (batches, kv) = read_parquet(std::fs::read(&output).unwrap().into());
         check_month(&batches, &file);
@@ -113,7 +103,7 @@ fn worker_convert_reads_a_parquet_month_and_picks_its_era_from_the_name() {
     let file = yellow(&Fixture::new(Layout::Y2009, "2009-03", 50, 7));
     let input = dir.join("yellow.parquet");
     std::fs::write(&input, &file.bytes).unwrap();
-    let out = worker_convert(&input, &dir.join("out2.parquet"));
+    let out = worker_convert("nyc-tlc-yellow", &input, &dir.join("out2.parquet"));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
