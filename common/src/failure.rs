@@ -144,7 +144,10 @@ mod tests {
     #[test]
     fn http_statuses_are_classified() {
         let st = |status, recent| {
-            Failure::from_fetch(FetchError::Status { url: "http://x/f.csv".into(), status, retry_after: None }, recent)
+            Failure::from_fetch(
+                FetchError::Status { url: "http://x/f.csv".into(), status, retry_after: None, detail: None },
+                recent,
+            )
         };
         assert!(matches!(st(500, false), Failure::Transient { .. }));
         assert!(matches!(st(429, false), Failure::Transient { .. }));

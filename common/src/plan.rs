@@ -38,6 +38,7 @@ pub enum PlanError {
 /// (the Saturday on or before it; the 1st of its month).
 pub fn round_down(cadence: Cadence, date: NaiveDate) -> NaiveDate {
     match cadence {
+        Cadence::Daily => date,
         Cadence::Weekly => {
             let back = (date.weekday().num_days_from_sunday() + 1) % 7; // Sat -> 0, Sun -> 1, ...
             date - Days::new(back as u64)
@@ -49,17 +50,19 @@ pub fn round_down(cadence: Cadence, date: NaiveDate) -> NaiveDate {
 /// The partition after `date` (a week or a month later).
 pub fn next(cadence: Cadence, date: NaiveDate) -> NaiveDate {
     match cadence {
+        Cadence::Daily => date + Days::new(1),
         Cadence::Weekly => date + Days::new(7),
         Cadence::Monthly => date + Months::new(1),
     }
 }
 
 /// The latest partition that is published on `today`: a week is published on
-/// its Saturday, a month once it is over, each `publish_lag_days` later (the
+/// its Saturday, a day or a month once it is over, each `publish_lag_days` later (the
 /// TLC: about two months); capped by the dataset's `last`.
 pub fn latest_published(ds: &Dataset, today: NaiveDate) -> NaiveDate {
     let seen = today - Days::new(ds.publish_lag_days as u64);
     let latest = match ds.cadence {
+        Cadence::Daily => seen - Days::new(1),
         Cadence::Weekly => round_down(Cadence::Weekly, seen),
         Cadence::Monthly => round_down(Cadence::Monthly, seen) - Months::new(1),
     };
@@ -79,7 +82,7 @@ pub fn plan(ds: &Dataset, from: NaiveDate, to: NaiveDate, today: NaiveDate) -> R
             let r = round_down(Cadence::Weekly, from);
             if r == from { r } else { r + Days::new(7) }
         }
-        Cadence::Monthly => round_down(Cadence::Monthly, from),
+        Cadence::Daily | Cadence::Monthly => round_down(ds.cadence, from),
     };
     let last_partition = round_down(ds.cadence, to);
     if first_partition > last_partition {

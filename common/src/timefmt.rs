@@ -1,22 +1,52 @@
 //! A small, fast date/time parser for the formats catalogs use
-//! (`%Y-%m-%d %H:%M:%S`, `%m/%d/%Y`, ...): compiled once per dataset, then
-//! applied to raw CSV bytes without allocating.
+//! (`%Y-%m-%d %H:%M:%S`, `%m/%d/%Y`, Socrata's `%Y-%m-%dT%H:%M:%S%.f`,
+//! spreadsheets' `%m/%d/%y %I:%M %p` and `%d-%b-%Y`, ...): compiled once per
+//! dataset, then applied to raw bytes without allocating. Numbers may be
+//! unpadded (`1/1/2019 0:46`), as chrono also accepts.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok {
     Year,
+    /// Two-digit year: 69-99 are 1969-1999, 00-68 are 2000-2068 (POSIX, chrono).
+    Year2,
     Month,
+    /// Month name, abbreviated (`Jan`) or full (`January`), any case.
+    MonthName,
     Day,
     Hour,
+    /// Hour on a 12-hour clock (1-12), with [`Tok::AmPm`].
+    Hour12,
+    AmPm,
     Minute,
     Second,
+    /// `.` and 1-9 digits, or nothing; digits finer than a millisecond must be 0.
+    Fraction,
     Lit(u8),
 }
+
+/// Directives a format may use, for messages.
+pub const DIRECTIVES: &str = "%Y %y %m %b %B %d %H %I %p %M %S %.f %%";
+
+const MONTHS: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
 
 /// A compiled format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DateTimeFormat {
     toks: Vec<Tok>,
+    text: String,
 }
 
 /// Days since 1970-01-01 of a valid proleptic Gregorian date (H. Hinnant's
@@ -43,23 +73,28 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
 }
 
 impl DateTimeFormat {
-    /// Accepts `%Y %m %d %H %M %S` and literal ASCII characters.
+    /// Accepts the [`DIRECTIVES`] and literal ASCII characters.
     pub fn compile(fmt: &str) -> Result<Self, String> {
         let mut toks = Vec::new();
-        let mut it = fmt.bytes();
+        let mut it = fmt.bytes().peekable();
         while let Some(b) = it.next() {
             if b == b'%' {
                 let t = match it.next() {
                     Some(b'Y') => Tok::Year,
+                    Some(b'y') => Tok::Year2,
                     Some(b'm') => Tok::Month,
-                    Some(b'd') => Tok::Day,
+                    Some(b'b' | b'h' | b'B') => Tok::MonthName,
+                    Some(b'd' | b'e') => Tok::Day,
                     Some(b'H') => Tok::Hour,
+                    Some(b'I') => Tok::Hour12,
+                    Some(b'p' | b'P') => Tok::AmPm,
                     Some(b'M') => Tok::Minute,
                     Some(b'S') => Tok::Second,
+                    Some(b'.') if it.next_if_eq(&b'f').is_some() => Tok::Fraction,
                     Some(b'%') => Tok::Lit(b'%'),
                     other => {
                         return Err(format!(
-                            "format {fmt:?}: unsupported directive %{} (use %Y %m %d %H %M %S)",
+                            "format {fmt:?}: unsupported directive %{} (use {DIRECTIVES})",
                             other.map(|c| c as char).unwrap_or(' ')
                         ));
                     }
@@ -71,15 +106,23 @@ impl DateTimeFormat {
                 return Err(format!("format {fmt:?}: only ASCII literals are supported"));
             }
         }
-        if !toks.contains(&Tok::Year) || !toks.contains(&Tok::Month) || !toks.contains(&Tok::Day) {
-            return Err(format!("format {fmt:?}: needs %Y, %m and %d"));
+        let has = |t: Tok| toks.contains(&t);
+        if !(has(Tok::Year) || has(Tok::Year2)) || !(has(Tok::Month) || has(Tok::MonthName)) || !has(Tok::Day) {
+            return Err(format!("format {fmt:?}: needs a year (%Y or %y), a month (%m or %b) and a day (%d)"));
         }
-        Ok(DateTimeFormat { toks })
+        if has(Tok::Hour12) != has(Tok::AmPm) {
+            return Err(format!("format {fmt:?}: %I (12-hour clock) and %p (AM/PM) go together"));
+        }
+        if has(Tok::Hour) && has(Tok::Hour12) {
+            return Err(format!("format {fmt:?}: use %H or %I, not both"));
+        }
+        Ok(DateTimeFormat { toks, text: fmt.to_string() })
     }
 
-    fn fields(&self, s: &[u8]) -> Option<[u32; 6]> {
-        // year, month, day, hour, minute, second
-        let mut v = [0u32; 6];
+    fn fields(&self, s: &[u8]) -> Option<[u32; 7]> {
+        // year, month, day, hour, minute, second, millisecond
+        let mut v = [0u32; 7];
+        let mut pm: Option<bool> = None;
         let mut i = 0;
         for t in &self.toks {
             let (slot, max_digits) = match t {
@@ -90,10 +133,66 @@ impl DateTimeFormat {
                     i += 1;
                     continue;
                 }
+                Tok::MonthName => {
+                    let rest = &s[i..];
+                    let (m, len) = MONTHS.iter().enumerate().find_map(|(k, name)| {
+                        let name = name.as_bytes();
+                        let full = rest.len() >= name.len() && rest[..name.len()].eq_ignore_ascii_case(name);
+                        let abbr = rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(&name[..3]);
+                        if full {
+                            Some((k, name.len()))
+                        } else if abbr {
+                            Some((k, 3))
+                        } else {
+                            None
+                        }
+                    })?;
+                    v[1] = m as u32 + 1;
+                    i += len;
+                    continue;
+                }
+                Tok::AmPm => {
+                    let rest = s.get(i..i + 2)?;
+                    pm = Some(if rest.eq_ignore_ascii_case(b"PM") {
+                        true
+                    } else if rest.eq_ignore_ascii_case(b"AM") {
+                        false
+                    } else {
+                        return None;
+                    });
+                    i += 2;
+                    continue;
+                }
+                Tok::Fraction => {
+                    if s.get(i) != Some(&b'.') {
+                        continue; // no fraction: .000
+                    }
+                    i += 1;
+                    let start = i;
+                    let mut ms = 0u32;
+                    while i < s.len() && s[i].is_ascii_digit() && i - start < 9 {
+                        let d = (s[i] - b'0') as u32;
+                        match i - start {
+                            0..=2 => ms = ms * 10 + d,
+                            _ if d != 0 => return None, // finer than a millisecond
+                            _ => {}
+                        }
+                        i += 1;
+                    }
+                    if i == start {
+                        return None;
+                    }
+                    for _ in (i - start)..3 {
+                        ms *= 10;
+                    }
+                    v[6] = ms;
+                    continue;
+                }
                 Tok::Year => (0, 4),
+                Tok::Year2 => (0, 2),
                 Tok::Month => (1, 2),
                 Tok::Day => (2, 2),
-                Tok::Hour => (3, 2),
+                Tok::Hour | Tok::Hour12 => (3, 2),
                 Tok::Minute => (4, 2),
                 Tok::Second => (5, 2),
             };
@@ -103,12 +202,27 @@ impl DateTimeFormat {
                 n = n * 10 + (s[i] - b'0') as u32;
                 i += 1;
             }
-            if i == start || (*t == Tok::Year && i - start != 4) {
+            if i == start || (matches!(t, Tok::Year | Tok::Year2) && i - start != max_digits) {
                 return None;
             }
-            v[slot] = n;
+            v[slot] = match t {
+                Tok::Year2 if n >= 69 => 1900 + n,
+                Tok::Year2 => 2000 + n,
+                _ => n,
+            };
+            if *t == Tok::Hour12 && !(1..=12).contains(&n) {
+                return None;
+            }
+        }
+        if let Some(pm) = pm {
+            v[3] = v[3] % 12 + if pm { 12 } else { 0 };
         }
         (i == s.len()).then_some(v)
+    }
+
+    /// The format as the catalog wrote it, for messages.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// Days since 1970-01-01.
@@ -125,7 +239,7 @@ impl DateTimeFormat {
             return None;
         }
         let days = days_from_civil(v[0] as i64, v[1], v[2])?;
-        Some((days * 86_400 + v[3] as i64 * 3600 + v[4] as i64 * 60 + v[5] as i64) * 1_000)
+        Some((days * 86_400 + v[3] as i64 * 3600 + v[4] as i64 * 60 + v[5] as i64) * 1_000 + v[6] as i64)
     }
 }
 
@@ -167,7 +281,65 @@ mod tests {
         assert_eq!(d.parse_days(b"02/29/2021"), None);
         let t = DateTimeFormat::compile("%Y-%m-%d %H:%M:%S").unwrap();
         assert_eq!(t.parse_millis(b"2019-01-01 00:46:40"), Some(1_546_303_600_000));
-        assert!(DateTimeFormat::compile("%Y-%b").is_err());
-        assert!(DateTimeFormat::compile("%H:%M").is_err());
+        assert!(DateTimeFormat::compile("%Y-%j").unwrap_err().contains("unsupported directive %j"));
+        assert!(DateTimeFormat::compile("%H:%M").unwrap_err().contains("needs a year"));
+        assert!(DateTimeFormat::compile("%m/%d/%Y %I:%M").unwrap_err().contains("%I (12-hour clock) and %p"));
+    }
+
+    /// Every instant of `(from, step, count)` formatted by chrono with
+    /// `chrono_fmt` and parsed by both: ours must give chrono's value.
+    fn against_chrono(ours: &str, chrono_fmt: &str, step_s: i64, count: i64) {
+        let f = DateTimeFormat::compile(ours).unwrap();
+        let base = chrono::NaiveDate::from_ymd_opt(1995, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        for k in 0..count {
+            let t = base + chrono::Duration::seconds(k * step_s) + chrono::Duration::milliseconds((k * 7) % 1000);
+            let text = t.format(chrono_fmt).to_string();
+            let theirs = chrono::NaiveDateTime::parse_from_str(&text, chrono_fmt)
+                .map(|c| c.and_utc().timestamp_millis())
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(&text, chrono_fmt)
+                        .map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis())
+                })
+                .unwrap_or_else(|e| panic!("chrono cannot read back {text:?} ({chrono_fmt}): {e}"));
+            assert_eq!(f.parse_millis(text.as_bytes()), Some(theirs), "{text:?} with {ours}");
+        }
+    }
+
+    #[test]
+    fn new_directives_agree_with_chrono() {
+        // Roughly 37 years in steps that visit every hour, minute and month.
+        let (step, n) = (86_400 * 3 + 3_671, 4_000);
+        against_chrono("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.3f", step, n); // Socrata
+        against_chrono("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M:%S %p", step, n); // 12-hour clock
+        against_chrono("%d-%b-%Y %H:%M", "%d-%b-%Y %H:%M", step, n); // month names
+        against_chrono("%B %d, %Y", "%B %d, %Y", step, n);
+        against_chrono("%m/%d/%y %H:%M", "%m/%d/%y %H:%M", step, n); // two-digit years
+        against_chrono("%m/%d/%Y %H:%M", "%-m/%-d/%Y %-H:%M", step, n); // unpadded, as spreadsheets write
+    }
+
+    #[test]
+    fn new_directives_refuse_what_they_cannot_read() {
+        let iso = DateTimeFormat::compile("%Y-%m-%dT%H:%M:%S%.f").unwrap();
+        assert_eq!(iso.parse_millis(b"2024-01-01T00:00:00"), Some(1_704_067_200_000), "the fraction is optional");
+        assert_eq!(iso.parse_millis(b"2024-01-01T00:00:00.5"), Some(1_704_067_200_500));
+        assert_eq!(iso.parse_millis(b"2024-01-01T00:00:00.000001"), None, "finer than a millisecond");
+        assert_eq!(iso.parse_millis(b"2024-01-01T00:00:00."), None);
+        let h12 = DateTimeFormat::compile("%m/%d/%Y %I:%M %p").unwrap();
+        assert_eq!(
+            h12.parse_millis(b"1/1/2019 12:46 AM").map(millis_to_string).as_deref(),
+            Some("2019-01-01 00:46:00")
+        );
+        assert_eq!(
+            h12.parse_millis(b"1/1/2019 12:46 pm").map(millis_to_string).as_deref(),
+            Some("2019-01-01 12:46:00")
+        );
+        assert_eq!(h12.parse_millis(b"1/1/2019 13:46 PM"), None);
+        assert_eq!(h12.parse_millis(b"1/1/2019 0:46 AM"), None);
+        assert_eq!(h12.parse_millis(b"1/1/2019 1:46 XM"), None);
+        let names = DateTimeFormat::compile("%d-%b-%y").unwrap();
+        assert_eq!(names.parse_days(b"29-Feb-20"), Some(18321));
+        assert_eq!(names.parse_days(b"29-feb-21"), None);
+        assert_eq!(names.parse_days(b"01-Foo-20"), None);
+        assert_eq!(names.parse_days(b"01-Jan-1970"), None, "%y takes two digits");
     }
 }

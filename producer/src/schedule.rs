@@ -21,6 +21,7 @@ async fn run_once(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) ->
         let to = latest_published(ds, today);
         let back = args.lookback.get() - 1;
         let from = match ds.cadence {
+            Cadence::Daily => to - Days::new(back as u64),
             Cadence::Weekly => to - Days::new(7 * back as u64),
             Cadence::Monthly => to - Months::new(back),
         }

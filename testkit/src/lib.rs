@@ -9,6 +9,7 @@
 //! `LAKEFLEET_DISRUPTIVE_TESTS=1` (CI sets it), never on a developer's laptop
 //! by default.
 
+pub mod soda;
 pub mod tlc;
 
 use std::collections::{HashMap, VecDeque};

@@ -97,7 +97,9 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
     if stale > 0 {
         info!(stale, dir = %s.spool_dir.display(), "removed spool files of dead workers");
     }
-    let fetcher = Fetcher::new(s.connect_timeout, s.read_timeout)?;
+    // Socrata's app token comes from the environment only (never a flag, never logged).
+    let fetcher =
+        Fetcher::new(s.connect_timeout, s.read_timeout)?.with_app_token(std::env::var("SOCRATA_APP_TOKEN").ok());
     let listener = tokio::net::TcpListener::bind(&s.metrics_addr)
         .await
         .with_context(|| format!("binding --metrics-addr {}", s.metrics_addr))?;

@@ -120,6 +120,7 @@ impl Drop for Spool {
 fn is_recent(ds: &Dataset, date: NaiveDate) -> bool {
     let latest = lakefleet::plan::latest_published(ds, chrono::Local::now().date_naive());
     let window = match ds.cadence {
+        Cadence::Daily => chrono::Days::new(1),
         Cadence::Weekly => chrono::Days::new(7),
         Cadence::Monthly => chrono::Days::new(31),
     };
@@ -296,11 +297,21 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
     let (m, ds) = (&ctx.metrics, c.ds);
     let dl_start = Instant::now();
     let bytes_counter = m.source_bytes.with_label_values(&[&ds.name]);
-    let download = ctx
-        .fetcher
-        .open(&c.url, move |n| bytes_counter.inc_by(n as u64))
-        .await
-        .map_err(|e| Failure::from_fetch(e, is_recent(ds, c.date)))?;
+    let on_chunk = move |n: usize| bytes_counter.inc_by(n as u64);
+    // A Socrata slice: its count first, then its pages (a 404 there is an
+    // unknown dataset id, not a partition still to be published).
+    let (download, counted) = match ds.socrata_query(c.date, task.mirror.as_deref()) {
+        Some(q) => {
+            let fetch = |e| Failure::from_fetch(e, false);
+            let count = ctx.fetcher.socrata_count(&q).await.map_err(fetch)?;
+            let page_rows = ds.socrata.as_ref().map_or(50_000, |s| s.page_rows) as u64;
+            (ctx.fetcher.socrata_pages(&q, count, page_rows, on_chunk).await.map_err(fetch)?, Some(count))
+        }
+        None => {
+            let fetch = |e| Failure::from_fetch(e, is_recent(ds, c.date));
+            (ctx.fetcher.open(&c.url, on_chunk).await.map_err(fetch)?, None)
+        }
+    };
 
     let name = format!("lakefleet-{}", uuid_like());
     let spool = Spool(ctx.spool_dir.join(format!("{name}.parquet")));
@@ -326,6 +337,14 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
         conv.await.map_err(|e| Failure::transient(format!("conversion thread failed: {e}")))?.map_err(Failure::from)?;
     m.stage_duration.with_label_values(&[&ds.name, stage::CONVERT]).observe(convert_start.elapsed().as_secs_f64());
     drop(source_spool);
+    if let Some(count) = counted
+        && stats.rows != count
+    {
+        return Err(Failure::transient(format!(
+            "{}: the slice changed while it was read: count(*) said {count} rows, its pages held {}; it is read again",
+            c.url, stats.rows
+        )));
+    }
 
     let size = std::fs::metadata(&spool.0)
         .map_err(|e| Failure::transient(format!("reading spool file {}: {e}", spool.0.display())))?

@@ -16,6 +16,8 @@ use crate::timefmt::DateTimeFormat;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cadence {
+    /// One partition per day.
+    Daily,
     /// One file per week, dated on its Saturday.
     Weekly,
     /// One file per calendar month, dated on the 1st.
@@ -25,6 +27,7 @@ pub enum Cadence {
 impl std::fmt::Display for Cadence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Cadence::Daily => "daily",
             Cadence::Weekly => "weekly (Saturdays)",
             Cadence::Monthly => "monthly",
         })
@@ -139,6 +142,9 @@ pub enum SourceFormat {
     /// Parquet, spooled (its footer comes last) then read batch by batch;
     /// columns matched by name.
     Parquet,
+    /// A Socrata (SODA 2.1) portal: a partition is a time slice of a
+    /// dataset, counted, then paged as CSV (columns selected by name).
+    Socrata,
 }
 
 impl std::fmt::Display for SourceFormat {
@@ -146,6 +152,7 @@ impl std::fmt::Display for SourceFormat {
         f.write_str(match self {
             SourceFormat::Csv => "csv",
             SourceFormat::Parquet => "parquet",
+            SourceFormat::Socrata => "socrata",
         })
     }
 }
@@ -197,6 +204,36 @@ impl Era {
     }
 }
 
+fn default_page_rows() -> u32 {
+    50_000
+}
+
+/// Where a Socrata dataset lives (`[dataset.socrata]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Socrata {
+    /// The portal, `https://data.ny.gov`; a backfill's `--mirror` replaces it.
+    pub portal: String,
+    /// The (floating timestamp) column the slices are cut on.
+    pub time_column: String,
+    /// Dataset ids, each for a range of partitions (a dataset the portal
+    /// splits across ids by date has several).
+    pub ids: Vec<SocrataId>,
+    /// Rows per page (`$limit`).
+    #[serde(default = "default_page_rows")]
+    pub page_rows: u32,
+}
+
+/// One Socrata dataset id and the partitions it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocrataId {
+    pub id: String,
+    pub first: NaiveDate,
+    #[serde(default)]
+    pub last: Option<NaiveDate>,
+}
+
 /// One catalog entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,8 +245,13 @@ pub struct Dataset {
     /// What the source files are (`csv` by default).
     #[serde(default)]
     pub format: SourceFormat,
-    /// Placeholders: `{yyyy}`, `{yy}`, `{mm}`, `{dd}`, `{yymmdd}`.
+    /// Placeholders: `{yyyy}`, `{yy}`, `{mm}`, `{dd}`, `{yymmdd}` (CSV and
+    /// Parquet sources; a Socrata source has `[dataset.socrata]` instead).
+    #[serde(default)]
     pub url_template: String,
+    /// Socrata sources: portal, dataset ids and time column.
+    #[serde(default)]
+    pub socrata: Option<Socrata>,
     /// First available partition.
     pub first: NaiveDate,
     /// Last available partition; none means "still publishing".
@@ -256,8 +298,12 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Official source URL of the partition dated `date`.
+    /// Official source URL of the partition dated `date` (Socrata: the
+    /// slice's CSV query, without paging).
     pub fn source_url(&self, date: NaiveDate) -> String {
+        if let Some(q) = self.socrata_query(date, None) {
+            return q.url();
+        }
         let s = date.format("%Y%m%d").to_string();
         let (yyyy, mm, dd) = (&s[0..4], &s[4..6], &s[6..8]);
         let yy = &s[2..4];
@@ -269,8 +315,12 @@ impl Dataset {
             .replace("{dd}", dd)
     }
 
-    /// The URL a worker fetches: the official one, or `{mirror}/{official file name}`.
+    /// The URL a worker fetches: the official one, or `{mirror}/{official
+    /// file name}` (Socrata: the mirror replaces the portal).
     pub fn fetch_url(&self, date: NaiveDate, mirror: Option<&str>) -> String {
+        if let Some(q) = self.socrata_query(date, mirror) {
+            return q.url();
+        }
         let official = self.source_url(date);
         match mirror {
             Some(m) => format!("{}/{}", m.trim_end_matches('/'), file_name(&official)),
@@ -278,10 +328,36 @@ impl Dataset {
         }
     }
 
+    /// The slice `[start, end)` of the time column a Socrata partition is:
+    /// its day, the seven days before its Saturday (as the MTA's weekly
+    /// files hold), or its month.
+    pub fn slice(&self, date: NaiveDate) -> (NaiveDate, NaiveDate) {
+        match self.cadence {
+            Cadence::Weekly => (date - chrono::Days::new(7), date),
+            _ => (date, crate::plan::next(self.cadence, date)),
+        }
+    }
+
+    /// The Socrata query of a partition (none for other formats, or a date
+    /// no id holds); `mirror` replaces the portal.
+    pub fn socrata_query(&self, date: NaiveDate, mirror: Option<&str>) -> Option<crate::source::socrata::Query> {
+        let s = self.socrata.as_ref()?;
+        let id = s.ids.iter().find(|i| date >= i.first && i.last.is_none_or(|l| date <= l))?;
+        let (start, end) = self.slice(date);
+        Some(crate::source::socrata::Query {
+            portal: mirror.unwrap_or(&s.portal).trim_end_matches('/').to_string(),
+            id: id.id.clone(),
+            select: self.columns.iter().filter_map(|c| c.source.clone()).collect(),
+            time_column: s.time_column.clone(),
+            start,
+            end,
+        })
+    }
+
     /// The partition's label: `2022-01-08` (weekly), `2019-03` (monthly).
     pub fn partition_label(&self, date: NaiveDate) -> String {
         match self.cadence {
-            Cadence::Weekly => date.format("%Y-%m-%d").to_string(),
+            Cadence::Daily | Cadence::Weekly => date.format("%Y-%m-%d").to_string(),
             Cadence::Monthly => date.format("%Y-%m").to_string(),
         }
     }
@@ -339,7 +415,7 @@ impl Dataset {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(format!("field `name`: {:?} must be non-empty ASCII letters, digits, '-' or '_'", self.name));
         }
-        self.validate_url_template()?;
+        self.validate_source()?;
         if let Some(last) = self.last
             && last < self.first
         {
@@ -368,11 +444,11 @@ impl Dataset {
         }
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.columns.iter().enumerate() {
-            if c.source.is_none() && (self.format == SourceFormat::Csv || c.name.is_none()) {
+            if c.source.is_none() && (self.format != SourceFormat::Parquet || c.name.is_none()) {
                 return Err(format!(
                     "field `columns[{i}].source`: {}",
-                    if self.format == SourceFormat::Csv {
-                        "every column of a CSV dataset needs its header name"
+                    if self.format != SourceFormat::Parquet {
+                        "every column of a CSV or Socrata dataset needs its source name"
                     } else {
                         "a column without a source needs a `name`"
                     }
@@ -404,8 +480,8 @@ impl Dataset {
             }
         }
         for (i, d) in self.derived.iter().enumerate() {
-            if self.format != SourceFormat::Csv {
-                return Err(format!("field `derived[{i}]`: derived columns are for CSV sources only"));
+            if self.format == SourceFormat::Parquet {
+                return Err(format!("field `derived[{i}]`: derived columns are for CSV and Socrata sources only"));
             }
             if d.ty != ColumnType::Timestamp && d.ty != ColumnType::Date {
                 return Err(format!("field `derived[{i}].type`: must be date or timestamp"));
@@ -426,7 +502,7 @@ impl Dataset {
     /// Eras, aliases and policies: Parquet only; every source name goes to
     /// one output column in every era.
     fn validate_mapping(&self, outputs: &std::collections::HashSet<String>) -> Result<(), String> {
-        if self.format == SourceFormat::Csv {
+        if self.format != SourceFormat::Parquet {
             let parquet_only = [
                 ("eras", !self.eras.is_empty()),
                 ("missing_columns", self.missing_columns != MissingColumns::Fail),
@@ -435,7 +511,7 @@ impl Dataset {
             ];
             if let Some((field, _)) = parquet_only.iter().find(|(_, set)| *set) {
                 return Err(format!(
-                    "field `{field}`: only for format = \"parquet\" (CSV headers are checked by position)"
+                    "field `{field}`: only for format = \"parquet\" (CSV headers, Socrata's too, are checked by position)"
                 ));
             }
         }
@@ -484,6 +560,65 @@ impl Dataset {
 pub const MAX_COLUMNS: usize = 10_000;
 
 impl Dataset {
+    /// The source: a URL template (CSV, Parquet) or `[dataset.socrata]`.
+    fn validate_source(&self) -> Result<(), String> {
+        let Some(s) = &self.socrata else {
+            if self.format == SourceFormat::Socrata {
+                return Err(
+                    "field `socrata`: a Socrata dataset needs [dataset.socrata] (portal, time_column, ids)".into()
+                );
+            }
+            return self.validate_url_template();
+        };
+        if self.format != SourceFormat::Socrata {
+            return Err("field `socrata`: only for format = \"socrata\"".into());
+        }
+        if !self.url_template.is_empty() {
+            return Err("field `url_template`: a Socrata dataset has [dataset.socrata] instead".into());
+        }
+        if !crate::source::is_http(&s.portal) || s.portal.contains(['?', '#']) {
+            return Err(format!(
+                "field `socrata.portal`: {:?} must be an http:// or https:// URL",
+                crate::text::bounded(&s.portal, 200)
+            ));
+        }
+        let ident = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident(&s.time_column) {
+            return Err(format!("field `socrata.time_column`: {:?} is not a field name", s.time_column));
+        }
+        if let Some(c) = self.columns.iter().filter_map(|c| c.source.as_deref()).find(|c| !ident(c)) {
+            return Err(format!("field `columns`: {c:?} is not a Socrata field name (letters, digits, _)"));
+        }
+        if s.ids.is_empty() {
+            return Err("field `socrata.ids`: at least one dataset id is needed".into());
+        }
+        if !(100..=500_000).contains(&s.page_rows) {
+            return Err(format!("field `socrata.page_rows`: {} must be between 100 and 500000", s.page_rows));
+        }
+        for (j, id) in s.ids.iter().enumerate() {
+            let b = id.id.as_bytes();
+            if !(b.len() == 9 && b[4] == b'-' && b.iter().enumerate().all(|(k, c)| k == 4 || c.is_ascii_alphanumeric()))
+            {
+                return Err(format!("field `socrata.ids[{j}].id`: {:?} is not a Socrata id like wujg-7c2s", id.id));
+            }
+            if let Some(prev) = s.ids[..j].last()
+                && prev.last.is_none_or(|l| l >= id.first)
+            {
+                return Err(format!(
+                    "field `socrata.ids[{j}]`: starts before ids[{}] ends; list ids in date order",
+                    j - 1
+                ));
+            }
+        }
+        if s.ids[0].first > self.first {
+            return Err(format!(
+                "field `socrata.ids[0].first`: {} is after the dataset's first partition {}",
+                s.ids[0].first, self.first
+            ));
+        }
+        Ok(())
+    }
+
     /// `url_template`: an http(s) URL whose only `{...}` are known
     /// placeholders, and whose partitions all have their own URL over the
     /// whole available range (a template without the month would fetch one
@@ -519,7 +654,7 @@ impl Dataset {
                     "{field}: partitions {prev} and {d} would both fetch {}; add the placeholder that tells them apart ({})",
                     self.source_url(d),
                     match self.cadence {
-                        Cadence::Weekly => "{dd} or {yymmdd}",
+                        Cadence::Daily | Cadence::Weekly => "{dd} or {yymmdd}",
                         Cadence::Monthly => "{mm}",
                     }
                 ));
@@ -722,7 +857,7 @@ mod tests {
         let e = entry_error("format = \"parquet\"", two);
         assert!(e.contains("source name \"a\" goes to both a and b"), "{e}");
         let e = entry_error("", r#"{ name = "a", type = "int64" }"#);
-        assert!(e.contains("columns[0].source") && e.contains("header name"), "{e}");
+        assert!(e.contains("columns[0].source") && e.contains("needs its source name"), "{e}");
         let e = entry_error("missing_columns = \"null\"", r#"{ source = "a", type = "int64" }"#);
         assert!(e.contains("only for format = \"parquet\""), "{e}");
         let era = "format = \"parquet\"\n[[dataset.eras]]\nfirst = \"2020-01-01\"\nsources = { nope = [\"x\"] }";

@@ -76,8 +76,12 @@ impl Col {
             }
             Col::I64(b) => b.append_value(parse_i64(v).ok_or_else(|| bad("int64"))?),
             Col::F64(b) => b.append_value(parse_f64(v).ok_or_else(|| bad("float64"))?),
-            Col::Date(b, f) => b.append_value(f.parse_days(v).ok_or_else(|| bad("date"))?),
-            Col::Ts(b, f) => b.append_value(f.parse_millis(v).ok_or_else(|| bad("timestamp"))?),
+            Col::Date(b, f) => {
+                b.append_value(f.parse_days(v).ok_or_else(|| bad(&format!("date (format {:?})", f.as_str())))?)
+            }
+            Col::Ts(b, f) => {
+                b.append_value(f.parse_millis(v).ok_or_else(|| bad(&format!("timestamp (format {:?})", f.as_str())))?)
+            }
         }
         Ok(())
     }

@@ -189,7 +189,7 @@ pub fn convert_source<R: Read, W: Write + Send>(
         ),
     };
     match ds.format {
-        SourceFormat::Csv => {
+        SourceFormat::Csv | SourceFormat::Socrata => {
             let stats = convert(ds, input, output, prov)?;
             match expected_len {
                 Some(want) if want != stats.source_bytes => Err(short(stats.source_bytes, want)),

@@ -484,7 +484,12 @@ fn convert_column(a: &ArrayRef, t: &Target) -> Result<ArrayRef, Bad> {
         ColumnType::Timestamp => {
             if k == Kind::Str {
                 let f = t.format.as_ref().expect("validated");
-                let out = parse_text::<TimestampMillisecondType>(a.as_ref(), t, |v| f.parse_millis(v), "timestamp")?;
+                let out = parse_text::<TimestampMillisecondType>(
+                    a.as_ref(),
+                    t,
+                    |v| f.parse_millis(v),
+                    &format!("timestamp (format {:?})", f.as_str()),
+                )?;
                 return Ok(Arc::new(out));
             }
             let nulls = nulls_of(a.as_ref(), t)?;
@@ -513,7 +518,8 @@ fn convert_column(a: &ArrayRef, t: &Target) -> Result<ArrayRef, Bad> {
             }
             if k == Kind::Str {
                 let f = t.format.as_ref().expect("validated");
-                return Ok(Arc::new(parse_text::<Date32Type>(a.as_ref(), t, |v| f.parse_days(v), "date")?));
+                let what = format!("date (format {:?})", f.as_str());
+                return Ok(Arc::new(parse_text::<Date32Type>(a.as_ref(), t, |v| f.parse_days(v), &what)?));
             }
             let nulls = nulls_of(a.as_ref(), t)?;
             let (v, div) = as_millis(a.as_ref()).expect("a time kind");

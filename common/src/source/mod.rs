@@ -3,8 +3,11 @@
 //! - here: HTTP(S) files ([`Fetcher`]), whose body the async side pulls and
 //!   hands to the converter's thread through [`stream::ChannelReader`], a
 //!   bounded channel (memory does not grow with the file). What the bytes
-//!   are (CSV, Parquet) is the converters' business (`convert/`).
+//!   are (CSV, Parquet) is the converters' business (`convert/`);
+//! - [`socrata`]: a time slice of a Socrata dataset, counted, then paged
+//!   into the same channel as one CSV.
 
+pub mod socrata;
 pub mod stream;
 
 use std::time::Duration;
@@ -18,8 +21,9 @@ const CHANNEL_CHUNKS: usize = 32;
 /// Why a download could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{url}: HTTP {status}")]
-    Status { url: String, status: u16, retry_after: Option<Duration> },
+    /// `detail`: what the server said (a Socrata portal's error message).
+    #[error("{url}: HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status { url: String, status: u16, retry_after: Option<Duration>, detail: Option<String> },
     #[error("{url}: {message}")]
     Network { url: String, message: String },
     /// Not a URL the fleet fetches (only http and https are).
@@ -31,6 +35,8 @@ pub enum FetchError {
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
+    /// Sent as `X-App-Token` to Socrata portals; never logged.
+    app_token: Option<String>,
 }
 
 /// A download under way: the body as a blocking reader, the task that pumps
@@ -61,12 +67,22 @@ impl Fetcher {
             .read_timeout(read_timeout)
             .user_agent(concat!("lakefleet/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Fetcher { client })
+        Ok(Fetcher { client, app_token: None })
+    }
+
+    /// Sends `token` as `X-App-Token` on Socrata requests (`SOCRATA_APP_TOKEN`).
+    pub fn with_app_token(mut self, token: Option<String>) -> Fetcher {
+        self.app_token = token.filter(|t| !t.is_empty());
+        self
     }
 
     /// Starts downloading `url`. The pump task ends with the body (or its
     /// failure, which the reader then returns).
-    pub async fn open(&self, url: &str, on_chunk: impl Fn(usize) + Send + 'static) -> Result<Download, FetchError> {
+    pub async fn open(
+        &self,
+        url: &str,
+        on_chunk: impl Fn(usize) + Send + Sync + 'static,
+    ) -> Result<Download, FetchError> {
         let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
         if !is_http(url) {
             return Err(FetchError::Refused {
@@ -74,39 +90,73 @@ impl Fetcher {
                 message: "only http:// and https:// sources are fetched".into(),
             });
         }
-        let mut resp = self.client.get(url).send().await.map_err(net)?;
+        let mut resp = self.get(url, false).send().await.map_err(net)?;
         let status = resp.status();
         if !status.is_success() {
             return Err(FetchError::Status {
                 url: url.to_string(),
                 status: status.as_u16(),
                 retry_after: retry_after(resp.headers()),
+                detail: None,
             });
         }
         let content_length = resp.content_length();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let url = url.to_string();
         let pump = tokio::spawn(async move {
-            let mut total = 0u64;
-            loop {
-                match resp.chunk().await {
-                    Ok(Some(c)) => {
-                        total += c.len() as u64;
-                        on_chunk(c.len());
-                        if tx.send(Ok(c)).await.is_err() {
-                            break; // the converter stopped reading
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let msg = format!("{url}: download interrupted after {total} bytes: {}", describe(&e));
-                        let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, msg))).await;
-                        break;
-                    }
-                }
-            }
+            send_body(&mut resp, &tx, &url, &on_chunk, false).await;
         });
         Ok(Download { reader: ChannelReader::new(rx), pump, content_length })
+    }
+
+    /// A GET with the app token when `socrata` (the token goes to portals only).
+    fn get(&self, url: &str, socrata: bool) -> reqwest::RequestBuilder {
+        let req = self.client.get(url);
+        match (&self.app_token, socrata) {
+            (Some(t), true) => req.header("X-App-Token", t),
+            _ => req,
+        }
+    }
+}
+
+type Chunks = mpsc::Sender<std::io::Result<bytes::Bytes>>;
+
+/// Sends `resp`'s body into `tx` (without its first line when `skip_line`:
+/// the header of a second CSV page); false when the pump must stop (the body
+/// failed, or the converter stopped reading).
+async fn send_body(
+    resp: &mut reqwest::Response,
+    tx: &Chunks,
+    url: &str,
+    on_chunk: &(impl Fn(usize) + Send + Sync),
+    mut skip_line: bool,
+) -> bool {
+    let mut total = 0u64;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(mut c)) => {
+                total += c.len() as u64;
+                on_chunk(c.len());
+                if skip_line {
+                    match c.iter().position(|&b| b == b'\n') {
+                        Some(i) => {
+                            c = c.slice(i + 1..);
+                            skip_line = false;
+                        }
+                        None => continue,
+                    }
+                }
+                if !c.is_empty() && tx.send(Ok(c)).await.is_err() {
+                    return false; // the converter stopped reading
+                }
+            }
+            Ok(None) => return true,
+            Err(e) => {
+                let msg = format!("{url}: download interrupted after {total} bytes: {}", describe(&e));
+                let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, msg))).await;
+                return false;
+            }
+        }
     }
 }
 

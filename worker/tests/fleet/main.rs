@@ -7,4 +7,5 @@ mod convert;
 mod e2e;
 mod faults;
 mod hostile;
+mod socrata;
 mod tlc;

@@ -1,0 +1,173 @@
+//! Socrata slices against a SODA-compatible portal served by the test:
+//! counted, paged, checked, retried when they change or are throttled, parked
+//! with the portal's message when refused; the app token reaches the portal
+//! and no log line.
+
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use lakefleet_testkit::soda::{Soda, SodaData};
+use lakefleet_testkit::*;
+
+const FIELDS: [&str; 12] = [
+    "transit_timestamp",
+    "transit_mode",
+    "station_complex_id",
+    "station_complex",
+    "borough",
+    "payment_method",
+    "fare_class_category",
+    "ridership",
+    "transfers",
+    "latitude",
+    "longitude",
+    "georeference",
+];
+const TOKEN: &str = "app-token-s3cr3t-9f1c";
+
+/// `n` hourly ridership rows of `month` (`2024-12`), and their ridership sum.
+fn ridership(month: &str, n: usize) -> (Vec<Vec<String>>, i64) {
+    let start =
+        chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let mut sum = 0;
+    let rows = (0..n)
+        .map(|i| {
+            let ts = start + chrono::Duration::hours((i / 100) as i64);
+            let riders = ((i * 7) % 50) as i64;
+            sum += riders;
+            let station = if i % 100 == 42 {
+                "Times Sq-42 St (N,Q,R,W,S,1,2,3,7) \"A\"".to_string()
+            } else {
+                format!("Station {}", i % 100)
+            };
+            vec![
+                ts.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+                "subway".into(),
+                (i % 100).to_string(),
+                station,
+                ["Manhattan", "Brooklyn", "Queens", "Bronx"][i % 4].into(),
+                ["metrocard", "omny"][i % 2].into(),
+                "Metrocard - Full Fare".into(),
+                riders.to_string(),
+                (i % 3).to_string(),
+                "40.7527".into(),
+                "-73.9772".into(),
+                "POINT (-73.9772 40.7527)".into(),
+            ]
+        })
+        .collect();
+    (rows, sum)
+}
+
+fn data(rows: Vec<Vec<String>>) -> SodaData {
+    SodaData { fields: FIELDS.iter().map(|f| f.to_string()).collect(), time_field: "transit_timestamp".into(), rows }
+}
+
+fn key(month: &str) -> String {
+    format!("mta-subway-hourly-ridership/year={}/mta-subway-hourly-ridership_{month}.parquet", &month[..4])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_monthly_backfill_lands_every_slice_once_with_exactly_the_counted_rows() {
+    let soda = Soda::start().await;
+    let mut f = Fleet::local("socrata");
+    f.env.push(("SOCRATA_APP_TOKEN".into(), TOKEN.into()));
+    // The built-in dataset is split across two ids at 2025-01, as on data.ny.gov.
+    let months = [("2024-11", 500), ("2024-12", 60_000), ("2025-01", 800), ("2025-02", 900)];
+    let mut old = Vec::new();
+    let mut new = Vec::new();
+    let mut sums = Vec::new();
+    for (m, n) in months {
+        let (rows, sum) = ridership(m, n);
+        sums.push(sum);
+        if m < "2025" { old.extend(rows) } else { new.extend(rows) }
+    }
+    soda.put("wujg-7c2s", data(old));
+    soda.put("5wq4-mkjj", data(new));
+    // Throttled once; and 2025-02 gains a row between its count and its pages.
+    soda.fail_next("5wq4-mkjj", 429, Some(1));
+    let (late, _) = ridership("2025-02", 1);
+    let mut late = late[0].clone();
+    late[7] = "1000".into();
+    soda.grow_after_count("5wq4-mkjj", "2025-02-01T00:00:00", late);
+
+    let workers = [f.worker(&[]), f.worker(&[])];
+    for w in &workers {
+        w.ready().await;
+    }
+    let out = f.backfill("mta-subway-hourly-ridership", "2024-11-01", "2025-02-28", &["--mirror", &soda.base]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = wait_finished(&f, &out, Duration::from_secs(90)).await;
+    assert_eq!((s.done, s.dead.len()), (4, 0), "{s:?}");
+    assert!(s.retried >= 2, "the 429 and the changed slice were retried: {s:?}");
+
+    let objects = f.objects().await;
+    assert_eq!(objects.len(), 4, "each slice once: {objects:?}");
+    for (k, (m, n)) in months.iter().enumerate() {
+        let (batches, _) = read_parquet(f.read_object(&key(m)).await);
+        let (want_rows, want_sum) = if *m == "2025-02" { (n + 1, sums[k] + 1000) } else { (*n, sums[k]) };
+        assert_eq!(rows(&batches), want_rows, "{m}");
+        assert_eq!(sum_i64(&batches, "ridership"), want_sum, "{m}");
+        assert_eq!(batches[0].num_columns(), 11, "georeference is not selected");
+    }
+    let (batches, _) = read_parquet(f.read_object(&key("2024-11")).await);
+    let station = batches[0].column_by_name("station_complex").unwrap().as_string::<i32>().value(42).to_string();
+    assert_eq!(station, "Times Sq-42 St (N,Q,R,W,S,1,2,3,7) \"A\"");
+    let ts = batches[0]
+        .column_by_name("transit_timestamp")
+        .unwrap()
+        .as_primitive::<arrow_array::types::TimestampMillisecondType>();
+    assert_eq!(lakefleet::timefmt::millis_to_string(ts.value(100)), "2024-11-01 01:00:00");
+
+    // Paged: the 60,000-row slice took two pages of 50,000 in :id order.
+    let reqs = soda.requests();
+    let paged = |r: &lakefleet_testkit::soda::SodaRequest| {
+        r.target.contains("%24offset=50000") && r.target.contains("%24order=%3Aid")
+    };
+    assert!(reqs.iter().any(paged), "{:?}", &reqs[..3]);
+    // The 429 said Retry-After: 1; the same request came again no sooner.
+    let throttled = reqs.iter().find(|r| r.status == 429).expect("a 429 was served");
+    let again = reqs.iter().find(|r| r.target == throttled.target && r.at > throttled.at).expect("asked again");
+    assert!(again.at - throttled.at >= Duration::from_secs(1), "{:?}", again.at - throttled.at);
+    // The token went to every request, and into no log line.
+    assert!(reqs.iter().all(|r| r.token.as_deref() == Some(TOKEN)), "every request carries X-App-Token");
+    for w in &workers {
+        assert!(!w.log().contains(TOKEN), "the token is in a worker log");
+    }
+    assert!(workers.iter().any(|w| w.log().contains("HTTP 429")), "the throttle is logged");
+    assert!(workers.iter().any(|w| w.log().contains("the slice changed while it was read")), "the change is logged");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_id_and_a_rejected_query_park_with_the_portals_message() {
+    let soda = Soda::start().await;
+    let (rows, _) = ridership("2024-01", 10);
+    soda.put("abcd-1234", data(rows));
+    let entry = |name: &str, id: &str, time: &str| {
+        format!(
+            "[[dataset]]\nname = \"{name}\"\ncadence = \"monthly\"\nformat = \"socrata\"\nfirst = \"2024-01-01\"\ncolumns = [ {{ source = \"transit_timestamp\", type = \"timestamp\", format = \"%Y-%m-%dT%H:%M:%S%.f\" }}, {{ source = \"ridership\", type = \"int64\" }} ]\n[dataset.socrata]\nportal = \"https://data.example.org\"\ntime_column = \"{time}\"\nids = [ {{ id = \"{id}\", first = \"2024-01-01\" }} ]\n"
+        )
+    };
+    let toml = format!(
+        "{}\n{}",
+        entry("soda-missing", "zzzz-9999", "transit_timestamp"),
+        entry("soda-badcol", "abcd-1234", "nope")
+    );
+    let f = Fleet::local("socrata-refused").with_catalog(&toml);
+    let w = f.worker(&[]);
+    w.ready().await;
+    for name in ["soda-missing", "soda-badcol"] {
+        let out = f.backfill(name, "2024-01-01", "2024-01-31", &["--mirror", &soda.base]);
+        let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
+        assert_eq!((s.done, s.dead.len()), (0, 1), "{s:?}");
+    }
+    let parked = f.parked().await;
+    let of = |d: &str| parked.iter().find(|p| p.dataset == d).unwrap_or_else(|| panic!("{d}: {parked:?}"));
+    assert_eq!(of("soda-missing").reason, "not_found");
+    assert!(of("soda-missing").error.contains("HTTP 404: Dataset zzzz-9999 not found"), "{:?}", of("soda-missing"));
+    assert_eq!(of("soda-badcol").reason, "http_error");
+    assert!(of("soda-badcol").error.contains("HTTP 400: No such column: nope"), "{:?}", of("soda-badcol"));
+    assert!(f.objects().await.is_empty());
+    f.cleanup().await;
+}
