@@ -58,7 +58,16 @@ fn datasets(catalog: &Catalog) {
         if !d.description.is_empty() {
             println!("  {}", d.description);
         }
-        println!("  url: {}", d.url_template);
+        match &d.socrata {
+            Some(s) => {
+                println!("  portal: {}  time column: {}  ({} rows per page)", s.portal, s.time_column, s.page_rows);
+                for id in &s.ids {
+                    let last = id.last.map(|l| l.to_string()).unwrap_or_else(|| "now".into());
+                    println!("    {}/resource/{}  {} .. {last}", s.portal, id.id, id.first);
+                }
+            }
+            None => println!("  url: {}", d.url_template),
+        }
         if d.format == lakefleet::catalog::SourceFormat::Csv {
             println!("  schema (v{}): {}", d.schema_version, d.schema_summary().join(", "));
         } else {

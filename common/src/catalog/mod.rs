@@ -229,7 +229,9 @@ pub struct Socrata {
 #[serde(deny_unknown_fields)]
 pub struct SocrataId {
     pub id: String,
+    /// First partition this id holds; it holds them until the next id's first.
     pub first: NaiveDate,
+    /// For reading: where the portal's id ends (checked against the next id's first).
     #[serde(default)]
     pub last: Option<NaiveDate>,
 }
@@ -339,10 +341,11 @@ impl Dataset {
     }
 
     /// The Socrata query of a partition (none for other formats, or a date
-    /// no id holds); `mirror` replaces the portal.
+    /// before every id); `mirror` replaces the portal. An id holds the
+    /// partitions from its `first` until the next id's.
     pub fn socrata_query(&self, date: NaiveDate, mirror: Option<&str>) -> Option<crate::source::socrata::Query> {
         let s = self.socrata.as_ref()?;
-        let id = s.ids.iter().find(|i| date >= i.first && i.last.is_none_or(|l| date <= l))?;
+        let id = s.ids.iter().rev().find(|i| date >= i.first)?;
         let (start, end) = self.slice(date);
         Some(crate::source::socrata::Query {
             portal: mirror.unwrap_or(&s.portal).trim_end_matches('/').to_string(),
@@ -818,6 +821,72 @@ mod tests {
         ] {
             assert_eq!(cat.get(name).unwrap().first.to_string(), first, "{name}");
         }
+    }
+
+    #[test]
+    fn socrata_partitions_are_slices_of_the_id_that_holds_them() {
+        let cat = Catalog::builtin();
+        let r = cat.get("mta-subway-hourly-ridership").unwrap();
+        let q = r.socrata_query("2024-12-01".parse().unwrap(), None).unwrap();
+        assert_eq!(
+            (q.id.as_str(), q.start.to_string(), q.end.to_string()),
+            ("wujg-7c2s", "2024-12-01".into(), "2025-01-01".into())
+        );
+        assert_eq!(r.socrata_query("2025-01-01".parse().unwrap(), None).unwrap().id, "5wq4-mkjj");
+        let url = r.source_url("2024-12-01".parse().unwrap());
+        assert!(
+            url.starts_with("https://data.ny.gov/resource/wujg-7c2s.csv?%24select=transit_timestamp%2Ctransit_mode"),
+            "{url}"
+        );
+        assert!(url.contains("transit_timestamp+%3E%3D+%272024-12-01T00%3A00%3A00%27+AND+transit_timestamp+%3C+%272025-01-01T00%3A00%3A00%27"), "{url}");
+        let m = r.fetch_url("2024-12-01".parse().unwrap(), Some("http://127.0.0.1:9/"));
+        assert!(m.starts_with("http://127.0.0.1:9/resource/wujg-7c2s.csv?"), "{m}");
+        assert!(q.page_url(50_000, 100_000).ends_with("&%24limit=50000&%24offset=100000"));
+        assert!(q.count_url().starts_with("https://data.ny.gov/resource/wujg-7c2s.json?%24select=count%28*%29+AS+n&"));
+        // Weekly slices are the seven days before the Saturday, as the MTA's weekly files.
+        let mut w = r.clone();
+        w.cadence = Cadence::Weekly;
+        let q = w.socrata_query("2024-12-07".parse().unwrap(), None).unwrap();
+        assert_eq!((q.start.to_string(), q.end.to_string()), ("2024-11-30".into(), "2024-12-07".into()));
+    }
+
+    #[test]
+    fn socrata_entries_are_checked() {
+        let base = "cadence = \"daily\"\nformat = \"socrata\"";
+        let cols = r#"{ source = "t", type = "timestamp", format = "%Y-%m-%dT%H:%M:%S%.f" }"#;
+        let soc = |ids: &str| {
+            format!(
+                "{base}\n[dataset.socrata]\nportal = \"https://data.example.org\"\ntime_column = \"t\"\nids = [ {ids} ]"
+            )
+        };
+        let e = socrata_error(&soc(r#"{ id = "abcd-1234", first = "2020-01-01" }"#), cols);
+        assert_eq!(e, "");
+        let e = socrata_error(&soc(r#"{ id = "abcd1234", first = "2020-01-01" }"#), cols);
+        assert!(e.contains("socrata.ids[0].id") && e.contains("not a Socrata id"), "{e}");
+        let e = socrata_error(
+            &soc(r#"{ id = "abcd-1234", first = "2020-01-01" }, { id = "efgh-5678", first = "2021-01-01" }"#),
+            cols,
+        );
+        assert!(e.contains("socrata.ids[1]") && e.contains("starts before ids[0] ends"), "{e}");
+        let e = socrata_error(base, cols);
+        assert!(e.contains("needs [dataset.socrata]"), "{e}");
+        let e = socrata_error(
+            &soc(r#"{ id = "abcd-1234", first = "2020-01-01" }"#),
+            r#"{ source = "a b", type = "string" }"#,
+        );
+        assert!(e.contains("\"a b\" is not a Socrata field name"), "{e}");
+    }
+
+    fn socrata_error(extra: &str, columns: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("lakefleet-cat5-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", extra.len() * 1000 + columns.len()));
+        std::fs::write(
+            &path,
+            format!("[[dataset]]\nname = \"s\"\nfirst = \"2020-01-01\"\ncolumns = [ {columns} ]\n{extra}\n"),
+        )
+        .unwrap();
+        Catalog::with_file(&path).err().map(|e| e.to_string()).unwrap_or_default()
     }
 
     #[test]
