@@ -106,7 +106,7 @@ async fn dry_run_and_refusals_publish_nothing() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--dataset", "nope", "--from", "2022-01-01", "--to", "2022-01-31"],
-            "known datasets: dtc-nyc-tlc-fhv, dtc-nyc-tlc-green, dtc-nyc-tlc-yellow, mta-turnstile",
+            "known datasets: dtc-nyc-tlc-fhv, dtc-nyc-tlc-green, dtc-nyc-tlc-yellow, mta-subway-hourly-ridership, mta-turnstile",
         ),
         (vec!["--dataset", "mta-turnstile", "--from", "2022-03-01", "--to", "2022-01-31"], "is after --to"),
         (
