@@ -14,7 +14,9 @@ pub mod outcome {
     pub const RETRIED: &str = "retried";
     pub const PARKED: &str = "parked";
     pub const FAILED: &str = "failed";
-    pub const ALL: [&str; 6] = [SUCCEEDED, SKIPPED_DUPLICATE, DELAYED, RETRIED, PARKED, FAILED];
+    /// Acked without work: its backfill was cancelled.
+    pub const CANCELLED: &str = "cancelled";
+    pub const ALL: [&str; 7] = [SUCCEEDED, SKIPPED_DUPLICATE, DELAYED, RETRIED, PARKED, FAILED, CANCELLED];
 }
 
 /// Stages (`lakefleet_stage_duration_seconds{stage}`).

@@ -43,20 +43,24 @@ pub struct BackfillStatus {
     pub skipped: u64,
     pub retried: u64,
     pub dead: Vec<(String, String)>,
+    /// Partitions whose tasks were acked without work after `producer cancel`.
+    pub cancelled: u64,
+    /// When the backfill was cancelled (RFC 3339), if it was.
+    pub cancelled_at: Option<String>,
 }
 
 impl BackfillStatus {
-    /// Partitions neither done nor parked.
+    /// Partitions neither done, parked nor cancelled.
     pub fn pending(&self) -> u64 {
-        self.planned.saturating_sub(self.done + self.dead.len() as u64)
+        self.planned.saturating_sub(self.done + self.dead.len() as u64 + self.cancelled)
     }
     pub fn finished(&self) -> bool {
         self.planned > 0 && self.pending() == 0
     }
 }
 
-/// What `backfill` reads in one round trip: meta, done, skipped, dead.
-type BackfillRow = (std::collections::HashMap<String, String>, u64, u64, Vec<(String, String)>);
+/// What `backfill` reads in one round trip: meta, done, skipped, dead, cancelled.
+type BackfillRow = (std::collections::HashMap<String, String>, u64, u64, Vec<(String, String)>, u64);
 
 #[derive(Clone)]
 pub struct State {
@@ -64,18 +68,35 @@ pub struct State {
     prefix: String,
 }
 
-/// When the done marker exists, records the partition as done and skipped in
-/// the backfill (and no longer parked) and returns 1; 0 otherwise. One round trip for the duplicate path.
-/// Scripts are built once: `Script::new` hashes its source.
-static SKIP_IF_DONE: LazyLock<Script> = LazyLock::new(|| {
+/// When the backfill was cancelled, records the partition as cancelled and
+/// returns 2; else, when the done marker exists (and ARGV[2] asks for the
+/// check), records the partition as done and skipped in the backfill (and
+/// no longer parked) and returns 1; 0 otherwise. One round trip for the
+/// duplicate path. Scripts are built once: `Script::new` hashes its source.
+static CHECK_TASK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('EXISTS', KEYS[1]) == 1 then
+        r"if redis.call('HEXISTS', KEYS[5], 'cancelled_at') == 1 then
+  redis.call('SADD', KEYS[6], ARGV[1])
+  return 2
+end
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1]); redis.call('SADD', KEYS[4], ARGV[1])
   return 1
 end
 return 0",
     )
 });
+
+/// What a task should do, as Redis knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskCheck {
+    /// Convert it.
+    Todo,
+    /// The partition is done: counted as a skipped duplicate.
+    Done,
+    /// Its backfill was cancelled: counted as cancelled.
+    Cancelled,
+}
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end")
 });
@@ -132,19 +153,33 @@ impl State {
         }))
     }
 
-    /// When the partition is done: counts it as a skipped duplicate of
-    /// backfill `id` and returns true, in one round trip.
-    pub async fn skip_if_done(&self, dataset: &str, partition: &str, id: &str) -> redis::RedisResult<bool> {
+    /// Whether backfill `id` was cancelled (the task is counted as such) or,
+    /// when `dedupe`, whether the partition is done (counted as a skipped
+    /// duplicate), in one round trip.
+    pub async fn check_task(
+        &self,
+        dataset: &str,
+        partition: &str,
+        id: &str,
+        dedupe: bool,
+    ) -> redis::RedisResult<TaskCheck> {
         let mut c = self.con.clone();
-        let n: i64 = SKIP_IF_DONE
+        let n: i64 = CHECK_TASK
             .key(self.k(&["done", dataset, partition]))
             .key(self.k(&["bf", id, "done"]))
             .key(self.k(&["bf", id, "dead"]))
             .key(self.k(&["bf", id, "skipped"]))
+            .key(self.k(&["bf", id]))
+            .key(self.k(&["bf", id, "cancelled"]))
             .arg(partition)
+            .arg(if dedupe { "1" } else { "0" })
             .invoke_async(&mut c)
             .await?;
-        Ok(n == 1)
+        Ok(match n {
+            2 => TaskCheck::Cancelled,
+            1 => TaskCheck::Done,
+            _ => TaskCheck::Todo,
+        })
     }
 
     pub async fn mark_done(&self, dataset: &str, partition: &str, m: &DoneMarker) -> redis::RedisResult<()> {
@@ -282,7 +317,7 @@ impl State {
     }
 
     /// A partition of backfill `id` was converted into the lake (a duplicate
-    /// is recorded by [`State::skip_if_done`]).
+    /// is recorded by [`State::check_task`]).
     pub async fn record_done(&self, id: &str, partition: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         redis::pipe()
@@ -327,11 +362,12 @@ impl State {
 
     pub async fn backfill(&self, id: &str) -> redis::RedisResult<Option<BackfillStatus>> {
         let mut c = self.con.clone();
-        let (meta, done, skipped, dead): BackfillRow = redis::pipe()
+        let (meta, done, skipped, dead, cancelled): BackfillRow = redis::pipe()
             .hgetall(self.k(&["bf", id]))
             .scard(self.k(&["bf", id, "done"]))
             .scard(self.k(&["bf", id, "skipped"]))
             .hgetall(self.k(&["bf", id, "dead"]))
+            .scard(self.k(&["bf", id, "cancelled"]))
             .query_async(&mut c)
             .await?;
         if meta.is_empty() {
@@ -351,7 +387,20 @@ impl State {
             skipped,
             retried: get("retried").parse().unwrap_or(0),
             dead,
+            cancelled,
+            cancelled_at: meta.get("cancelled_at").cloned(),
         }))
+    }
+
+    /// Marks backfill `id` cancelled; false when Redis does not know it.
+    pub async fn cancel_backfill(&self, id: &str, at: &str) -> redis::RedisResult<bool> {
+        let mut c = self.con.clone();
+        let key = self.k(&["bf", id]);
+        if !c.exists::<_, bool>(&key).await? {
+            return Ok(false);
+        }
+        c.hset_nx::<_, _, _, ()>(&key, "cancelled_at", at).await?;
+        Ok(true)
     }
 
     /// The `n` (at least 1) most recent backfill ids, newest first.

@@ -49,12 +49,24 @@ pub enum Command {
     /// leaving parked and in-progress partitions alone. Weekly data is
     /// published on Saturdays, monthly data once the month is over.
     Schedule(ScheduleArgs),
+    /// Cancel a backfill: its queued and retrying tasks are acked without
+    /// work (counted as cancelled); tasks in flight finish.
+    ///
+    /// Example: producer cancel bf-20260101T120000-1a2b
+    Cancel(CancelArgs),
     /// Serve backfill progress and queue depths on /metrics for Prometheus.
     ///
-    /// Gauges: lakefleet_backfill_partitions{backfill,dataset,state} for the
+    /// Gauges: lakefleet_backfill_partitions{backfill,dataset,state} (planned,
+    /// done, skipped, parked, cancelled, pending) for the
     /// most recent backfills, lakefleet_queue_messages{queue} for the work,
     /// retry and parking queues. Runs until SIGTERM or Ctrl-C.
     Exporter(ExporterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The backfill id (`producer status` lists them).
+    pub backfill_id: String,
 }
 
 #[derive(Debug, Args)]

@@ -69,6 +69,7 @@ impl Exporter {
                 set("done", s.done);
                 set("skipped", s.skipped);
                 set("parked", s.dead.len() as u64);
+                set("cancelled", s.cancelled);
                 set("pending", s.pending());
             }
         }

@@ -117,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&conn, &catalog, args.backfill_id.as_deref(), args.limit).await,
         Command::Dlq(cmd) => dlq::run(&conn, cmd).await,
         Command::Exporter(args) => exporter::run(&conn, args).await,
+        Command::Cancel(args) => status::cancel(&conn, &args.backfill_id).await,
         Command::Schedule(args) => schedule::run(&conn, &catalog, args).await,
     }
 }

@@ -20,8 +20,12 @@ use crate::progress::Progress;
 const REDIS_OUTAGE_PATIENCE: Duration = Duration::from_secs(120);
 
 fn summary(s: &BackfillStatus) -> String {
+    let cancelled = match &s.cancelled_at {
+        Some(at) => format!(", cancelled {} (at {at})", s.cancelled),
+        None => String::new(),
+    };
     format!(
-        "{}: {} {}..{}: planned {}, done {} (skipped as duplicates {}), pending {}, parked {}, retries {}",
+        "{}: {} {}..{}: planned {}, done {} (skipped as duplicates {}), pending {}, parked {}, retries {}{cancelled}",
         s.id,
         s.dataset,
         s.from,
@@ -33,6 +37,21 @@ fn summary(s: &BackfillStatus) -> String {
         s.dead.len(),
         s.retried
     )
+}
+
+/// `producer cancel ID`.
+pub async fn cancel(conn: &Connections, id: &str) -> anyhow::Result<ExitCode> {
+    let state = State::connect(&conn.redis_url, &conn.prefix).await?;
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if !state.cancel_backfill(id, &at).await.context("cancelling in Redis")? {
+        return Err(crate::Refused(format!("no backfill {id:?} in Redis (ids are listed by `producer status`)")).into());
+    }
+    let s = state.backfill(id).await?.unwrap_or_default();
+    println!(
+        "backfill {id} cancelled: its {} pending task(s) are acked without work as workers reach them (tasks in flight finish); follow it with `producer status {id}`",
+        s.pending()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_failures(s: &BackfillStatus) {
@@ -98,10 +117,12 @@ pub async fn run(
         }
         for id in ids {
             if let Some(s) = state.backfill(&id).await? {
-                let st = if s.finished() {
-                    if s.dead.is_empty() { "done" } else { "done with parked tasks" }
-                } else {
-                    "running"
+                let st = match (s.finished(), s.cancelled_at.is_some(), s.dead.is_empty()) {
+                    (_, true, _) if !s.finished() => "cancelling",
+                    (true, true, _) => "cancelled",
+                    (true, false, true) => "done",
+                    (true, false, false) => "done with parked tasks",
+                    (false, _, _) => "running",
                 };
                 println!("{}  [{st}]  created {}", summary(&s), s.created);
             }

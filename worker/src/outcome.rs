@@ -31,6 +31,8 @@ pub enum Done {
     Skipped,
     /// Another worker holds the partition's lease.
     LeaseHeld,
+    /// Its backfill was cancelled.
+    Cancelled,
 }
 
 /// What happened to a task.
@@ -41,6 +43,8 @@ pub enum Outcome {
     },
     /// The partition was done already.
     Skipped,
+    /// Its backfill was cancelled: acked without work.
+    Cancelled,
     /// Another worker converts it now: delayed through the first retry
     /// queue, not counted as an attempt.
     Delayed,
@@ -72,6 +76,7 @@ impl Outcome {
             Ok(Done::Converted { uploaded }) => Outcome::Succeeded { uploaded },
             Ok(Done::Skipped) => Outcome::Skipped,
             Ok(Done::LeaseHeld) => Outcome::Delayed,
+            Ok(Done::Cancelled) => Outcome::Cancelled,
             Err(Failure::Transient { message, retry_after }) if attempt < ctx.topo.max_attempts => {
                 Outcome::Retry { level: ctx.topo.retry_level(attempt, retry_after), message }
             }
@@ -91,6 +96,7 @@ impl Outcome {
         match self {
             Outcome::Succeeded { .. } => label::SUCCEEDED,
             Outcome::Skipped => label::SKIPPED_DUPLICATE,
+            Outcome::Cancelled => label::CANCELLED,
             Outcome::Delayed => label::DELAYED,
             Outcome::Retry { .. } => label::RETRIED,
             Outcome::Parked { .. } => label::PARKED,
@@ -108,7 +114,7 @@ impl Outcome {
         redeliveries: u32,
     ) -> Settled {
         let (queue, (payload, headers)) = match (self, task) {
-            (Outcome::Succeeded { .. } | Outcome::Skipped, _) => return ack(d).await,
+            (Outcome::Succeeded { .. } | Outcome::Skipped | Outcome::Cancelled, _) => return ack(d).await,
             (Outcome::Delayed, Some(t)) => (ctx.topo.retry_queue(0), next_copy(t, t.attempt, redeliveries, None)),
             (Outcome::Retry { level, message }, Some(t)) => {
                 let last = Some((key::LAST_ERROR, message.clone()));
@@ -156,6 +162,10 @@ impl Outcome {
             }
             (Outcome::Skipped, _) => {
                 info!(task = %name, "skipped: already done");
+                Ok(())
+            }
+            (Outcome::Cancelled, _) => {
+                info!(task = %name, "cancelled: its backfill was cancelled; acked without work");
                 Ok(())
             }
             (Outcome::Delayed, _) => {

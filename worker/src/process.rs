@@ -13,7 +13,7 @@ use lakefleet::failure::{Failure, Reason};
 use lakefleet::lake::{Lake, Uploaded};
 use lakefleet::metrics::{Metrics, stage};
 use lakefleet::source::Fetcher;
-use lakefleet::state::{DoneMarker, State};
+use lakefleet::state::{DoneMarker, State, TaskCheck};
 use lakefleet::task::Task;
 use lakefleet::text;
 use lakefleet::topology::{Topology, header_str};
@@ -230,10 +230,10 @@ fn check<'a>(ctx: &'a Ctx, task: &Task) -> Result<Checked<'a>, Failure> {
 async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     let checked = check(ctx, task)?;
     let (dsn, part) = (task.dataset.as_str(), task.partition.as_str());
-    if !task.overwrite
-        && soft("checking the done marker", ctx.state.skip_if_done(dsn, part, &task.backfill_id).await) == Some(true)
-    {
-        return Ok(Done::Skipped);
+    match soft("checking the done marker", ctx.state.check_task(dsn, part, &task.backfill_id, !task.overwrite).await) {
+        Some(TaskCheck::Cancelled) => return Ok(Done::Cancelled),
+        Some(TaskCheck::Done) => return Ok(Done::Skipped),
+        _ => {}
     }
     // The producer validated the mirror and recorded it with the backfill.
     if let Some(mirror) = &task.mirror

@@ -249,3 +249,35 @@ async fn sigterm_mid_task_returns_it_and_another_worker_completes_the_backfill()
     assert_eq!(f.queue_len(&f.topology().work).await, 0);
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_backfill_stops_with_none_of_its_cancelled_partitions_in_the_lake() {
+    let src = Source::start().await;
+    let f = Fleet::local("cancel");
+    // 50 weeks, each served slowly (about 150 ms), one task at a time.
+    serve_mta_weeks(&src, 50, 200, 70, &[Fault::Slow(3, Duration::from_millis(150))]);
+    let w = f.worker(&["--concurrency", "1"]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(49), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let id = backfill_id(&out);
+    eventually(Duration::from_secs(30), "three weeks in the lake", || async { f.objects().await.len() >= 3 }).await;
+    let cancel = f.producer(&["cancel", &id]);
+    assert_eq!(cancel.status.code(), Some(0));
+    assert!(stdout(&cancel).contains(&format!("backfill {id} cancelled")), "{}", stdout(&cancel));
+    let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
+    assert!(s.cancelled >= 40, "most of the 50 were still queued: {s:?}");
+    assert_eq!((s.done + s.cancelled, s.dead.len()), (50, 0), "{s:?}");
+    // The lake holds exactly the partitions done before the cancel (and the one in flight).
+    assert_eq!(f.objects().await.len() as u64, s.done, "no cancelled partition is in the lake");
+    let m = w.metrics().await;
+    assert_eq!(metric(&m, "lakefleet_tasks_total", &[("outcome", "cancelled")]), s.cancelled as f64);
+    let status = f.producer(&["status"]);
+    assert!(stdout(&status).contains("[cancelled]"), "{}", stdout(&status));
+    assert!(stdout(&status).contains(&format!("cancelled {}", s.cancelled)), "{}", stdout(&status));
+    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+    let unknown = f.producer(&["cancel", "bf-nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no backfill \"bf-nope\""), "{}", stderr(&unknown));
+    f.cleanup().await;
+}
