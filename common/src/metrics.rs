@@ -39,6 +39,10 @@ pub struct Metrics {
     pub uploads: IntCounterVec,
     pub in_flight: IntGauge,
     pub lease_conflicts: IntCounterVec,
+    /// Tasks waiting for a download slot of a source host (fleet-wide limits).
+    pub host_waiting: IntGaugeVec,
+    /// 429/503 answers with Retry-After that paused a host for the fleet.
+    pub host_throttled: IntCounterVec,
     pub connection_up: IntGaugeVec,
     pub build_info: GaugeVec,
 }
@@ -92,6 +96,16 @@ impl Metrics {
                 "Deliveries delayed because another worker held the partition's lease",
                 &["dataset"],
             ),
+            host_waiting: IntGaugeVec::new(
+                Opts::new("lakefleet_host_waiting_tasks", "Tasks waiting for a download slot of a source host"),
+                &["host"],
+            )
+            .expect("valid"),
+            host_throttled: counter(
+                "lakefleet_host_throttled_total",
+                "Answers (429, 503 with Retry-After) that paused a source host for the whole fleet",
+                &["host"],
+            ),
             connection_up: IntGaugeVec::new(
                 Opts::new("lakefleet_connection_up", "1 when connected to the service (rabbitmq, redis)"),
                 &["service"],
@@ -106,6 +120,7 @@ impl Metrics {
         };
         registry.register(Box::new(m.in_flight.clone())).expect("unique");
         registry.register(Box::new(m.connection_up.clone())).expect("unique");
+        registry.register(Box::new(m.host_waiting.clone())).expect("unique");
         registry.register(Box::new(m.build_info.clone())).expect("unique");
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         m
@@ -127,6 +142,12 @@ impl Metrics {
         for r in ["written", "already_present"] {
             self.uploads.with_label_values(&[dataset, r]);
         }
+    }
+
+    /// Creates the series of source host `host` at zero.
+    pub fn init_host(&self, host: &str) {
+        self.host_waiting.with_label_values(&[host]);
+        self.host_throttled.with_label_values(&[host]);
     }
 
     /// The Prometheus text exposition.

@@ -21,6 +21,17 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
+/// A source host's limits, shared by the whole fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// Downloads from the host at once.
+    pub concurrent: u32,
+    /// Download starts per second.
+    pub per_second: u32,
+    /// A slot whose worker died frees itself after this.
+    pub slot_ttl: Duration,
+}
+
 /// A done marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoneMarker {
@@ -84,6 +95,46 @@ if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return 1
 end
 return 0",
+    )
+});
+
+/// One download slot of a source host, shared by the fleet: returns 0 when
+/// the slot was taken, else the milliseconds to wait (the host is paused by a
+/// 429, all its slots are taken, or its requests of the last second reached
+/// the rate). Redis's clock is the one clock of the fleet.
+/// KEYS: slots (zset token -> expiry ms), pause (until ms), starts (zset of
+/// request starts); ARGV: token, max concurrent, max per second, slot TTL ms.
+static HOST_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+if pause > now then return pause - now end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 50 end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 1000)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
+  local oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2])
+  return math.max(1, oldest + 1000 - now)
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[3], 2000)
+return 0",
+    )
+});
+
+/// Pauses a host for ARGV[1] ms from now (never shortens a longer pause).
+static HOST_PAUSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untl = now + tonumber(ARGV[1])
+if untl > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], untl, 'PX', ARGV[1])
+end
+return untl",
     )
 });
 
@@ -401,6 +452,45 @@ impl State {
         }
         c.hset_nx::<_, _, _, ()>(&key, "cancelled_at", at).await?;
         Ok(true)
+    }
+
+    /// Tries to take a download slot of `host` (`host:port`) for `token`:
+    /// `None` when taken, else how long to wait before trying again.
+    pub async fn try_host_slot(
+        &self,
+        host: &str,
+        token: &str,
+        limits: HostLimits,
+    ) -> redis::RedisResult<Option<Duration>> {
+        let mut c = self.con.clone();
+        let wait: i64 = HOST_ACQUIRE
+            .key(self.k(&["host", host, "slots"]))
+            .key(self.k(&["host", host, "pause"]))
+            .key(self.k(&["host", host, "starts"]))
+            .arg(token)
+            .arg(limits.concurrent)
+            .arg(limits.per_second)
+            .arg(limits.slot_ttl.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
+    }
+
+    /// Gives a download slot back.
+    pub async fn release_host_slot(&self, host: &str, token: &str) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        c.zrem(self.k(&["host", host, "slots"]), token).await
+    }
+
+    /// Pauses every download from `host` for `d` (a 429 with Retry-After).
+    pub async fn pause_host(&self, host: &str, d: Duration) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        let _: i64 = HOST_PAUSE
+            .key(self.k(&["host", host, "pause"]))
+            .arg(d.as_millis().max(1) as u64)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
     }
 
     /// The `n` (at least 1) most recent backfill ids, newest first.

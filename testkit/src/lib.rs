@@ -473,13 +473,19 @@ pub enum Fault {
     Truncate(usize),
     /// Send the body slowly: this many chunks over this duration.
     Slow(usize, Duration),
+    /// Answer 429 with `Retry-After: secs`.
+    Throttle(u64),
 }
 
 #[derive(Default)]
 struct SourceState {
     files: HashMap<String, Vec<u8>>,
     faults: HashMap<String, VecDeque<Fault>>,
+    /// Faults for every request of every file, after the per-file ones.
+    every: Vec<Fault>,
     hits: HashMap<String, Vec<Instant>>,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// An HTTP file server on 127.0.0.1 run by the test.
@@ -515,9 +521,20 @@ impl Source {
                     let (body, fault) = {
                         let mut s = st.lock().unwrap();
                         s.hits.entry(path.clone()).or_default().push(Instant::now());
-                        let fault = s.faults.get_mut(&path).and_then(|q| q.pop_front());
+                        let fault =
+                            s.faults.get_mut(&path).and_then(|q| q.pop_front()).or_else(|| s.every.first().cloned());
+                        s.in_flight += 1;
+                        s.max_in_flight = s.max_in_flight.max(s.in_flight);
                         (s.files.get(&path).cloned(), fault)
                     };
+                    // Counts this request as in flight until the function returns.
+                    struct Leave(Arc<Mutex<SourceState>>);
+                    impl Drop for Leave {
+                        fn drop(&mut self) {
+                            self.0.lock().unwrap().in_flight -= 1;
+                        }
+                    }
+                    let _leave = Leave(st.clone());
                     let Some(body) = body else {
                         let _ = sock
                             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -535,6 +552,14 @@ impl Source {
                                 )
                                 .await;
                         }
+                        Some(Fault::Throttle(secs)) => {
+                            let _ = sock
+                                .write_all(
+                                    format!("HTTP/1.1 429 Too Many Requests\r\nRetry-After: {secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                                        .as_bytes(),
+                                )
+                                .await;
+                        }
                         Some(Fault::Truncate(k)) => {
                             let _ = sock.write_all(head(body.len()).as_bytes()).await;
                             let _ = sock.write_all(&body[..k.min(body.len())]).await;
@@ -542,11 +567,13 @@ impl Source {
                         Some(Fault::Slow(chunks, over)) => {
                             let _ = sock.write_all(head(body.len()).as_bytes()).await;
                             let size = body.len().div_ceil(chunks.max(1));
-                            for c in body.chunks(size.max(1)) {
+                            for (k, c) in body.chunks(size.max(1)).enumerate() {
+                                if k > 0 {
+                                    tokio::time::sleep(over / chunks as u32).await;
+                                }
                                 if sock.write_all(c).await.is_err() {
                                     return;
                                 }
-                                tokio::time::sleep(over / chunks as u32).await;
                             }
                         }
                         None => {
@@ -554,6 +581,7 @@ impl Source {
                             let _ = sock.write_all(&body).await;
                         }
                     }
+                    drop(_leave); // the whole answer is written
                     let _ = sock.shutdown().await;
                 });
             }
@@ -567,6 +595,23 @@ impl Source {
 
     pub fn fault(&self, name: &str, faults: &[Fault]) {
         self.state.lock().unwrap().faults.entry(name.to_string()).or_default().extend(faults.iter().cloned());
+    }
+
+    /// Applies `fault` to every request (after any per-file faults).
+    pub fn fault_every(&self, fault: Fault) {
+        self.state.lock().unwrap().every = vec![fault];
+    }
+
+    /// The most requests served at once so far.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+
+    /// Every request so far, in order of arrival.
+    pub fn all_hits(&self) -> Vec<Instant> {
+        let mut all: Vec<Instant> = self.state.lock().unwrap().hits.values().flatten().copied().collect();
+        all.sort();
+        all
     }
 
     /// Stops serving `name` (requests get 404).

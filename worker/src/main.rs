@@ -87,6 +87,7 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     for d in catalog.iter() {
         metrics.init_dataset(&d.name);
+        metrics.init_host(&lakefleet::catalog::host_of(d.socrata.as_ref().map_or(&d.url_template, |s| &s.portal)));
     }
     let state = State::connect(&s.conn.redis_url, &s.conn.prefix).await?;
     metrics.connection_up.with_label_values(&["redis"]).set(1);

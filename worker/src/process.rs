@@ -12,8 +12,9 @@ use lakefleet::convert::{self, Provenance};
 use lakefleet::failure::{Failure, Reason};
 use lakefleet::lake::{Lake, Uploaded};
 use lakefleet::metrics::{Metrics, stage};
+use lakefleet::source::FetchError;
 use lakefleet::source::Fetcher;
-use lakefleet::state::{DoneMarker, State, TaskCheck};
+use lakefleet::state::{DoneMarker, HostLimits, State, TaskCheck};
 use lakefleet::task::Task;
 use lakefleet::text;
 use lakefleet::topology::{Topology, header_str};
@@ -104,6 +105,66 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A download slot of a source host, taken fleet-wide through Redis and
+/// given back when dropped (a worker that dies frees it after its TTL).
+struct HostSlot {
+    ctx: Arc<Ctx>,
+    host: String,
+    token: String,
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        let (ctx, host, token) = (self.ctx.clone(), self.host.clone(), self.token.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                soft("giving a host slot back", ctx.state.release_host_slot(&host, &token).await);
+            });
+        }
+    }
+}
+
+/// Waits for a download slot of `host` within the dataset's limits (the
+/// task timeout bounds the wait); `None` when Redis is unavailable (the
+/// download then goes ahead: politeness must not stop the fleet).
+async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str) -> Option<HostSlot> {
+    let token = format!("{}:{}", ctx.worker_id, uuid_like());
+    let limits = HostLimits {
+        concurrent: ds.max_downloads_per_host,
+        per_second: ds.max_requests_per_second_per_host,
+        slot_ttl: ctx.task_timeout + Duration::from_secs(60),
+    };
+    let waiting = ctx.metrics.host_waiting.with_label_values(&[host]);
+    let mut counted = false;
+    let slot = loop {
+        match soft("taking a host slot", ctx.state.try_host_slot(host, &token, limits).await) {
+            Some(Some(wait)) => {
+                if !counted {
+                    waiting.inc();
+                    counted = true;
+                }
+                tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+            }
+            Some(None) => break Some(HostSlot { ctx: ctx.clone(), host: host.to_string(), token }),
+            None => break None,
+        }
+    };
+    if counted {
+        waiting.dec();
+    }
+    slot
+}
+
+/// A 429 (or 503) with Retry-After pauses its host for the whole fleet.
+async fn throttled<T>(ctx: &Ctx, host: &str, r: Result<T, FetchError>) -> Result<T, FetchError> {
+    if let Err(FetchError::Status { status: 429 | 503, retry_after: Some(d), .. }) = &r {
+        ctx.metrics.host_throttled.with_label_values(&[host]).inc();
+        warn!(host, pause_s = d.as_secs_f64(), "source host throttled: paused for the whole fleet");
+        soft("pausing the host", ctx.state.pause_host(host, *d).await);
+    }
+    r
 }
 
 /// Removes the spool file however the task ends.
@@ -298,18 +359,22 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
     let dl_start = Instant::now();
     let bytes_counter = m.source_bytes.with_label_values(&[&ds.name]);
     let on_chunk = move |n: usize| bytes_counter.inc_by(n as u64);
+    // Held until the download ends: the fleet's limits per source host.
+    let host = ds.source_host(c.date, task.mirror.as_deref());
+    let slot = host_slot(ctx, ds, &host).await;
     // A Socrata slice: its count first, then its pages (a 404 there is an
     // unknown dataset id, not a partition still to be published).
     let (download, counted) = match ds.socrata_query(c.date, task.mirror.as_deref()) {
         Some(q) => {
             let fetch = |e| Failure::from_fetch(e, false);
-            let count = ctx.fetcher.socrata_count(&q).await.map_err(fetch)?;
+            let count = throttled(ctx, &host, ctx.fetcher.socrata_count(&q).await).await.map_err(fetch)?;
             let page_rows = ds.socrata.as_ref().map_or(50_000, |s| s.page_rows) as u64;
-            (ctx.fetcher.socrata_pages(&q, count, page_rows, on_chunk).await.map_err(fetch)?, Some(count))
+            let pages = ctx.fetcher.socrata_pages(&q, count, page_rows, on_chunk).await;
+            (throttled(ctx, &host, pages).await.map_err(fetch)?, Some(count))
         }
         None => {
             let fetch = |e| Failure::from_fetch(e, is_recent(ds, c.date));
-            (ctx.fetcher.open(&c.url, on_chunk).await.map_err(fetch)?, None)
+            (throttled(ctx, &host, ctx.fetcher.open(&c.url, on_chunk).await).await.map_err(fetch)?, None)
         }
     };
 
@@ -332,6 +397,7 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
     // thread then sees the end of its input and stops too.
     let mut pump = AbortOnDrop(pump);
     let _ = (&mut pump.0).await;
+    drop(slot);
     m.stage_duration.with_label_values(&[&ds.name, stage::DOWNLOAD]).observe(dl_start.elapsed().as_secs_f64());
     let stats =
         conv.await.map_err(|e| Failure::transient(format!("conversion thread failed: {e}")))?.map_err(Failure::from)?;

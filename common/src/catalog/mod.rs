@@ -119,6 +119,14 @@ fn default_max_record_bytes() -> u64 {
     DEFAULT_MAX_RECORD_BYTES
 }
 
+fn default_host_concurrency() -> u32 {
+    4
+}
+
+fn default_host_rate() -> u32 {
+    4
+}
+
 fn default_max_source_bytes() -> u64 {
     DEFAULT_MAX_SOURCE_BYTES
 }
@@ -278,6 +286,13 @@ pub struct Dataset {
     /// in bytes (a gzip bomb stops here and is parked as `too_large`).
     #[serde(default = "default_max_source_bytes")]
     pub max_source_bytes: u64,
+    /// Downloads from one source host at once, for the whole fleet (shared
+    /// through Redis); a Socrata slice's pages are one download.
+    #[serde(default = "default_host_concurrency")]
+    pub max_downloads_per_host: u32,
+    /// Download starts per second from one source host, for the whole fleet.
+    #[serde(default = "default_host_rate")]
+    pub max_requests_per_second_per_host: u32,
     /// Whether a source with a header and no rows is a valid (empty)
     /// partition; otherwise it is parked as `empty_source`.
     #[serde(default)]
@@ -355,6 +370,12 @@ impl Dataset {
             start,
             end,
         })
+    }
+
+    /// The `host:port` a partition's source is fetched from (the politeness
+    /// limits are per host), with the backfill's mirror if any.
+    pub fn source_host(&self, date: NaiveDate, mirror: Option<&str>) -> String {
+        host_of(&self.fetch_url(date, mirror))
     }
 
     /// The partition's label: `2022-01-08` (weekly), `2019-03` (monthly).
@@ -441,6 +462,14 @@ impl Dataset {
                 "field `max_record_bytes`: {} must be between 1024 and 1073741824",
                 self.max_record_bytes
             ));
+        }
+        for (field, v) in [
+            ("max_downloads_per_host", self.max_downloads_per_host),
+            ("max_requests_per_second_per_host", self.max_requests_per_second_per_host),
+        ] {
+            if !(1..=1000).contains(&v) {
+                return Err(format!("field `{field}`: {v} must be between 1 and 1000"));
+            }
         }
         if self.max_source_bytes < 1024 {
             return Err(format!("field `max_source_bytes`: {} must be at least 1024", self.max_source_bytes));
@@ -665,6 +694,14 @@ impl Dataset {
             d = crate::plan::next(self.cadence, d);
         }
         Ok(())
+    }
+}
+
+/// `host:port` of an http(s) URL (the default port when it has none).
+pub fn host_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!("{}:{}", u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)),
+        Err(_) => String::new(),
     }
 }
 

@@ -335,3 +335,79 @@ async fn a_task_slower_than_the_task_timeout_is_abandoned_and_retried() {
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;
 }
+
+/// mta-turnstile's schema under another name, with fleet-wide limits for its source host.
+fn polite_catalog(concurrent: u32, per_second: u32) -> String {
+    format!(
+        r#"[[dataset]]
+name = "mta-polite"
+cadence = "weekly"
+url_template = "http://web.mta.info/developers/data/nyct/turnstile/turnstile_{{yymmdd}}.txt"
+first = "2014-10-18"
+max_downloads_per_host = {concurrent}
+max_requests_per_second_per_host = {per_second}
+columns = [
+  {{ source = "C/A", name = "ca", type = "string" }}, {{ source = "UNIT", name = "unit", type = "string" }},
+  {{ source = "SCP", name = "scp", type = "string" }}, {{ source = "STATION", name = "station", type = "string" }},
+  {{ source = "LINENAME", name = "linename", type = "string" }}, {{ source = "DIVISION", name = "division", type = "string" }},
+  {{ source = "DATE", name = "date", type = "date", format = "%m/%d/%Y" }}, {{ source = "TIME", name = "time", type = "string" }},
+  {{ source = "DESC", name = "desc", type = "string" }}, {{ source = "ENTRIES", name = "entries", type = "int64" }},
+  {{ source = "EXITS", name = "exits", type = "int64" }},
+]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_workers_share_a_hosts_limits_and_a_429_pauses_the_host_for_all_of_them() {
+    let src = Source::start().await;
+    let f = Fleet::local("polite").with_catalog(&polite_catalog(2, 5));
+    serve_mta_weeks(&src, 16, 300, 80, &[]);
+    // Every download takes about 400 ms, so that they would overlap; week 5 is throttled once.
+    src.fault_every(Fault::Slow(4, Duration::from_millis(400)));
+    src.fault(&mta_name(week(5)), &[Fault::Throttle(3)]);
+    let workers: Vec<_> = (0..4).map(|_| f.worker(&["--concurrency", "2"])).collect();
+    for w in &workers {
+        w.ready().await;
+    }
+    let out = f.backfill("mta-polite", &week(0).to_string(), &week(15).to_string(), &["--mirror", &src.base]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = wait_finished(&f, &out, Duration::from_secs(90)).await;
+    assert_eq!((s.done, s.dead.len()), (16, 0), "{s:?}");
+
+    // Never more than 2 downloads at once from the host, though 8 task slots were free.
+    assert_eq!(src.max_in_flight(), 2, "the limit is used and never passed");
+    // Never more than 5 request starts in any second (900 ms windows: request
+    // arrival trails the fleet's clock by a few milliseconds).
+    let hits = src.all_hits();
+    for (i, t) in hits.iter().enumerate() {
+        let in_window = hits[i..].iter().take_while(|h| **h - *t < Duration::from_millis(900)).count();
+        assert!(in_window <= 5, "{in_window} requests within 900 ms");
+    }
+    // The 429 (Retry-After: 3) stopped every request to the host for 3 s.
+    let throttled_at = src.hits(&mta_name(week(5)))[0];
+    let during: Vec<Duration> = hits
+        .iter()
+        .filter(|h| **h > throttled_at + Duration::from_millis(200))
+        .map(|h| *h - throttled_at)
+        .filter(|d| *d < Duration::from_millis(2900))
+        .collect();
+    assert!(during.is_empty(), "requests during the pause: {during:?}");
+    let throttles: f64 = futures_sum(&workers, "lakefleet_host_throttled_total").await;
+    assert_eq!(throttles, 1.0);
+    f.cleanup().await;
+}
+
+/// The sum of a metric over the workers (every label).
+async fn futures_sum(workers: &[WorkerProc], name: &str) -> f64 {
+    let mut total = 0.0;
+    for w in workers {
+        let text = w.metrics().await;
+        total += text
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total
+}
