@@ -43,6 +43,8 @@ pub struct Metrics {
     pub host_waiting: IntGaugeVec,
     /// 429/503 answers with Retry-After that paused a host for the fleet.
     pub host_throttled: IntCounterVec,
+    /// Refreshed partitions whose source had changed (object replaced).
+    pub sources_changed: IntCounterVec,
     pub connection_up: IntGaugeVec,
     pub build_info: GaugeVec,
 }
@@ -106,6 +108,11 @@ impl Metrics {
                 "Answers (429, 503 with Retry-After) that paused a source host for the whole fleet",
                 &["host"],
             ),
+            sources_changed: counter(
+                "lakefleet_sources_changed_total",
+                "Partitions whose source changed since it was ingested; found by a refresh, object replaced",
+                &["dataset"],
+            ),
             connection_up: IntGaugeVec::new(
                 Opts::new("lakefleet_connection_up", "1 when connected to the service (rabbitmq, redis)"),
                 &["service"],
@@ -139,6 +146,7 @@ impl Metrics {
         self.rows_written.with_label_values(&[dataset]);
         self.parquet_bytes.with_label_values(&[dataset]);
         self.lease_conflicts.with_label_values(&[dataset]);
+        self.sources_changed.with_label_values(&[dataset]);
         for r in ["written", "already_present"] {
             self.uploads.with_label_values(&[dataset, r]);
         }

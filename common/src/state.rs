@@ -39,6 +39,9 @@ pub struct DoneMarker {
     pub size: u64,
     pub rows: u64,
     pub sha256: String,
+    /// What identified the source when it was ingested (empty when the
+    /// server sent none): a refresh asks the source with them.
+    pub source: crate::source::Validators,
 }
 
 /// A backfill's counts, as `producer status` shows them.
@@ -201,6 +204,11 @@ impl State {
             size: get("size").parse().unwrap_or(0),
             rows: get("rows").parse().unwrap_or(0),
             sha256: get("sha256"),
+            source: crate::source::Validators {
+                etag: Some(get("etag")).filter(|s| !s.is_empty()),
+                last_modified: Some(get("last_modified")).filter(|s| !s.is_empty()),
+                content_length: get("content_length").parse().ok(),
+            },
         }))
     }
 
@@ -244,6 +252,9 @@ impl State {
                     ("size", m.size.to_string()),
                     ("rows", m.rows.to_string()),
                     ("sha256", m.sha256.clone()),
+                    ("etag", m.source.etag.clone().unwrap_or_default()),
+                    ("last_modified", m.source.last_modified.clone().unwrap_or_default()),
+                    ("content_length", m.source.content_length.map(|n| n.to_string()).unwrap_or_default()),
                     ("at", now),
                 ],
             )
@@ -383,6 +394,20 @@ impl State {
     pub async fn record_retry(&self, id: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         c.hincr(self.k(&["bf", id]), "retried", 1).await
+    }
+
+    /// A refresh found the partition's source unchanged: done, and skipped.
+    pub async fn record_unchanged(&self, id: &str, partition: &str) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        redis::pipe()
+            .sadd(self.k(&["bf", id, "done"]), partition)
+            .ignore()
+            .sadd(self.k(&["bf", id, "skipped"]), partition)
+            .ignore()
+            .hdel(self.k(&["bf", id, "dead"]), partition)
+            .ignore()
+            .exec_async(&mut c)
+            .await
     }
 
     /// A partition was parked with `error` (bounded here).

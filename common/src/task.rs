@@ -44,6 +44,10 @@ pub struct Task {
     /// Times this task was delivered and never acked (a worker crashed or
     /// was killed on it), carried across the re-publishes of a lease
     /// conflict or a retry, which start a fresh broker delivery count.
+    /// Ask the source whether it changed since the partition was ingested
+    /// (conditional request) and replace the object only if it did.
+    #[serde(default)]
+    pub refresh: bool,
     #[serde(default)]
     pub redeliveries: u32,
 }
@@ -76,6 +80,7 @@ impl Task {
             enqueued_at: chrono::Utc::now().to_rfc3339(),
             overwrite,
             mirror: mirror.map(str::to_string),
+            refresh: false,
             redeliveries: 0,
         }
     }
@@ -115,6 +120,7 @@ mod tests {
             enqueued_at: "2026-11-21T10:00:00Z".into(),
             overwrite: false,
             mirror: Some("http://127.0.0.1".into()),
+            refresh: true,
             redeliveries: 2,
         }
     }

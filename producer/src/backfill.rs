@@ -34,6 +34,7 @@ pub struct Request {
     pub wait: Option<Duration>,
     pub force: bool,
     pub overwrite: bool,
+    pub refresh: bool,
     /// Publish a large plan without asking.
     pub yes: bool,
     /// From the schedule: leave parked and in-progress partitions alone, and
@@ -52,6 +53,7 @@ impl Request {
             wait: None,
             force: false,
             overwrite: false,
+            refresh: false,
             yes: false,
             scheduled: false,
         }
@@ -64,8 +66,9 @@ impl From<&BackfillArgs> for Request {
             mirror: a.mirror.clone(),
             dry_run: a.dry_run,
             wait: a.wait.then(|| Duration::from_secs(a.wait_timeout)),
-            force: a.force || a.overwrite,
+            force: a.force || a.overwrite || a.refresh,
             overwrite: a.overwrite,
+            refresh: a.refresh,
             yes: a.yes,
             ..Request::new(&a.dataset, a.from, a.to)
         }
@@ -219,7 +222,8 @@ pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow
     // Partitions not confirmed; each one's error is shown as it happens.
     let mut failed: Vec<String> = Vec::new();
     for (i, p) in to_publish.iter().enumerate() {
-        let task = Task::plan(&id, ds, p.date, mirror, req.overwrite);
+        let mut task = Task::plan(&id, ds, p.date, mirror, req.overwrite);
+        task.refresh = req.refresh;
         let headers = topology::headers(&task_headers(&task));
         match topology::publish_confirmed(&ch, &topo.work, &task.encode(), headers).await {
             Ok(()) => progress.inc(&task.partition),

@@ -110,6 +110,12 @@ pub struct BackfillArgs {
     /// Convert again and replace the objects of done partitions (implies --force).
     #[arg(long)]
     pub overwrite: bool,
+    /// Ask each source whether it changed since it was ingested (If-None-Match
+    /// / If-Modified-Since with the recorded ETag and Last-Modified): unchanged
+    /// partitions are skipped without a download, changed ones are converted
+    /// again and their objects replaced (implies --force).
+    #[arg(long, conflicts_with = "overwrite")]
+    pub refresh: bool,
     /// Publish a plan of more than 1,000 partitions without asking (on a
     /// terminal the count is shown and confirmed; without one, --yes is needed).
     #[arg(long)]

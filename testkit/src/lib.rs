@@ -224,7 +224,13 @@ impl Fleet {
     /// Marks `date` of `ds` done in Redis and puts a 1-byte object under its
     /// key in the (local) lake, as if a worker had converted it.
     pub async fn fake_done(&self, ds: &lakefleet::catalog::Dataset, date: NaiveDate) {
-        let m = lakefleet::state::DoneMarker { object_key: ds.object_key(date), size: 1, rows: 1, sha256: "x".into() };
+        let m = lakefleet::state::DoneMarker {
+            object_key: ds.object_key(date),
+            size: 1,
+            rows: 1,
+            sha256: "x".into(),
+            source: Default::default(),
+        };
         self.state().await.mark_done(&ds.name, &date.to_string(), &m).await.unwrap();
         let path = self.lake_dir.as_ref().expect("a local lake").join(ds.object_key(date));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -486,6 +492,8 @@ struct SourceState {
     hits: HashMap<String, Vec<Instant>>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Conditional requests: (file, status answered).
+    conditional: Vec<(String, u16)>,
 }
 
 /// An HTTP file server on 127.0.0.1 run by the test.
@@ -535,14 +543,36 @@ impl Source {
                         }
                     }
                     let _leave = Leave(st.clone());
+                    // Files carry an ETag (from their bytes) and answer If-None-Match.
+                    let etag = body.as_ref().map(|b| format!("\"{}\"", &sha256_hex(b)[..16]));
+                    let asked = head.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim().eq_ignore_ascii_case("if-none-match").then(|| v.trim().to_string())
+                    });
+                    if let Some(asked) = asked {
+                        let same = etag.as_deref() == Some(asked.as_str());
+                        st.lock().unwrap().conditional.push((path.clone(), if same { 304 } else { 200 }));
+                        if same {
+                            let _ = sock
+                                .write_all(
+                                    b"HTTP/1.1 304 Not Modified\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                                )
+                                .await;
+                            return;
+                        }
+                    }
                     let Some(body) = body else {
                         let _ = sock
                             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                             .await;
                         return;
                     };
-                    let head =
-                        |len: usize| format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+                    let etag = etag.unwrap_or_default();
+                    let head = |len: usize| {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: {etag}\r\nLast-Modified: Sat, 21 Nov 2026 09:00:00 GMT\r\nConnection: close\r\n\r\n"
+                        )
+                    };
                     match fault {
                         Some(Fault::Status(code)) => {
                             let _ = sock
@@ -600,6 +630,11 @@ impl Source {
     /// Applies `fault` to every request (after any per-file faults).
     pub fn fault_every(&self, fault: Fault) {
         self.state.lock().unwrap().every = vec![fault];
+    }
+
+    /// Conditional requests so far: (file, status answered: 304 or 200).
+    pub fn conditional(&self) -> Vec<(String, u16)> {
+        self.state.lock().unwrap().conditional.clone()
     }
 
     /// The most requests served at once so far.

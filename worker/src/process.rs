@@ -12,15 +12,15 @@ use lakefleet::convert::{self, Provenance};
 use lakefleet::failure::{Failure, Reason};
 use lakefleet::lake::{Lake, Uploaded};
 use lakefleet::metrics::{Metrics, stage};
-use lakefleet::source::FetchError;
 use lakefleet::source::Fetcher;
+use lakefleet::source::{FetchError, Opened};
 use lakefleet::state::{DoneMarker, HostLimits, State, TaskCheck};
 use lakefleet::task::Task;
 use lakefleet::text;
 use lakefleet::topology::{Topology, header_str};
 use lapin::Channel;
 use lapin::message::Delivery;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::outcome::{Done, Outcome};
 
@@ -291,7 +291,8 @@ fn check<'a>(ctx: &'a Ctx, task: &Task) -> Result<Checked<'a>, Failure> {
 async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     let checked = check(ctx, task)?;
     let (dsn, part) = (task.dataset.as_str(), task.partition.as_str());
-    match soft("checking the done marker", ctx.state.check_task(dsn, part, &task.backfill_id, !task.overwrite).await) {
+    let dedupe = !task.overwrite && !task.refresh;
+    match soft("checking the done marker", ctx.state.check_task(dsn, part, &task.backfill_id, dedupe).await) {
         Some(TaskCheck::Cancelled) => return Ok(Done::Cancelled),
         Some(TaskCheck::Done) => return Ok(Done::Skipped),
         _ => {}
@@ -318,9 +319,41 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     }
     // Released when this future ends, however it ends (also on timeout or shutdown).
     let _lease = leased.map(|_| Lease::hold(ctx, dsn, part, token));
-    let (uploaded, marker) = convert_and_upload(ctx, &checked, task).await?;
-    soft("writing the done marker", ctx.state.mark_done(dsn, part, &marker).await);
-    Ok(Done::Converted { uploaded })
+    // A refresh compares with what was ingested (the done marker).
+    let before = match task.refresh {
+        true => soft("reading the done marker", ctx.state.done_marker(dsn, part).await).flatten(),
+        false => None,
+    };
+    match convert_and_upload(ctx, &checked, task, before.as_ref()).await? {
+        Ingest::Unchanged(how) => {
+            info!(task = %task.label(), how, "refresh: the source is unchanged; nothing downloaded or written");
+            soft("recording the skip", ctx.state.record_unchanged(&task.backfill_id, part).await);
+            Ok(Done::Skipped)
+        }
+        Ingest::Uploaded(uploaded, marker) => {
+            if let Some(b) = &before {
+                ctx.metrics.sources_changed.with_label_values(&[dsn]).inc();
+                warn!(
+                    task = %task.label(),
+                    old_sha256 = %b.sha256,
+                    new_sha256 = %marker.sha256,
+                    old_etag = b.source.etag.as_deref().unwrap_or(""),
+                    new_etag = marker.source.etag.as_deref().unwrap_or(""),
+                    "refresh: the source changed; its object was replaced"
+                );
+            }
+            soft("writing the done marker", ctx.state.mark_done(dsn, part, &marker).await);
+            Ok(Done::Converted { uploaded })
+        }
+    }
+}
+
+/// What an ingest did.
+enum Ingest {
+    Uploaded(Uploaded, DoneMarker),
+    /// A refresh found the source as it was: `304` (not downloaded) or the
+    /// same checksum (downloaded, not written).
+    Unchanged(&'static str),
 }
 
 /// `{pid}-{n}`: unique within this host's processes.
@@ -354,7 +387,12 @@ pub fn clean_spool(dir: &std::path::Path) -> usize {
     removed
 }
 
-async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Result<(Uploaded, DoneMarker), Failure> {
+async fn convert_and_upload(
+    ctx: &Arc<Ctx>,
+    c: &Checked<'_>,
+    task: &Task,
+    before: Option<&DoneMarker>,
+) -> Result<Ingest, Failure> {
     let (m, ds) = (&ctx.metrics, c.ds);
     let dl_start = Instant::now();
     let bytes_counter = m.source_bytes.with_label_values(&[&ds.name]);
@@ -374,9 +412,17 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
         }
         None => {
             let fetch = |e| Failure::from_fetch(e, is_recent(ds, c.date));
-            (throttled(ctx, &host, ctx.fetcher.open(&c.url, on_chunk).await).await.map_err(fetch)?, None)
+            let since = before.map(|b| &b.source).filter(|v| v.usable());
+            match throttled(ctx, &host, ctx.fetcher.open_if_changed(&c.url, since, on_chunk).await)
+                .await
+                .map_err(fetch)?
+            {
+                Opened::Body(d) => (d, None),
+                Opened::NotModified => return Ok(Ingest::Unchanged("304 Not Modified")),
+            }
         }
     };
+    let validators = download.validators.clone();
 
     let name = format!("lakefleet-{}", uuid_like());
     let spool = Spool(ctx.spool_dir.join(format!("{name}.parquet")));
@@ -385,7 +431,12 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
     let file = std::fs::File::create(&spool.0)
         .map_err(|e| Failure::transient(format!("creating spool file {}: {e}", spool.0.display())))?;
     let ds2 = ds.clone();
-    let prov = Provenance { source_url: c.url.clone(), partition: task.partition.clone(), date: Some(c.date) };
+    let prov = Provenance {
+        source_url: c.url.clone(),
+        partition: task.partition.clone(),
+        date: Some(c.date),
+        validators: validators.clone(),
+    };
     let convert_start = Instant::now();
     let (reader, pump, expected) = (download.reader, download.pump, download.content_length);
     let source_path = source_spool.0.clone();
@@ -412,11 +463,17 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
         )));
     }
 
+    if before.is_some_and(|b| b.sha256 == stats.source_sha256) {
+        return Ok(Ingest::Unchanged("same checksum"));
+    }
     let size = std::fs::metadata(&spool.0)
         .map_err(|e| Failure::transient(format!("reading spool file {}: {e}", spool.0.display())))?
         .len();
     let up_start = Instant::now();
-    let uploaded = ctx.lake.upload_file(&c.key, &spool.0, size, task.overwrite).await?;
+    // A refresh replaces the object in one step (a single PUT, or a completed
+    // multipart upload): readers see the old object or the new one.
+    let replace = task.overwrite || task.refresh;
+    let uploaded = ctx.lake.upload_file(&c.key, &spool.0, size, replace).await?;
     m.stage_duration.with_label_values(&[&ds.name, stage::UPLOAD]).observe(up_start.elapsed().as_secs_f64());
     let result = match uploaded {
         Uploaded::Written => "written",
@@ -428,5 +485,12 @@ async fn convert_and_upload(ctx: &Arc<Ctx>, c: &Checked<'_>, task: &Task) -> Res
         m.parquet_bytes.with_label_values(&[&ds.name]).inc_by(size);
     }
     drop(spool);
-    Ok((uploaded, DoneMarker { object_key: c.key.clone(), size, rows: stats.rows, sha256: stats.source_sha256 }))
+    let marker = DoneMarker {
+        object_key: c.key.clone(),
+        size,
+        rows: stats.rows,
+        sha256: stats.source_sha256,
+        source: validators,
+    };
+    Ok(Ingest::Uploaded(uploaded, marker))
 }

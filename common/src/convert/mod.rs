@@ -61,6 +61,8 @@ pub mod meta {
     pub const SCHEMA_VERSION: &str = "lakefleet.schema_version";
     pub const DATASET: &str = "lakefleet.dataset";
     pub const PARTITION: &str = "lakefleet.partition";
+    pub const SOURCE_ETAG: &str = "lakefleet.source_etag";
+    pub const SOURCE_LAST_MODIFIED: &str = "lakefleet.source_last_modified";
 }
 
 /// Where a conversion's data comes from, for the Parquet metadata.
@@ -71,13 +73,20 @@ pub struct Provenance {
     pub partition: String,
     /// The partition's date, which picks the catalog era (Parquet sources).
     pub date: Option<NaiveDate>,
+    /// The source's ETag, Last-Modified and length, as its server sent them.
+    pub validators: crate::source::Validators,
 }
 
 impl Provenance {
     /// A file converted outside a backfill (`worker convert`, tests): its
     /// date, for the era, is the first `YYYY-MM` or `YYYY-MM-DD` in its name.
     pub fn file(source: &str) -> Provenance {
-        Provenance { source_url: source.to_string(), partition: String::new(), date: date_in_name(source) }
+        Provenance {
+            source_url: source.to_string(),
+            partition: String::new(),
+            date: date_in_name(source),
+            validators: Default::default(),
+        }
     }
 }
 
@@ -163,6 +172,8 @@ pub fn metadata(ds: &Dataset, prov: &Provenance, stats: &ConvertStats) -> Vec<Ke
         (meta::ROWS, stats.rows.to_string()),
         (meta::VERSION, crate::VERSION.to_string()),
         (meta::SCHEMA_VERSION, ds.schema_version.to_string()),
+        (meta::SOURCE_ETAG, prov.validators.etag.clone().unwrap_or_default()),
+        (meta::SOURCE_LAST_MODIFIED, prov.validators.last_modified.clone().unwrap_or_default()),
     ]
     .into_iter()
     .map(|(k, v)| KeyValue::new(k.to_string(), v))

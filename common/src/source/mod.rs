@@ -39,6 +39,33 @@ pub struct Fetcher {
     app_token: Option<String>,
 }
 
+/// What a server said identifies a file's version: recorded with each
+/// ingest, sent back by a refresh (If-None-Match, If-Modified-Since).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub content_length: Option<u64>,
+}
+
+impl Validators {
+    fn of(h: &reqwest::header::HeaderMap, content_length: Option<u64>) -> Validators {
+        let get = |k| {
+            h.get(k).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(|v| crate::text::bounded(v, 200))
+        };
+        Validators {
+            etag: get(reqwest::header::ETAG),
+            last_modified: get(reqwest::header::LAST_MODIFIED),
+            content_length,
+        }
+    }
+
+    /// Whether a conditional request can be made with them.
+    pub fn usable(&self) -> bool {
+        self.etag.is_some() || self.last_modified.is_some()
+    }
+}
+
 /// A download under way: the body as a blocking reader, the task that pumps
 /// it, and the length the server announced.
 pub struct Download {
@@ -47,6 +74,15 @@ pub struct Download {
     /// `Content-Length`, when the server sent one: a body of another length
     /// is a failed download (transient), never a source.
     pub content_length: Option<u64>,
+    /// The file's ETag, Last-Modified and length, as the server sent them.
+    pub validators: Validators,
+}
+
+/// The answer to a download: the body, or "not modified" (a refresh's
+/// conditional request).
+pub enum Opened {
+    Body(Download),
+    NotModified,
 }
 
 /// Whether `url` is one the fleet fetches: http:// or https://.
@@ -83,6 +119,23 @@ impl Fetcher {
         url: &str,
         on_chunk: impl Fn(usize) + Send + Sync + 'static,
     ) -> Result<Download, FetchError> {
+        match self.open_if_changed(url, None, on_chunk).await? {
+            Opened::Body(d) => Ok(d),
+            Opened::NotModified => Err(FetchError::Network {
+                url: url.to_string(),
+                message: "304 Not Modified to an unconditional request".into(),
+            }),
+        }
+    }
+
+    /// Like [`open`](Self::open); with `since`, asks with If-None-Match /
+    /// If-Modified-Since and returns `NotModified` on a 304.
+    pub async fn open_if_changed(
+        &self,
+        url: &str,
+        since: Option<&Validators>,
+        on_chunk: impl Fn(usize) + Send + Sync + 'static,
+    ) -> Result<Opened, FetchError> {
         let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
         if !is_http(url) {
             return Err(FetchError::Refused {
@@ -90,8 +143,20 @@ impl Fetcher {
                 message: "only http:// and https:// sources are fetched".into(),
             });
         }
-        let mut resp = self.get(url, false).send().await.map_err(net)?;
+        let mut req = self.get(url, false);
+        if let Some(v) = since {
+            if let Some(e) = &v.etag {
+                req = req.header(reqwest::header::IF_NONE_MATCH, e);
+            }
+            if let Some(m) = &v.last_modified {
+                req = req.header(reqwest::header::IF_MODIFIED_SINCE, m);
+            }
+        }
+        let mut resp = req.send().await.map_err(net)?;
         let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED && since.is_some() {
+            return Ok(Opened::NotModified);
+        }
         if !status.is_success() {
             return Err(FetchError::Status {
                 url: url.to_string(),
@@ -101,12 +166,13 @@ impl Fetcher {
             });
         }
         let content_length = resp.content_length();
+        let validators = Validators::of(resp.headers(), content_length);
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let url = url.to_string();
         let pump = tokio::spawn(async move {
             send_body(&mut resp, &tx, &url, &on_chunk, false).await;
         });
-        Ok(Download { reader: ChannelReader::new(rx), pump, content_length })
+        Ok(Opened::Body(Download { reader: ChannelReader::new(rx), pump, content_length, validators }))
     }
 
     /// A GET with the app token when `socrata` (the token goes to portals only).

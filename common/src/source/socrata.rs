@@ -141,6 +141,6 @@ impl Fetcher {
                 return;
             }
         });
-        Ok(Download { reader: ChannelReader::new(rx), pump, content_length: None })
+        Ok(Download { reader: ChannelReader::new(rx), pump, content_length: None, validators: Default::default() })
     }
 }

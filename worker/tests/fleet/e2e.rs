@@ -281,3 +281,46 @@ async fn a_cancelled_backfill_stops_with_none_of_its_cancelled_partitions_in_the
     assert!(stderr(&unknown).contains("no backfill \"bf-nope\""), "{}", stderr(&unknown));
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_replaces_a_changed_source_and_does_not_download_unchanged_ones() {
+    let src = Source::start().await;
+    let f = Fleet::local("refresh");
+    let first = serve_mta_weeks(&src, 3, 300, 90, &[]);
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(2), &[]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(30)).await.done, 3);
+    let before = f.objects().await;
+    let (_, kv) = read_parquet(f.read_object(&first[0].0).await);
+    assert!(kv["lakefleet.source_etag"].starts_with('"'), "the ETag is recorded: {kv:?}");
+
+    // The MTA republishes week 1 with more rows.
+    let (changed, _) = mta_week(week(1), 450, 91);
+    src.put(&mta_name(week(1)), changed.clone());
+    let out = f.backfill_mta(&src, week(0), week(2), &["--refresh"]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
+    assert_eq!((s.done, s.skipped, s.dead.len()), (3, 2, 0), "{s:?}");
+
+    // Weeks 0 and 2 were asked with If-None-Match and answered 304; week 1 with 200.
+    let mut cond = src.conditional();
+    cond.sort();
+    let names: Vec<String> = (0..3).map(|i| mta_name(week(i))).collect();
+    assert_eq!(cond, vec![(names[0].clone(), 304), (names[1].clone(), 200), (names[2].clone(), 304)]);
+    assert_eq!(src.hits(&names[0]).len(), 2, "asked twice, downloaded once");
+    // Week 1's object was replaced with the new rows; the others are untouched.
+    let (batches, kv) = read_parquet(f.read_object(&first[1].0).await);
+    assert_eq!(rows(&batches), 450);
+    assert_eq!(kv["lakefleet.source_sha256"], sha256_hex(&changed));
+    let after = f.objects().await;
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[2], before[2]);
+    assert_ne!(after[1], before[1]);
+    let m = w.metrics().await;
+    assert_eq!(metric(&m, "lakefleet_sources_changed_total", &[("dataset", "mta-turnstile")]), 1.0);
+    let log = w.log();
+    let line = log.lines().find(|l| l.contains("the source changed")).expect("the change is logged");
+    assert!(line.contains(&first[1].2) && line.contains(&sha256_hex(&changed)), "old and new checksums: {line}");
+    f.cleanup().await;
+}

@@ -112,6 +112,7 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
         enqueued_at: String::new(),
         overwrite: false,
         mirror: None,
+        refresh: false,
         redeliveries: 0,
     };
     lakefleet::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
@@ -275,6 +276,7 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
         enqueued_at: String::new(),
         overwrite: false,
         mirror: None,
+        refresh: false,
         redeliveries: 0,
     };
     lakefleet::topology::publish_confirmed(&ch, &topo.work, &task.encode(), Default::default()).await.unwrap();
