@@ -76,6 +76,9 @@ pub enum Failure {
     Transient { message: String, retry_after: Option<Duration> },
     /// Will not heal: park now.
     Permanent { reason: Reason, message: String },
+    /// The newest partition is not published yet: ask again on the
+    /// dataset's publication calendar, park when its patience is over.
+    NotYet { message: String },
 }
 
 impl Failure {
@@ -93,10 +96,10 @@ impl Failure {
     /// source should have, so a 404 likely means "not published yet".
     pub fn from_fetch(e: FetchError, recent: bool) -> Self {
         match &e {
-            FetchError::Status { status: 404 | 410, .. } if recent => Failure::permanent(
-                Reason::NotPublishedYet,
-                format!("{e}: not published yet (the newest partitions may appear later; replay it then)"),
-            ),
+            // CloudFront (the TLC) answers 403 for a file that is not there yet.
+            FetchError::Status { status: 403 | 404 | 410, .. } if recent => {
+                Failure::NotYet { message: text::bounded(&format!("{e}: not published yet"), text::MAX_MESSAGE) }
+            }
             FetchError::Status { status: 404 | 410, .. } => {
                 Failure::permanent(Reason::NotFound, format!("{e}: the source has no such file"))
             }
@@ -152,7 +155,8 @@ mod tests {
         assert!(matches!(st(500, false), Failure::Transient { .. }));
         assert!(matches!(st(429, false), Failure::Transient { .. }));
         assert!(matches!(st(404, false), Failure::Permanent { reason: Reason::NotFound, .. }));
-        assert!(matches!(st(404, true), Failure::Permanent { reason: Reason::NotPublishedYet, .. }));
+        assert!(matches!(st(404, true), Failure::NotYet { .. }));
+        assert!(matches!(st(403, true), Failure::NotYet { .. }));
         assert!(matches!(st(403, false), Failure::Permanent { reason: Reason::HttpError, .. }));
         let refused = FetchError::Refused { url: "file:///etc/passwd".into(), message: "not http".into() };
         assert!(matches!(Failure::from_fetch(refused, false), Failure::Permanent { reason: Reason::BadMessage, .. }));

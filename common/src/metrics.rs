@@ -16,7 +16,9 @@ pub mod outcome {
     pub const FAILED: &str = "failed";
     /// Acked without work: its backfill was cancelled.
     pub const CANCELLED: &str = "cancelled";
-    pub const ALL: [&str; 7] = [SUCCEEDED, SKIPPED_DUPLICATE, DELAYED, RETRIED, PARKED, FAILED, CANCELLED];
+    /// Not published yet: asked again on the publication calendar.
+    pub const WAITING: &str = "waiting";
+    pub const ALL: [&str; 8] = [SUCCEEDED, SKIPPED_DUPLICATE, DELAYED, RETRIED, PARKED, FAILED, CANCELLED, WAITING];
 }
 
 /// Stages (`lakefleet_stage_duration_seconds{stage}`).

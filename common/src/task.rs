@@ -48,6 +48,10 @@ pub struct Task {
     /// (conditional request) and replace the object only if it did.
     #[serde(default)]
     pub refresh: bool,
+    /// When the source first answered "not published yet" (RFC 3339): the
+    /// publication calendar asks again until the dataset's patience is over.
+    #[serde(default)]
+    pub waiting_since: Option<String>,
     #[serde(default)]
     pub redeliveries: u32,
 }
@@ -81,6 +85,7 @@ impl Task {
             overwrite,
             mirror: mirror.map(str::to_string),
             refresh: false,
+            waiting_since: None,
             redeliveries: 0,
         }
     }
@@ -121,6 +126,7 @@ mod tests {
             overwrite: false,
             mirror: Some("http://127.0.0.1".into()),
             refresh: true,
+            waiting_since: Some("2026-11-21T10:00:00Z".into()),
             redeliveries: 2,
         }
     }

@@ -75,6 +75,25 @@ impl Topology {
         level
     }
 
+    /// Name of the publication calendar's queue that holds a task for `delay`.
+    pub fn wait_queue(&self, delay: Duration) -> String {
+        format!("{}.wait.{}ms", self.prefix, delay.as_millis())
+    }
+
+    /// Declares the calendar queue of `delay` (declared when first needed:
+    /// the delays come from the catalog): its messages go back to the work
+    /// queue after `delay`.
+    pub async fn declare_wait(&self, ch: &Channel, delay: Duration) -> lapin::Result<String> {
+        let name = self.wait_queue(delay);
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), lstr("quorum"));
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis() as i64));
+        dead_letter_to(&mut args, &self.work);
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        ch.queue_declare(name.as_str().into(), durable, args).await?;
+        Ok(name)
+    }
+
     pub fn all_queues(&self) -> Vec<String> {
         let mut v = vec![self.work.clone(), self.parking.clone()];
         v.extend((0..RETRY_LEVELS).map(|l| self.retry_queue(l)));

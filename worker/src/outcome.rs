@@ -53,6 +53,13 @@ pub enum Outcome {
         level: u32,
         message: String,
     },
+    /// Not published yet: asked again after `delay` (the publication
+    /// calendar), not counted as an attempt.
+    Wait {
+        delay: Duration,
+        since: String,
+        message: String,
+    },
     Parked {
         reason: Reason,
         message: String,
@@ -71,7 +78,8 @@ pub enum Settled {
 }
 
 impl Outcome {
-    pub fn decide(result: Result<Done, Failure>, attempt: u32, ctx: &Ctx) -> Outcome {
+    pub fn decide(result: Result<Done, Failure>, task: &Task, ctx: &Ctx) -> Outcome {
+        let attempt = task.attempt;
         match result {
             Ok(Done::Converted { uploaded }) => Outcome::Succeeded { uploaded },
             Ok(Done::Skipped) => Outcome::Skipped,
@@ -84,7 +92,40 @@ impl Outcome {
                 Outcome::parked(Reason::AttemptsExhausted, format!("gave up after {attempt} attempts: {message}"))
             }
             Err(Failure::Permanent { reason, message }) => Outcome::Parked { reason, message },
+            Err(Failure::NotYet { message }) => Self::calendar(task, ctx, message),
         }
+    }
+
+    /// A partition that is due but not published: wait for the next look,
+    /// or park it once the dataset's patience is over.
+    fn calendar(task: &Task, ctx: &Ctx, message: String) -> Outcome {
+        let now = chrono::Utc::now();
+        let since = task
+            .waiting_since
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or(now);
+        let (every, patience) = ctx
+            .catalog
+            .get(&task.dataset)
+            .map(|d| (d.not_published_retry_seconds, d.not_published_patience_seconds))
+            .unwrap_or((6 * 3600, 14 * 86_400));
+        let waited = (now - since).to_std().unwrap_or_default();
+        let patience = Duration::from_secs(patience);
+        if waited >= patience {
+            return Outcome::parked(
+                Reason::NotPublishedYet,
+                format!(
+                    "{message}; still not published {}s after the first answer at {} (not_published_patience_seconds = {}); replay it when it appears",
+                    waited.as_secs(),
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    patience.as_secs()
+                ),
+            );
+        }
+        let delay = Duration::from_secs(every).min(patience - waited).max(Duration::from_secs(1));
+        Outcome::Wait { delay, since: since.to_rfc3339(), message }
     }
 
     pub fn parked(reason: Reason, message: impl AsRef<str>) -> Outcome {
@@ -99,6 +140,7 @@ impl Outcome {
             Outcome::Cancelled => label::CANCELLED,
             Outcome::Delayed => label::DELAYED,
             Outcome::Retry { .. } => label::RETRIED,
+            Outcome::Wait { .. } => label::WAITING,
             Outcome::Parked { .. } => label::PARKED,
         }
     }
@@ -120,12 +162,26 @@ impl Outcome {
                 let last = Some((key::LAST_ERROR, message.clone()));
                 (ctx.topo.retry_queue(*level), next_copy(t, t.attempt + 1, redeliveries, last))
             }
+            (Outcome::Wait { delay, since, .. }, Some(t)) => {
+                let queue = match ctx.topo.declare_wait(publish, *delay).await {
+                    Ok(q) => q,
+                    Err(e) => {
+                        let _ = d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                        return Settled::Nacked(format!("declaring the calendar queue: {e}"));
+                    }
+                };
+                let mut waiting = t.clone();
+                waiting.waiting_since = Some(since.clone());
+                (queue, next_copy(&waiting, t.attempt, redeliveries, None))
+            }
             (Outcome::Parked { reason, message }, _) => {
                 let attempts = task.map(|t| t.attempt).unwrap_or(1);
                 let h = ParkHeaders::new(*reason, message, attempts, &ctx.worker_id, task);
                 (ctx.topo.parking.clone(), (d.data.clone(), h.to_table()))
             }
-            (Outcome::Delayed | Outcome::Retry { .. }, None) => unreachable!("only tasks are delayed or retried"),
+            (Outcome::Delayed | Outcome::Retry { .. } | Outcome::Wait { .. }, None) => {
+                unreachable!("only tasks are delayed, retried or waiting")
+            }
         };
         match topology::publish_confirmed(publish, &queue, &payload, headers).await {
             Ok(()) => ack(d).await,
@@ -177,6 +233,10 @@ impl Outcome {
                 let delay_ms = ctx.topo.retry_delay(*level).as_millis() as u64;
                 warn!(task = %name, attempt = t.attempt, delay_ms, error = %message, "retrying");
                 ctx.state.record_retry(&t.backfill_id).await
+            }
+            (Outcome::Wait { delay, since, message }, _) => {
+                info!(task = %name, next_look_s = delay.as_secs(), waiting_since = %since, error = %message, "not published yet: asking again later");
+                Ok(())
             }
             (Outcome::Parked { reason, message }, t) => {
                 m.parked.with_label_values(&[dataset, reason.code()]).inc();

@@ -214,7 +214,7 @@ pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
                         ctx.task_timeout.as_secs()
                     ))),
                 };
-                Outcome::decide(result, task.attempt, &ctx)
+                Outcome::decide(result, &task, &ctx)
             };
             (Some(task), outcome, redeliveries)
         }

@@ -119,12 +119,20 @@ fn default_max_record_bytes() -> u64 {
     DEFAULT_MAX_RECORD_BYTES
 }
 
+fn default_not_published_retry() -> u64 {
+    6 * 3600
+}
+
+fn default_not_published_patience() -> u64 {
+    14 * 86_400
+}
+
 fn default_host_concurrency() -> u32 {
     4
 }
 
 fn default_host_rate() -> u32 {
-    4
+    10
 }
 
 fn default_max_source_bytes() -> u64 {
@@ -286,6 +294,14 @@ pub struct Dataset {
     /// in bytes (a gzip bomb stops here and is parked as `too_large`).
     #[serde(default = "default_max_source_bytes")]
     pub max_source_bytes: u64,
+    /// A due partition whose source answers 404/403/410 (not published yet)
+    /// is asked again this often...
+    #[serde(default = "default_not_published_retry")]
+    pub not_published_retry_seconds: u64,
+    /// ...until this long after the first such answer; then it is parked as
+    /// `not_published_yet`.
+    #[serde(default = "default_not_published_patience")]
+    pub not_published_patience_seconds: u64,
     /// Downloads from one source host at once, for the whole fleet (shared
     /// through Redis); a Socrata slice's pages are one download.
     #[serde(default = "default_host_concurrency")]
@@ -470,6 +486,18 @@ impl Dataset {
             if !(1..=1000).contains(&v) {
                 return Err(format!("field `{field}`: {v} must be between 1 and 1000"));
             }
+        }
+        if !(1..=7 * 86_400).contains(&self.not_published_retry_seconds) {
+            return Err(format!(
+                "field `not_published_retry_seconds`: {} must be between 1 and 604800 (a week)",
+                self.not_published_retry_seconds
+            ));
+        }
+        if self.not_published_patience_seconds > 366 * 86_400 {
+            return Err(format!(
+                "field `not_published_patience_seconds`: {} is more than a year",
+                self.not_published_patience_seconds
+            ));
         }
         if self.max_source_bytes < 1024 {
             return Err(format!("field `max_source_bytes`: {} must be at least 1024", self.max_source_bytes));

@@ -113,6 +113,7 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
         overwrite: false,
         mirror: None,
         refresh: false,
+        waiting_since: None,
         redeliveries: 0,
     };
     lakefleet::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
@@ -277,6 +278,7 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
         overwrite: false,
         mirror: None,
         refresh: false,
+        waiting_since: None,
         redeliveries: 0,
     };
     lakefleet::topology::publish_confirmed(&ch, &topo.work, &task.encode(), Default::default()).await.unwrap();
@@ -412,4 +414,60 @@ async fn futures_sum(workers: &[WorkerProc], name: &str) -> f64 {
             .sum::<f64>();
     }
     total
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patience_ends() {
+    let src = Source::start().await;
+    // Two copies of mta-turnstile: one asks every second for 30 s, the other gives up after 2 s.
+    let patient = polite_catalog(4, 10).replace("mta-polite", "mta-patient").replace(
+        "max_downloads_per_host",
+        "not_published_retry_seconds = 1\nnot_published_patience_seconds = 30\nmax_downloads_per_host",
+    );
+    let hasty = polite_catalog(4, 10).replace("mta-polite", "mta-hasty").replace(
+        "max_downloads_per_host",
+        "not_published_retry_seconds = 1\nnot_published_patience_seconds = 2\nmax_downloads_per_host",
+    );
+    let f = Fleet::local("calendar").with_catalog(&format!("{patient}\n{hasty}"));
+    // The newest week: due, and not on the source yet.
+    let today = chrono::Local::now().date_naive();
+    let ds = lakefleet::catalog::Catalog::builtin().get("mta-turnstile").unwrap().clone();
+    let newest = lakefleet::plan::latest_published(&ds, today);
+    let name = mta_name(newest);
+    let w = f.worker(&[]);
+    w.ready().await;
+    let day = newest.to_string();
+    let patient_out = f.backfill("mta-patient", &day, &day, &["--mirror", &src.base]);
+    assert_eq!(patient_out.status.code(), Some(0));
+    // Not parked on the first 404: asked again every second.
+    eventually(Duration::from_secs(10), "three 404s", || async { src.hits(&name).len() >= 3 }).await;
+    let st = f.state().await;
+    let s = st.backfill(&backfill_id(&patient_out)).await.unwrap().unwrap();
+    assert_eq!((s.done, s.dead.len()), (0, 0), "still waiting: {s:?}");
+    let hits = src.hits(&name);
+    assert!(hits[1] - hits[0] >= Duration::from_millis(900), "{:?}", hits[1] - hits[0]);
+    // It appears: the week lands without an operator.
+    let (bytes, _) = mta_week(newest, 100, 5);
+    src.put(&name, bytes);
+    let s = wait_finished(&f, &patient_out, Duration::from_secs(20)).await;
+    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    let m = w.metrics().await;
+    assert!(metric(&m, "lakefleet_tasks_total", &[("dataset", "mta-patient"), ("outcome", "waiting")]) >= 2.0);
+
+    // A week that never appears is parked once the patience is over.
+    src.state_remove(&name);
+    let hasty_out = f.backfill("mta-hasty", &day, &day, &["--mirror", &src.base]);
+    let s = wait_finished(&f, &hasty_out, Duration::from_secs(20)).await;
+    assert_eq!(s.dead.len(), 1, "{s:?}");
+    let (_, error) = &s.dead[0];
+    assert!(
+        error.starts_with("not_published_yet: ") && error.contains("not_published_patience_seconds = 2"),
+        "{error}"
+    );
+    // The calendar's queue is the fleet's too: remove it with the rest.
+    let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let wait = f.topology().wait_queue(Duration::from_secs(1));
+    let _ = ch.queue_delete(wait.as_str().into(), Default::default()).await;
+    f.cleanup().await;
 }
