@@ -305,7 +305,7 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_404_for_the_newest_week_is_parked_as_not_published_yet() {
+async fn a_404_for_the_newest_week_waits_on_the_calendar_instead_of_being_parked() {
     let src = Source::start().await;
     let f = Fleet::local("notyet");
     let cat = lakefleet::catalog::Catalog::builtin();
@@ -315,10 +315,18 @@ async fn a_404_for_the_newest_week_is_parked_as_not_published_yet() {
     w.ready().await;
     let out = f.backfill_mta(&src, latest, latest, &[]);
     assert_eq!(out.status.code(), Some(0));
-    let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
-    assert_eq!(s.dead.len(), 1);
-    assert!(s.dead[0].1.starts_with("not_published_yet:") && s.dead[0].1.contains("not published yet"), "{:?}", s.dead);
-    oracle(&f, &[], &[(&latest.to_string(), "not_published_yet")]).await;
+    // The built-in asks again in 6 hours: the task waits in that calendar queue.
+    let wait = f.topology().wait_queue(Duration::from_secs(6 * 3600));
+    eventually(Duration::from_secs(20), "the task in the calendar queue", || async { f.queue_len(&wait).await == 1 })
+        .await;
+    assert_eq!(src.hits(&mta_name(latest)).len(), 1);
+    let s = f.state().await.backfill(&backfill_id(&out)).await.unwrap().unwrap();
+    assert_eq!((s.pending(), s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!(f.queue_len(&f.topology().parking).await, 0);
+    assert!(w.log().contains("not published yet: asking again later"), "{}", w.log());
+    let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let _ = ch.queue_delete(wait.as_str().into(), Default::default()).await;
     f.cleanup().await;
 }
 
