@@ -470,6 +470,27 @@ where
 
 // ---------------------------------------------------------------- sources
 
+/// Reads an HTTP request's head (request line and headers) from `sock`.
+pub async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = vec![0u8; 16384];
+    let mut n = 0;
+    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+        match sock.read(&mut buf[n..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => n += k,
+        }
+    }
+    Some(String::from_utf8_lossy(&buf[..n]).to_string())
+}
+
+/// The value of header `name` (any case) in a request head.
+pub fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
 /// What the source does for one request of a file.
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -516,15 +537,7 @@ impl Source {
                 };
                 let st = st.clone();
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    let mut n = 0;
-                    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                        match sock.read(&mut buf[n..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => n += k,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let Some(head) = read_head(&mut sock).await else { return };
                     let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
                     let (body, fault) = {
                         let mut s = st.lock().unwrap();
@@ -545,10 +558,7 @@ impl Source {
                     let _leave = Leave(st.clone());
                     // Files carry an ETag (from their bytes) and answer If-None-Match.
                     let etag = body.as_ref().map(|b| format!("\"{}\"", &sha256_hex(b)[..16]));
-                    let asked = head.lines().find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.trim().eq_ignore_ascii_case("if-none-match").then(|| v.trim().to_string())
-                    });
+                    let asked = header(&head, "if-none-match");
                     if let Some(asked) = asked {
                         let same = etag.as_deref() == Some(asked.as_str());
                         st.lock().unwrap().conditional.push((path.clone(), if same { 304 } else { 200 }));

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// One dataset: its fields, the field its slices are cut on, its rows (in `:id` order).
 #[derive(Debug, Clone, Default)]
@@ -66,20 +66,9 @@ impl Soda {
                 let Ok((mut sock, _)) = listener.accept().await else { continue };
                 let st = st.clone();
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16384];
-                    let mut n = 0;
-                    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                        match sock.read(&mut buf[n..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => n += k,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let Some(head) = crate::read_head(&mut sock).await else { return };
                     let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let token = head.lines().find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.trim().eq_ignore_ascii_case("x-app-token").then(|| v.trim().to_string())
-                    });
+                    let token = crate::header(&head, "x-app-token");
                     let (status, retry, ctype, body) = Self::answer(&st, &target);
                     st.lock().unwrap().requests.push(SodaRequest {
                         at: std::time::Instant::now(),
