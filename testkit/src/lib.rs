@@ -121,26 +121,38 @@ impl Drop for Fleet {
 }
 
 async fn cleanup_fleet(prefix: &str, topo: &Topology, lake_dir: Option<&std::path::Path>) {
-    if let Ok(conn) = lapin::Connection::connect(AMQP, Default::default()).await {
-        for q in topo.all_queues() {
-            // A channel per queue: a failed delete closes its channel.
-            for _ in 0..3 {
-                let Ok(ch) = conn.create_channel().await else { break };
-                if ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.is_ok() {
-                    break;
+    // Bounded: a broker or Redis that does not answer must not hang the test
+    // run (seen once: a connect that never resolved after broker restarts).
+    let amqp = async {
+        if let Ok(conn) = lapin::Connection::connect(AMQP, Default::default()).await {
+            for q in topo.all_queues() {
+                // A channel per queue: a failed delete closes its channel.
+                for _ in 0..3 {
+                    let Ok(ch) = conn.create_channel().await else { break };
+                    if ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let _ = conn.close(200, "".into()).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(20), amqp).await.is_err() {
+        eprintln!("cleanup: RabbitMQ did not answer within 20 s; queues of {prefix} may be left");
+    }
+    let redis = async {
+        let client = redis::Client::open(REDIS).unwrap();
+        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut c).await.unwrap_or_default();
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap_or(());
             }
         }
-        let _ = conn.close(200, "".into()).await;
-    }
-    let client = redis::Client::open(REDIS).unwrap();
-    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut c).await.unwrap_or_default();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap_or(());
-        }
+    };
+    if tokio::time::timeout(Duration::from_secs(20), redis).await.is_err() {
+        eprintln!("cleanup: Redis did not answer within 20 s; keys of {prefix} may be left");
     }
     if let Some(d) = lake_dir {
         let _ = std::fs::remove_dir_all(d);
