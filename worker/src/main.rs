@@ -34,7 +34,7 @@ use tracing::info;
 use crate::settings::{RunArgs, Settings};
 
 /// The lakefleet worker: consumes backfill tasks from RabbitMQ, converts each
-/// source (CSV or Parquet) into the dataset's Parquet schema and uploads it to
+/// source (CSV, Parquet, a Socrata slice) into the dataset's Parquet schema and uploads it to
 /// the lake, exactly once.
 ///
 /// Run several (on one or many machines) to go faster. Stop with SIGTERM or
@@ -43,6 +43,9 @@ use crate::settings::{RunArgs, Settings};
 ///
 /// Exit codes: 0 stopped cleanly, 1 failure (a service unreachable at start),
 /// 2 refused (an invalid flag or variable, a bad catalog).
+///
+/// Environment only: SOCRATA_APP_TOKEN, sent as X-App-Token to Socrata
+/// portals (never logged).
 #[derive(Debug, Parser)]
 #[command(name = "worker", version, args_conflicts_with_subcommands = true)]
 struct Cli {
