@@ -468,6 +468,45 @@ impl State {
         }))
     }
 
+    /// Of `partitions` of `dataset`, those the schedule has not enqueued yet
+    /// (within `ttl`), now recorded as enqueued by backfill `id`: the schedule
+    /// enqueues a partition once, across its own restarts, even while the
+    /// partition waits on its publication calendar.
+    pub async fn claim_for_schedule(
+        &self,
+        dataset: &str,
+        partitions: &[String],
+        id: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<Vec<String>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.con.clone();
+        let mut p = redis::pipe();
+        for part in partitions {
+            p.cmd("SET")
+                .arg(self.k(&["scheduled", dataset, part]))
+                .arg(id)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis() as u64);
+        }
+        let set: Vec<Option<String>> = p.query_async(&mut c).await?;
+        Ok(partitions.iter().zip(set).filter(|(_, ok)| ok.is_some()).map(|(p, _)| p.clone()).collect())
+    }
+
+    /// Forgets the schedule's record of partitions it enqueued (a publish
+    /// that failed, so that the next run tries again).
+    pub async fn unclaim_for_schedule(&self, dataset: &str, partitions: &[String]) -> redis::RedisResult<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.con.clone();
+        let keys: Vec<String> = partitions.iter().map(|p| self.k(&["scheduled", dataset, p])).collect();
+        c.del(keys).await
+    }
+
     /// Marks backfill `id` cancelled; false when Redis does not know it.
     pub async fn cancel_backfill(&self, id: &str, at: &str) -> redis::RedisResult<bool> {
         let mut c = self.con.clone();

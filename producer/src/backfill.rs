@@ -182,6 +182,20 @@ pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow
             to_publish.push(p.clone());
         }
     }
+    let id = new_backfill_id();
+    // The schedule enqueues a partition once (a record in Redis, kept as long
+    // as the partition may wait on its publication calendar), across its own
+    // restarts; refreshes ask again on purpose.
+    let mut claimed = Vec::new();
+    if req.scheduled && !req.refresh {
+        let names: Vec<String> = to_publish.iter().map(|p| p.date.to_string()).collect();
+        let ttl = Duration::from_secs(ds.not_published_patience_seconds + ds.not_published_retry_seconds + 86_400);
+        claimed =
+            state.claim_for_schedule(&ds.name, &names, &id, ttl).await.context("recording the schedule's enqueues")?;
+        let queued: Vec<&String> = names.iter().filter(|n| !claimed.contains(n)).collect();
+        to_publish.retain(|p| claimed.contains(&p.date.to_string()));
+        parts.retain(|p| !queued.contains(&&p.date.to_string()));
+    }
     if req.scheduled && to_publish.is_empty() {
         println!("{}: nothing new to enqueue ({} .. {})", ds.name, req.from, req.to);
         return Ok(ExitCode::SUCCESS);
@@ -191,7 +205,6 @@ pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow
     let topo = conn.topology();
     let ch = topology::confirm_channel(&amqp).await.context("opening a RabbitMQ channel")?;
     topo.declare(&ch).await.context("declaring the RabbitMQ topology")?;
-    let id = new_backfill_id();
     let manifest = BackfillManifest {
         id: id.clone(),
         dataset: ds.name.clone(),
@@ -241,6 +254,10 @@ pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow
     progress.finish();
     let _ = amqp.close(200, "done".into()).await;
     if !failed.is_empty() {
+        let retry: Vec<String> = failed.iter().filter(|f| claimed.contains(f)).cloned().collect();
+        if let Err(e) = state.unclaim_for_schedule(&ds.name, &retry).await {
+            eprintln!("warning: Redis: {e}; the schedule will not enqueue {} again", retry.join(", "));
+        }
         eprintln!(
             "error: {} of {} task(s) were not confirmed by RabbitMQ: {}; re-run the same command (done partitions are skipped)",
             failed.len(),

@@ -45,9 +45,11 @@ pub enum Command {
     /// Keep datasets up to date: enqueue their newest publications as they appear.
     ///
     /// Every --every-hours (or once with --once), for each --dataset, plans the
-    /// latest --lookback publications and enqueues those not yet in the lake,
-    /// leaving parked and in-progress partitions alone. Weekly data is
-    /// published on Saturdays, monthly data once the month is over.
+    /// latest --lookback publications that are due (publish_lag_days) and
+    /// enqueues those not yet in the lake, once each (remembered in Redis
+    /// across restarts), leaving parked and in-progress partitions alone;
+    /// with --refresh-last N, also asks the latest N done partitions' sources
+    /// whether they changed.
     Schedule(ScheduleArgs),
     /// Cancel a backfill: its queued and retrying tasks are acked without
     /// work (counted as cancelled); tasks in flight finish.
@@ -140,6 +142,10 @@ pub struct ScheduleArgs {
     /// Fetch files from this base URL joined with each official file name.
     #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
+    /// Also ask the sources of the latest N done partitions whether they
+    /// changed (as `backfill --refresh`), at each run; 0 never does.
+    #[arg(long, default_value = "0", value_name = "N")]
+    pub refresh_last: u32,
 }
 
 #[derive(Debug, Args)]

@@ -26,13 +26,31 @@ async fn run_once(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) ->
             Cadence::Monthly => to - Months::new(back),
         }
         .max(ds.first);
-        let b = Request { mirror: args.mirror.clone(), scheduled: true, ..Request::new(name, from, to) };
-        match crate::backfill::run(conn, catalog, &b).await {
-            Ok(c) if c == ExitCode::SUCCESS => {}
-            Ok(c) => code = c,
-            Err(e) => {
-                eprintln!("error: {name}: {e:#}");
-                code = ExitCode::FAILURE;
+        let mut runs = vec![Request { mirror: args.mirror.clone(), scheduled: true, ..Request::new(name, from, to) }];
+        if args.refresh_last > 0 {
+            let back = args.refresh_last - 1;
+            let from = match ds.cadence {
+                Cadence::Daily => to - Days::new(back as u64),
+                Cadence::Weekly => to - Days::new(7 * back as u64),
+                Cadence::Monthly => to - Months::new(back),
+            }
+            .max(ds.first);
+            runs.push(Request {
+                mirror: args.mirror.clone(),
+                scheduled: true,
+                refresh: true,
+                force: true,
+                ..Request::new(name, from, to)
+            });
+        }
+        for b in runs {
+            match crate::backfill::run(conn, catalog, &b).await {
+                Ok(c) if c == ExitCode::SUCCESS => {}
+                Ok(c) => code = c,
+                Err(e) => {
+                    eprintln!("error: {name}: {e:#}");
+                    code = ExitCode::FAILURE;
+                }
             }
         }
     }

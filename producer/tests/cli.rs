@@ -283,6 +283,15 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
     assert_eq!(weeks, [back(3).to_string(), latest.to_string()]);
     assert!(tasks[1].source_url.starts_with("http://127.0.0.1:9/m/turnstile_"), "{}", tasks[1].source_url);
 
+    // Never twice: a restarted schedule does not enqueue them again while
+    // they are on their way (here: drained, as if waiting on the calendar).
+    let again =
+        ["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4", "--mirror", "http://127.0.0.1:9/m"];
+    let out = f.producer(&again);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("nothing new to enqueue"), "{}", stdout(&out));
+    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+
     // Nothing new: no task, no backfill.
     for w in [back(3), latest] {
         f.fake_done(ds, w).await;
@@ -293,6 +302,13 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
     assert!(stdout(&out).contains("nothing new to enqueue"), "{}", stdout(&out));
     assert_eq!(f.queue_len(&f.topology().work).await, 0);
     assert_eq!(st.recent_backfills(std::num::NonZeroUsize::new(100).unwrap()).await.unwrap().len(), before);
+    // --refresh-last 2: the latest two done weeks are asked whether they changed.
+    let out =
+        f.producer(&["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4", "--refresh-last", "2"]);
+    assert_eq!(out.status.code(), Some(0));
+    let tasks = f.drain_tasks(&f.topology().work).await;
+    let refreshed: Vec<(String, bool)> = tasks.iter().map(|t| (t.partition.clone(), t.refresh)).collect();
+    assert_eq!(refreshed, [(back(1).to_string(), true), (latest.to_string(), true)]);
     let out = f.producer(&["schedule", "--dataset", "nope", "--once"]);
     assert_eq!(out.status.code(), Some(2));
     f.cleanup().await;
