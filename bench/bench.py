@@ -387,6 +387,125 @@ def end_to_end(work, s3_endpoint, repeat):
         http.terminate()
 
 
+def mta_weeks(work, n=26):
+    """n generated MTA weeks (210k rows each) in work/mirror: (dir, first, last, bytes, urls-path names)."""
+    import datetime
+    gen = os.path.join(HERE, "gen.py")
+    mirror = os.path.join(work, "mirror")
+    os.makedirs(mirror, exist_ok=True)
+    first = datetime.date(2022, 1, 1)
+    names, total = [], 0
+    for i in range(n):
+        d = first + datetime.timedelta(days=7 * i)
+        name = "turnstile_%s.txt" % d.strftime("%y%m%d")
+        path = os.path.join(mirror, name)
+        if not os.path.exists(path):
+            subprocess.check_call([PY, gen, "mta", path, "210000"])
+        total += os.path.getsize(path)
+        names.append(name)
+    return mirror, first, first + datetime.timedelta(days=7 * (n - 1)), total, names
+
+
+def count_parquet(lake, s3_endpoint):
+    """Parquet objects under a local folder or s3://bench/PREFIX (moto answers unsigned listings)."""
+    if lake.startswith("s3://"):
+        prefix = lake[len("s3://bench/"):]
+        body = urllib.request.urlopen("%s/bench?list-type=2&prefix=%s" % (s3_endpoint, prefix)).read().decode()
+        return sum(1 for k in body.split("<Key>")[1:] if k.split("</Key>")[0].endswith(".parquet"))
+    n = 0
+    for _, _, files in os.walk(lake):
+        n += sum(1 for f in files if f.endswith(".parquet"))
+    return n
+
+
+def wait_for(n, lake, s3_endpoint, start, timeout=600):
+    while count_parquet(lake, s3_endpoint) < n:
+        if time.perf_counter() - start > timeout:
+            raise SystemExit("timed out waiting for %d objects in %s" % (n, lake))
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def peer(work, s3_endpoint, repeat):
+    """lakefleet's fleet against a Celery + pyarrow fleet: same files, same
+    source server, the same 2 cores, alternating, timed from the first
+    publish to the last Parquet file."""
+    venv = os.path.join(HERE, ".venv/bin")
+    mirror, first, last, total, names = mta_weeks(work)
+    port = free_port()
+    http = subprocess.Popen([PY, os.path.join(HERE, "serve.py"), str(port), mirror],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    base_url = "http://127.0.0.1:%d" % port
+    s3env = {"AWS_ENDPOINT": s3_endpoint or "", "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
+             "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
+    lakes = [("local folder", lambda tag: os.path.join(work, tag))]
+    if s3_endpoint:
+        lakes.append(("S3 (moto)", lambda tag: "s3://bench/" + tag))
+    queue = "bench-peer-%d" % os.getpid()
+
+    def lakefleet_run(lake):
+        forget_redis("bench-peer-%d" % os.getpid())
+        f = Fleet("bench-peer-%d" % os.getpid(), lake, s3env if lake.startswith("s3://") else {})
+        for i in range(2):
+            f.worker("--concurrency", "1", cpu=i)
+        start = time.perf_counter()
+        r = f.producer("backfill", "--dataset", "mta-turnstile", "--from", str(first), "--to", str(last),
+                       "--mirror", base_url)
+        if r.returncode != 0:
+            raise SystemExit(r.stdout + r.stderr)
+        secs = wait_for(26, lake, s3_endpoint, start)
+        f.stop()
+        return secs
+
+    def celery_run(lake):
+        if not lake.startswith("s3://"):
+            os.makedirs(lake, exist_ok=True)
+        env = dict(os.environ, PEER_QUEUE=queue, PEER_S3_ENDPOINT=s3_endpoint or "")
+        log = open(os.path.join(work, "celery.log"), "w+")
+        w = subprocess.Popen(["taskset", "-c", "0,1", os.path.join(venv, "celery"), "-A", "celery_peer", "worker",
+                              "--pool", "prefork", "--concurrency", "2", "-Q", queue, "-l", "INFO",
+                              "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                             cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            log.seek(0)
+            if " ready." in log.read():
+                break
+            time.sleep(0.1)
+        start = time.perf_counter()
+        subprocess.check_call([os.path.join(venv, "python"), os.path.join(HERE, "celery_peer.py"), "publish", lake]
+                              + ["%s/%s" % (base_url, n) for n in names], cwd=HERE, env=env)
+        secs = wait_for(26, lake, s3_endpoint, start)
+        w.send_signal(signal.SIGTERM)
+        w.wait(timeout=60)
+        return secs
+
+    print("\n## End to end against the peer: 26 weekly files (%.0f MB) over HTTP on loopback, on the same 2 cores: "
+          "lakefleet (2 workers, --concurrency 1, one per core) vs Celery (prefork, 2 processes, pyarrow read_csv + "
+          "write_table zstd, RabbitMQ broker); alternating, %d runs each, from the first publish to the last Parquet file"
+          % (total / 1e6, repeat))
+    print("| lake | system | best s | median s | MB/s (best) | lakefleet speed-up (best) | (median) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    try:
+        for lake_name, lake in lakes:
+            times = {"lakefleet": [], "celery": []}
+            for rep in range(repeat):
+                order = ("lakefleet", "celery") if rep % 2 == 0 else ("celery", "lakefleet")
+                for system in order:
+                    tag = "peer-%s-%s-%d-%d" % (lake_name.split()[0].lower(), system, rep, os.getpid())
+                    run = lakefleet_run if system == "lakefleet" else celery_run
+                    times[system].append(run(lake(tag)))
+            med = lambda v: sorted(v)[len(v) // 2]
+            lf, ce = times["lakefleet"], times["celery"]
+            for system, v in times.items():
+                ratio = ("%.2fx" % (min(ce) / min(lf)), "%.2fx" % (med(ce) / med(lf))) if system == "lakefleet" else ("", "")
+                print("| %s | %s | %.2f | %.2f | %.0f | %s | %s |" % (
+                    lake_name, system, min(v), med(v), total / 1e6 / min(v), ratio[0], ratio[1]))
+    finally:
+        http.terminate()
+        subprocess.run(["rabbitmqctl", "-q", "delete_queue", queue], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def overhead(rounds):
     prefix = "bench-dup-%d" % os.getpid()
     f = Fleet(prefix, os.path.join(tempfile.gettempdir(), prefix))
@@ -425,7 +544,7 @@ def overhead(rounds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", choices=["conversion", "parquet", "e2e", "overhead"], help="run one section")
+    ap.add_argument("--only", choices=["conversion", "parquet", "e2e", "peer", "overhead"], help="run one section")
     ap.add_argument("--repeat", type=int, default=3, help="runs per conversion figure (best is kept)")
     ap.add_argument("--s3", help="endpoint of an S3-compatible server with a bucket named bench")
     args = ap.parse_args()
@@ -438,6 +557,8 @@ def main():
             parquet_conversion(work, args.repeat)
         if args.only in (None, "e2e"):
             end_to_end(work, args.s3, args.repeat)
+        if args.only in (None, "peer"):
+            peer(work, args.s3, args.repeat)
         if args.only in (None, "overhead"):
             overhead(5)
     finally:
