@@ -943,14 +943,17 @@ mod tests {
     }
 
     fn socrata_error(extra: &str, columns: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("lakefleet-cat5-{}", std::process::id()));
+        load_error(&format!("[[dataset]]\nname = \"s\"\nfirst = \"2020-01-01\"\ncolumns = [ {columns} ]\n{extra}\n"))
+    }
+
+    /// The error of loading `toml` as a user catalog (empty when it loads).
+    fn load_error(toml: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("lakefleet-cat-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.toml", extra.len() * 1000 + columns.len()));
-        std::fs::write(
-            &path,
-            format!("[[dataset]]\nname = \"s\"\nfirst = \"2020-01-01\"\ncolumns = [ {columns} ]\n{extra}\n"),
-        )
-        .unwrap();
+        let path = dir.join(format!("{}.toml", N.fetch_add(1, Ordering::SeqCst)));
+        std::fs::write(&path, toml).unwrap();
         Catalog::with_file(&path).err().map(|e| e.to_string()).unwrap_or_default()
     }
 
@@ -972,17 +975,9 @@ mod tests {
     }
 
     fn entry_error(extra: &str, columns: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("lakefleet-cat4-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.toml", extra.len() * 1000 + columns.len()));
-        std::fs::write(
-            &path,
-            format!(
-                "[[dataset]]\nname = \"mine\"\ncadence = \"monthly\"\nurl_template = \"http://h/{{yyyy}}-{{mm}}.parquet\"\nfirst = \"2020-01-01\"\ncolumns = [ {columns} ]\n{extra}\n"
-            ),
-        )
-        .unwrap();
-        Catalog::with_file(&path).err().map(|e| e.to_string()).unwrap_or_default()
+        load_error(&format!(
+            "[[dataset]]\nname = \"mine\"\ncadence = \"monthly\"\nurl_template = \"http://h/{{yyyy}}-{{mm}}.parquet\"\nfirst = \"2020-01-01\"\ncolumns = [ {columns} ]\n{extra}\n"
+        ))
     }
 
     #[test]
@@ -1002,17 +997,9 @@ mod tests {
     }
 
     fn template_error(cadence: &str, template: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("lakefleet-cat3-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.toml", template.len()));
-        std::fs::write(
-            &path,
-            format!(
-                "[[dataset]]\nname = \"mine\"\ncadence = \"{cadence}\"\nurl_template = \"{template}\"\nfirst = \"2020-01-04\"\nlast = \"2021-12-25\"\ncolumns = [ {{ source = \"a\", type = \"string\" }} ]\n"
-            ),
-        )
-        .unwrap();
-        Catalog::with_file(&path).err().map(|e| e.to_string()).unwrap_or_default()
+        load_error(&format!(
+            "[[dataset]]\nname = \"mine\"\ncadence = \"{cadence}\"\nurl_template = \"{template}\"\nfirst = \"2020-01-04\"\nlast = \"2021-12-25\"\ncolumns = [ {{ source = \"a\", type = \"string\" }} ]\n"
+        ))
     }
 
     #[test]
