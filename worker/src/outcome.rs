@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use lakefleet::catalog::{DEFAULT_NOT_PUBLISHED_PATIENCE_SECONDS, DEFAULT_NOT_PUBLISHED_RETRY_SECONDS};
 use lakefleet::failure::{Failure, Reason};
 use lakefleet::lake::Uploaded;
 use lakefleet::metrics::outcome as label;
@@ -106,11 +107,12 @@ impl Outcome {
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.with_timezone(&chrono::Utc))
             .unwrap_or(now);
+        // The dataset is known: the task passed the catalog check before any download.
         let (every, patience) = ctx
             .catalog
             .get(&task.dataset)
             .map(|d| (d.not_published_retry_seconds, d.not_published_patience_seconds))
-            .unwrap_or((6 * 3600, 14 * 86_400));
+            .unwrap_or((DEFAULT_NOT_PUBLISHED_RETRY_SECONDS, DEFAULT_NOT_PUBLISHED_PATIENCE_SECONDS));
         let waited = (now - since).to_std().unwrap_or_default();
         let patience = Duration::from_secs(patience);
         if waited >= patience {

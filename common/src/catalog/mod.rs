@@ -119,12 +119,17 @@ fn default_max_record_bytes() -> u64 {
     DEFAULT_MAX_RECORD_BYTES
 }
 
+/// Default of `not_published_retry_seconds`: 6 hours.
+pub const DEFAULT_NOT_PUBLISHED_RETRY_SECONDS: u64 = 6 * 3600;
+/// Default of `not_published_patience_seconds`: 14 days.
+pub const DEFAULT_NOT_PUBLISHED_PATIENCE_SECONDS: u64 = 14 * 86_400;
+
 fn default_not_published_retry() -> u64 {
-    6 * 3600
+    DEFAULT_NOT_PUBLISHED_RETRY_SECONDS
 }
 
 fn default_not_published_patience() -> u64 {
-    14 * 86_400
+    DEFAULT_NOT_PUBLISHED_PATIENCE_SECONDS
 }
 
 fn default_host_concurrency() -> u32 {
@@ -946,15 +951,24 @@ mod tests {
         load_error(&format!("[[dataset]]\nname = \"s\"\nfirst = \"2020-01-01\"\ncolumns = [ {columns} ]\n{extra}\n"))
     }
 
-    /// The error of loading `toml` as a user catalog (empty when it loads).
-    fn load_error(toml: &str) -> String {
+    /// `toml` written as a user catalog file, under a name unique to the test process.
+    fn catalog_file(name: &str, toml: &str) -> std::path::PathBuf {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("lakefleet-cat-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "lakefleet-cat-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.toml", N.fetch_add(1, Ordering::SeqCst)));
+        let path = dir.join(name);
         std::fs::write(&path, toml).unwrap();
-        Catalog::with_file(&path).err().map(|e| e.to_string()).unwrap_or_default()
+        path
+    }
+
+    /// The error of loading `toml` as a user catalog (empty when it loads).
+    fn load_error(toml: &str) -> String {
+        Catalog::with_file(&catalog_file("c.toml", toml)).err().map(|e| e.to_string()).unwrap_or_default()
     }
 
     #[test]
@@ -1027,11 +1041,8 @@ mod tests {
 
     #[test]
     fn invalid_user_catalog_names_file_entry_and_field() {
-        let dir = std::env::temp_dir().join(format!("lakefleet-cat-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("bad.toml");
-        std::fs::write(
-            &path,
+        let path = catalog_file(
+            "bad.toml",
             r#"
 [[dataset]]
 name = "mine"
@@ -1040,29 +1051,22 @@ url_template = "http://127.0.0.1/{yyyy}-{mm}.csv"
 first = "2020-01-01"
 columns = [ { source = "a", type = "date" } ]
 "#,
-        )
-        .unwrap();
+        );
         let err = Catalog::with_file(&path).unwrap_err().to_string();
         assert!(err.contains("bad.toml"), "{err}");
         assert!(err.contains("dataset \"mine\""), "{err}");
         assert!(err.contains("columns[0].format"), "{err}");
 
-        std::fs::write(
-            &path,
+        let err = load_error(
             "[[dataset]]\nname = \"x\"\ncadence = \"hourly\"\nurl_template = \"{yyyy}\"\nfirst = \"2020-01-01\"\ncolumns = []\n",
-        )
-        .unwrap();
-        let err = Catalog::with_file(&path).unwrap_err().to_string();
+        );
         assert!(err.contains("dataset \"x\"") && err.contains("hourly"), "{err}");
     }
 
     #[test]
     fn user_catalog_adds_and_overrides() {
-        let dir = std::env::temp_dir().join(format!("lakefleet-cat2-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ok.toml");
-        std::fs::write(
-            &path,
+        let path = catalog_file(
+            "ok.toml",
             r#"
 [[dataset]]
 name = "mine"
@@ -1072,8 +1076,7 @@ first = "2020-01-01"
 last = "2020-12-01"
 columns = [ { source = "Id", type = "int64" }, { source = "When", type = "timestamp", format = "%Y-%m-%d %H:%M:%S" } ]
 "#,
-        )
-        .unwrap();
+        );
         let cat = Catalog::with_file(&path).unwrap();
         let d = cat.get("mine").unwrap();
         assert_eq!(d.schema_summary(), vec!["id: int64", "when: timestamp"]);

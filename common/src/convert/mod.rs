@@ -234,9 +234,8 @@ pub fn convert_file<W: Write + Send>(
     let src_err = |e: std::io::Error| ConvertError::Source { file: prov.source_url.clone(), message: e.to_string() };
     let mut f = std::fs::File::open(path).map_err(src_err)?;
     let mut magic = [0u8; 4];
-    let is_parquet = f.read(&mut magic).map_err(src_err)? == 4 && &magic == PARQUET_MAGIC;
-    drop(f);
-    let f = std::fs::File::open(path).map_err(src_err)?;
+    let is_parquet = f.read_exact(&mut magic).is_ok() && &magic == PARQUET_MAGIC;
+    std::io::Seek::rewind(&mut f).map_err(src_err)?;
     if is_parquet {
         let mut hashing = input::Hashing::new(&f);
         let sha = hashing.finish().map_err(src_err)?;

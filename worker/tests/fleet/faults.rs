@@ -405,13 +405,13 @@ async fn four_workers_share_a_hosts_limits_and_a_429_pauses_the_host_for_all_of_
         .filter(|d| *d < Duration::from_millis(2900))
         .collect();
     assert!(during.is_empty(), "requests during the pause: {during:?}");
-    let throttles: f64 = futures_sum(&workers, "lakefleet_host_throttled_total").await;
+    let throttles: f64 = metric_over_workers(&workers, "lakefleet_host_throttled_total").await;
     assert_eq!(throttles, 1.0);
     f.cleanup().await;
 }
 
 /// The sum of a metric over the workers (every label).
-async fn futures_sum(workers: &[WorkerProc], name: &str) -> f64 {
+async fn metric_over_workers(workers: &[WorkerProc], name: &str) -> f64 {
     let mut total = 0.0;
     for w in workers {
         let text = w.metrics().await;
