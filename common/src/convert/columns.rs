@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::ArrayRef;
-use arrow_array::builder::{Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::builder::{BinaryBuilder, Date32Builder, Float64Builder, Int64Builder, TimestampMillisecondBuilder};
+use arrow_array::{ArrayRef, StringArray};
 
+use super::split::Chunk;
 use crate::catalog::ColumnType;
 use crate::text::quote;
 use crate::timefmt::DateTimeFormat;
@@ -19,22 +20,38 @@ pub(super) fn initial_rows(ncols: usize) -> usize {
     (INITIAL_BYTES / 16 / ncols.max(1)).clamp(8, 1024)
 }
 
+/// A column being built. Text is collected as bytes and checked for UTF-8
+/// a chunk at a time (all-ASCII chunks need no more); dates remember the
+/// last value they parsed (a file holds runs of the same day).
 pub(super) enum Col {
-    Str(StringBuilder),
+    Str(BinaryBuilder),
     I64(Int64Builder),
     F64(Float64Builder),
-    Date(Date32Builder, DateTimeFormat),
+    Date(Date32Builder, DateTimeFormat, Last),
     Ts(TimestampMillisecondBuilder, DateTimeFormat),
+}
+
+/// The last date text parsed and its value.
+#[derive(Default)]
+pub(super) struct Last {
+    text: Vec<u8>,
+    days: i32,
+}
+
+const EMPTY: &str = "empty value in a column that is not nullable";
+
+fn bad(v: &[u8], what: &str) -> String {
+    format!("cannot parse {} as {what}", quote(v))
 }
 
 impl Col {
     pub(super) fn new(t: ColumnType, format: Option<&str>, rows: usize) -> Col {
         let f = || DateTimeFormat::compile(format.unwrap_or("%Y-%m-%d")).expect("validated catalog");
         match t {
-            ColumnType::String => Col::Str(StringBuilder::with_capacity(rows, rows * 8)),
+            ColumnType::String => Col::Str(BinaryBuilder::with_capacity(rows, rows * 8)),
             ColumnType::Int64 => Col::I64(Int64Builder::with_capacity(rows)),
             ColumnType::Float64 => Col::F64(Float64Builder::with_capacity(rows)),
-            ColumnType::Date => Col::Date(Date32Builder::with_capacity(rows), f()),
+            ColumnType::Date => Col::Date(Date32Builder::with_capacity(rows), f(), Last::default()),
             ColumnType::Timestamp => Col::Ts(TimestampMillisecondBuilder::with_capacity(rows), f()),
         }
     }
@@ -49,6 +66,96 @@ impl Col {
         }
     }
 
+    /// Appends field `col` of every row of `chunk`; `Err` carries the first
+    /// bad row of the chunk and the reason (the value quoted, bounded).
+    pub(super) fn push_chunk(
+        &mut self,
+        chunk: &Chunk,
+        text: &[u8],
+        col: usize,
+        nullable: bool,
+    ) -> Result<(), (usize, String)> {
+        let n = chunk.rows();
+        let field = |r: usize| chunk.field(text, r, col);
+        let trimmed = |r: usize| field(r).trim_ascii();
+        match self {
+            Col::Str(b) => {
+                let start = b.values_slice().len();
+                for r in 0..n {
+                    let v = field(r);
+                    if v.is_empty() && nullable {
+                        b.append_null();
+                    } else {
+                        b.append_value(v);
+                    }
+                }
+                if !b.values_slice()[start..].is_ascii() {
+                    let offsets = &b.offsets_slice()[b.offsets_slice().len() - 1 - n..];
+                    for r in 0..n {
+                        let v = &b.values_slice()[offsets[r] as usize..offsets[r + 1] as usize];
+                        if std::str::from_utf8(v).is_err() {
+                            return Err((r, format!("invalid UTF-8 in {}", quote(v))));
+                        }
+                    }
+                }
+            }
+            Col::I64(b) => {
+                for r in 0..n {
+                    let v = trimmed(r);
+                    match parse_i64(v) {
+                        Some(x) => b.append_value(x),
+                        None if v.is_empty() && nullable => b.append_null(),
+                        None if v.is_empty() => return Err((r, EMPTY.into())),
+                        None => return Err((r, bad(v, "int64"))),
+                    }
+                }
+            }
+            Col::F64(b) => {
+                for r in 0..n {
+                    let v = trimmed(r);
+                    match parse_f64(v) {
+                        Some(x) => b.append_value(x),
+                        None if v.is_empty() && nullable => b.append_null(),
+                        None if v.is_empty() => return Err((r, EMPTY.into())),
+                        None => return Err((r, bad(v, "float64"))),
+                    }
+                }
+            }
+            Col::Date(b, f, last) => {
+                for r in 0..n {
+                    let v = trimmed(r);
+                    if v == last.text.as_slice() && !v.is_empty() {
+                        b.append_value(last.days);
+                        continue;
+                    }
+                    match f.parse_days(v) {
+                        Some(d) => {
+                            b.append_value(d);
+                            last.text.clear();
+                            last.text.extend_from_slice(v);
+                            last.days = d;
+                        }
+                        None if v.is_empty() && nullable => b.append_null(),
+                        None if v.is_empty() => return Err((r, EMPTY.into())),
+                        None => return Err((r, bad(v, &format!("date (format {:?})", f.as_str())))),
+                    }
+                }
+            }
+            Col::Ts(b, f) => {
+                for r in 0..n {
+                    let v = trimmed(r);
+                    match f.parse_millis(v) {
+                        Some(x) => b.append_value(x),
+                        None if v.is_empty() && nullable => b.append_null(),
+                        None if v.is_empty() => return Err((r, EMPTY.into())),
+                        None => return Err((r, bad(v, &format!("timestamp (format {:?})", f.as_str())))),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Appends one field; `Err` carries the reason (the value quoted, bounded).
     pub(super) fn push(&mut self, raw: &[u8], nullable: bool) -> Result<(), String> {
         let v = if matches!(self, Col::Str(_)) { raw } else { raw.trim_ascii() };
@@ -59,39 +166,40 @@ impl Col {
             match self {
                 Col::I64(b) => b.append_null(),
                 Col::F64(b) => b.append_null(),
-                Col::Date(b, _) => b.append_null(),
+                Col::Date(b, ..) => b.append_null(),
                 Col::Ts(b, _) => b.append_null(),
                 Col::Str(_) => unreachable!(),
             }
             return Ok(());
         }
-        let bad = |what: &str| format!("cannot parse {} as {what}", quote(v));
         match self {
             Col::Str(b) => {
                 if v.is_empty() && nullable {
                     b.append_null();
                 } else {
-                    b.append_value(std::str::from_utf8(v).map_err(|_| format!("invalid UTF-8 in {}", quote(v)))?);
+                    std::str::from_utf8(v).map_err(|_| format!("invalid UTF-8 in {}", quote(v)))?;
+                    b.append_value(v);
                 }
             }
-            Col::I64(b) => b.append_value(parse_i64(v).ok_or_else(|| bad("int64"))?),
-            Col::F64(b) => b.append_value(parse_f64(v).ok_or_else(|| bad("float64"))?),
-            Col::Date(b, f) => {
-                b.append_value(f.parse_days(v).ok_or_else(|| bad(&format!("date (format {:?})", f.as_str())))?)
+            Col::I64(b) => b.append_value(parse_i64(v).ok_or_else(|| bad(v, "int64"))?),
+            Col::F64(b) => b.append_value(parse_f64(v).ok_or_else(|| bad(v, "float64"))?),
+            Col::Date(b, f, _) => {
+                b.append_value(f.parse_days(v).ok_or_else(|| bad(v, &format!("date (format {:?})", f.as_str())))?)
             }
-            Col::Ts(b, f) => {
-                b.append_value(f.parse_millis(v).ok_or_else(|| bad(&format!("timestamp (format {:?})", f.as_str())))?)
-            }
+            Col::Ts(b, f) => b.append_value(
+                f.parse_millis(v).ok_or_else(|| bad(v, &format!("timestamp (format {:?})", f.as_str())))?,
+            ),
         }
         Ok(())
     }
 
     pub(super) fn finish(&mut self) -> ArrayRef {
         match self {
-            Col::Str(b) => Arc::new(b.finish()),
+            // Every value was checked as it was appended (a chunk at a time).
+            Col::Str(b) => Arc::new(StringArray::try_from_binary(b.finish()).expect("text checked for UTF-8")),
             Col::I64(b) => Arc::new(b.finish()),
             Col::F64(b) => Arc::new(b.finish()),
-            Col::Date(b, _) => Arc::new(b.finish()),
+            Col::Date(b, ..) => Arc::new(b.finish()),
             Col::Ts(b, _) => Arc::new(b.finish()),
         }
     }

@@ -1,4 +1,7 @@
-//! CSV records -> Arrow batches: the header check and the row loop.
+//! CSV records -> Arrow batches: the header check and the row loop. The
+//! records come a chunk at a time from the [`Splitter`]; each chunk is
+//! converted column by column (one tight loop per column and type), and
+//! the first bad value in row order is the one reported.
 
 use std::io::Read;
 
@@ -6,7 +9,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 
 use super::columns::{Col, initial_rows};
-use super::input::{Limit, RecordMark};
+use super::input::Limit;
+use super::split::{Chunk, Ragged, SplitError, Splitter};
 use super::{BATCH_BYTES, BATCH_ROWS, ConvertError};
 use crate::catalog::Dataset;
 use crate::text;
@@ -26,60 +30,22 @@ impl From<ConvertError> for Stop {
 
 /// A CSV source positioned after its header.
 pub(super) struct CsvRows<'a> {
-    rdr: csv::Reader<Box<dyn Read + 'a>>,
-    mark: RecordMark,
-    rec: csv::ByteRecord,
+    split: Splitter<'a>,
     file: String,
-    /// Whether lines end with CRLF: the CSV reader then dates a record
-    /// before it has consumed the previous line's `\n`, one line early.
-    crlf: bool,
-    /// Records read so far (the header included).
-    records: u64,
-    /// Lines to add to the reader's line of the current record.
-    line_fix: u64,
 }
-
-/// Bytes looked at to tell CRLF from LF line ends.
-const PEEK: usize = 64 * 1024;
 
 impl<'a> CsvRows<'a> {
     /// Reads the header (skipping blank lines) and checks it against the catalog.
-    pub(super) fn open(
-        ds: &Dataset,
-        file: &str,
-        mut text: Box<dyn Read + 'a>,
-        mark: RecordMark,
-    ) -> Result<Self, ConvertError> {
-        let mut head = Vec::with_capacity(PEEK);
-        (&mut text).take(PEEK as u64).read_to_end(&mut head).map_err(|e| match Limit::of(&e) {
-            Some(limit @ Limit::Source(_)) => {
-                ConvertError::TooLarge { file: file.to_string(), message: limit.to_string() }
-            }
-            _ => ConvertError::Source { file: file.to_string(), message: e.to_string() },
-        })?;
-        let crlf = head.iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && head[i - 1] == b'\r');
-        let text: Box<dyn Read + 'a> = Box::new(std::io::Cursor::new(head).chain(text));
-        let rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(ds.delimiter as u8)
-            .buffer_capacity(super::input::CSV_BUFFER)
-            .from_reader(text);
-        let mut me =
-            CsvRows { rdr, mark, rec: csv::ByteRecord::new(), file: file.to_string(), crlf, records: 0, line_fix: 0 };
-        loop {
-            if !me.read()? {
-                return Err(ConvertError::Header {
-                    file: file.to_string(),
-                    dataset: ds.name.clone(),
-                    message: "the source is empty (no header)".into(),
-                });
-            }
-            if !me.blank() {
-                break;
-            }
-        }
-        check_header(ds, &me.rec).map_err(|message| ConvertError::Header {
+    pub(super) fn open(ds: &Dataset, file: &str, text: Box<dyn Read + 'a>) -> Result<Self, ConvertError> {
+        let mut me = CsvRows { split: Splitter::new(text, ds.delimiter as u8, ds.max_record_bytes), file: file.into() };
+        let Some(header) = me.split.header().map_err(|e| me.split_err(e))? else {
+            return Err(ConvertError::Header {
+                file: file.to_string(),
+                dataset: ds.name.clone(),
+                message: "the source is empty (no header)".into(),
+            });
+        };
+        check_header(ds, &header).map_err(|message| ConvertError::Header {
             file: file.to_string(),
             dataset: ds.name.clone(),
             message,
@@ -87,35 +53,27 @@ impl<'a> CsvRows<'a> {
         Ok(me)
     }
 
-    fn blank(&self) -> bool {
-        self.rec.len() == 1 && self.rec[0].trim_ascii().is_empty()
-    }
-
-    /// The next record; `false` at the end. A record past the limit names the
-    /// line where it starts.
-    fn read(&mut self) -> Result<bool, ConvertError> {
-        self.line_fix = (self.crlf && self.records > 0) as u64;
-        self.records += 1;
-        let next_line = self.rdr.position().line();
-        let r = self.rdr.read_byte_record(&mut self.rec).map_err(|e| {
-            let (line, message) = (e.position().map(|p| p.line()).unwrap_or(next_line), e.to_string());
-            match e.into_kind() {
-                csv::ErrorKind::Io(io) => match Limit::of(&io) {
-                    Some(limit @ Limit::Record(_)) => self.row_err(next_line, 0, "", format!("{limit}")),
-                    Some(limit @ Limit::Source(_)) => {
-                        ConvertError::TooLarge { file: self.file.clone(), message: limit.to_string() }
-                    }
-                    None => ConvertError::Source { file: self.file.clone(), message: io.to_string() },
-                },
-                _ => self.row_err(line, 0, "", message),
+    fn split_err(&self, e: SplitError) -> ConvertError {
+        match e {
+            SplitError::Io(io) => match Limit::of(&io) {
+                Some(limit @ Limit::Source(_)) => {
+                    ConvertError::TooLarge { file: self.file.clone(), message: limit.to_string() }
+                }
+                None => ConvertError::Source { file: self.file.clone(), message: io.to_string() },
+            },
+            SplitError::TooLong { line, max } => {
+                self.row_err(line, 0, "", format!("a record longer than {max} bytes (max_record_bytes)"))
             }
-        });
-        self.mark.reset();
-        r
+            SplitError::Unterminated { line } => self.row_err(
+                line,
+                0,
+                "",
+                "a quoted field that starts on this line never closes (the file ends inside it)".into(),
+            ),
+        }
     }
 
     fn row_err(&self, line: u64, column: usize, name: &str, message: String) -> ConvertError {
-        let line = line + self.line_fix;
         ConvertError::Row { file: self.file.clone(), line, column, name: text::bounded(name, 200), message }
     }
 
@@ -156,50 +114,80 @@ impl<'a> CsvRows<'a> {
                 .map_err(|e| ConvertError::Output { file: file.clone(), message: e.to_string() })?;
             if emit(batch) { Ok(()) } else { Err(Stop::Encoder) }
         };
-
-        while self.read()? {
-            let line = self.rec.position().map(|p| p.line()).unwrap_or(0);
-            let n = self.rec.len();
-            if self.blank() {
-                continue;
-            }
-            if n < ncols {
-                let m = format!("the row has {n} fields, the header has {ncols} (truncated record?)");
-                return Err(self.row_err(line, n + 1, &names[n], m).into());
-            }
-            if n > ncols
-                && let Some(extra) = (ncols..n).find(|&i| !self.rec[i].trim_ascii().is_empty())
-            {
-                let m = format!("the row has {n} fields, the header has {ncols}");
-                return Err(self.row_err(line, extra + 1, "(beyond the header)", m).into());
-            }
-            for (i, col) in cols.iter_mut().enumerate() {
-                col.push(&self.rec[i], nullable[i]).map_err(|m| self.row_err(line, i + 1, &names[i], m))?;
-            }
-            for (j, col) in derived.iter_mut().enumerate() {
-                joined.clear();
-                let mut all_empty = true;
-                for (k, &i) in derived_idx[j].iter().enumerate() {
-                    if k > 0 {
-                        joined.push(b' ');
+        let mut chunk = Chunk::default();
+        let mut ragged: Option<Ragged> = None;
+        loop {
+            let more = self
+                .split
+                .chunk(&mut chunk, ncols, BATCH_ROWS - in_batch, &mut ragged)
+                .map_err(|e| self.split_err(e))?;
+            let n = chunk.rows();
+            if n > 0 {
+                let text = self.split.text();
+                // The first bad value in row order (then column order) is reported.
+                let mut first: Option<(usize, usize, String)> = None;
+                for (i, col) in cols.iter_mut().enumerate() {
+                    if let Err((row, m)) = col.push_chunk(&chunk, text, i, nullable[i])
+                        && first.as_ref().is_none_or(|f| (row, i) < (f.0, f.1))
+                    {
+                        first = Some((row, i, m));
                     }
-                    let f = self.rec[i].trim_ascii();
-                    all_empty &= f.is_empty();
-                    joined.extend_from_slice(f);
                 }
-                let v: &[u8] = if all_empty { b"" } else { &joined };
-                col.push(v, true).map_err(|m| {
-                    let d = &ds.derived[j];
-                    let m = format!("{m} ({} from {})", col.type_name(), d.from.join("+"));
-                    self.row_err(line, derived_idx[j][0] + 1, &d.name, m)
-                })?;
+                'derived: for (j, col) in derived.iter_mut().enumerate() {
+                    for row in 0..first.as_ref().map_or(n, |f| f.0 + 1) {
+                        joined.clear();
+                        let mut all_empty = true;
+                        for (k, &i) in derived_idx[j].iter().enumerate() {
+                            if k > 0 {
+                                joined.push(b' ');
+                            }
+                            let f = chunk.field(text, row, i).trim_ascii();
+                            all_empty &= f.is_empty();
+                            joined.extend_from_slice(f);
+                        }
+                        let v: &[u8] = if all_empty { b"" } else { &joined };
+                        if let Err(m) = col.push(v, true) {
+                            let d = &ds.derived[j];
+                            let m = format!("{m} ({} from {})", col.type_name(), d.from.join("+"));
+                            if first.as_ref().is_none_or(|f| row < f.0) {
+                                first = Some((row, ncols + j, m));
+                            }
+                            continue 'derived;
+                        }
+                    }
+                }
+                if let Some((row, i, m)) = first {
+                    let (column, name) = match i.checked_sub(ncols) {
+                        None => (i + 1, names[i].as_str()),
+                        Some(j) => (derived_idx[j][0] + 1, ds.derived[j].name.as_str()),
+                    };
+                    return Err(self.row_err(chunk.line(row), column, name, m).into());
+                }
+                rows += n as u64;
+                in_batch += n;
+                batch_bytes += chunk.bytes;
+                if in_batch == BATCH_ROWS || batch_bytes >= BATCH_BYTES {
+                    flush(&mut cols, &mut derived)?;
+                    (in_batch, batch_bytes) = (0, 0);
+                }
             }
-            rows += 1;
-            in_batch += 1;
-            batch_bytes += self.rec.as_slice().len();
-            if in_batch == BATCH_ROWS || batch_bytes >= BATCH_BYTES {
-                flush(&mut cols, &mut derived)?;
-                (in_batch, batch_bytes) = (0, 0);
+            if let Some(r) = ragged {
+                let (column, name, m) = match r.extra {
+                    None => (
+                        r.fields + 1,
+                        names[r.fields].as_str(),
+                        format!("the row has {} fields, the header has {ncols} (truncated record?)", r.fields),
+                    ),
+                    Some(k) => (
+                        k + 1,
+                        "(beyond the header)",
+                        format!("the row has {} fields, the header has {ncols}", r.fields),
+                    ),
+                };
+                return Err(self.row_err(r.line, column, name, m).into());
+            }
+            if !more {
+                break;
             }
         }
         if in_batch > 0 || rows == 0 {
@@ -215,7 +203,7 @@ fn shown(name: &str, position: usize) -> String {
 }
 
 /// Compares the header with the catalog; the message names the differences.
-fn check_header(ds: &Dataset, header: &csv::ByteRecord) -> Result<(), String> {
+fn check_header(ds: &Dataset, header: &[Vec<u8>]) -> Result<(), String> {
     let mut found: Vec<String> =
         header.iter().map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_string()).collect();
     while found.last().is_some_and(|h| h.is_empty()) {

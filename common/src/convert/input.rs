@@ -1,17 +1,12 @@
 //! Source setup: the raw bytes are hashed and counted as they pass, gzip is
 //! decoded when the bytes say so (every member of a multi-member file), and
-//! the decoded text is guarded: a record longer than the dataset's
-//! `max_record_bytes`, or a source larger than its `max_source_bytes`, stops
-//! the read with a [`Limit`] error instead of growing memory.
+//! the decoded text is guarded: a source larger than its `max_source_bytes`
+//! stops the read with a [`Limit`] error instead of growing memory (the
+//! record limit is the splitter's, which owns the text buffer).
 
-use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read};
-use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
-
-/// Bytes the CSV reader buffers ahead of the record it parses.
-pub(super) const CSV_BUFFER: usize = 256 * 1024;
 
 /// Reader that hashes and counts what passes through it.
 pub(super) struct Hashing<R> {
@@ -45,8 +40,6 @@ impl<R: Read> Read for Hashing<R> {
 /// A limit the source went past.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Limit {
-    /// One record (or the header line) is longer than this many bytes.
-    Record(u64),
     /// The decoded source is larger than this many bytes.
     Source(u64),
 }
@@ -54,7 +47,6 @@ pub(super) enum Limit {
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Limit::Record(n) => write!(f, "a record longer than {n} bytes (max_record_bytes)"),
             Limit::Source(n) => write!(f, "more than {n} bytes (max_source_bytes; CSV: once decompressed)"),
         }
     }
@@ -69,48 +61,26 @@ impl Limit {
     }
 }
 
-/// Counts the decoded bytes read since the last record boundary (which the
-/// row loop marks with [`RecordMark::reset`]) and in all.
+/// Counts the decoded bytes; past `max_source`, reads fail with [`Limit::Source`].
 pub(super) struct Guarded<R> {
     inner: R,
-    mark: RecordMark,
     total: u64,
-    max_record: u64,
     max_source: u64,
-}
-
-/// The row loop's handle on the guard: call `reset` after each record.
-#[derive(Clone, Default)]
-pub(super) struct RecordMark(Rc<Cell<u64>>);
-
-impl RecordMark {
-    pub(super) fn reset(&self) {
-        self.0.set(0);
-    }
 }
 
 impl<R: Read> Read for Guarded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // The CSV reader reads ahead by up to its buffer: allow for it.
-        if self.mark.0.get() > self.max_record + CSV_BUFFER as u64 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, Limit::Record(self.max_record)));
-        }
         if self.total > self.max_source {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, Limit::Source(self.max_source)));
         }
         let n = self.inner.read(buf)?;
-        self.mark.0.set(self.mark.0.get() + n as u64);
         self.total += n as u64;
         Ok(n)
     }
 }
 
-/// The decoded, guarded text of a source, and the mark the row loop resets.
-pub(super) fn open<'a, R: Read + 'a>(
-    raw: R,
-    max_record: u64,
-    max_source: u64,
-) -> std::io::Result<(Box<dyn Read + 'a>, RecordMark)> {
+/// The decoded, guarded text of a source.
+pub(super) fn open<'a, R: Read + 'a>(raw: R, max_source: u64) -> std::io::Result<Box<dyn Read + 'a>> {
     let mut buffered = BufReader::with_capacity(256 * 1024, raw);
     let gz = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     let text: Box<dyn Read + 'a> = if gz {
@@ -118,9 +88,7 @@ pub(super) fn open<'a, R: Read + 'a>(
     } else {
         Box::new(buffered)
     };
-    let mark = RecordMark::default();
-    let guarded = Guarded { inner: text, mark: mark.clone(), total: 0, max_record, max_source };
-    Ok((Box::new(guarded), mark))
+    Ok(Box::new(Guarded { inner: text, total: 0, max_source }))
 }
 
 /// Copies the raw bytes of a source to `path` (at most `max` bytes, else a
@@ -152,20 +120,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_record_and_a_large_source_stop_the_read() {
+    fn a_large_source_stops_the_read() {
         let data = vec![b'x'; 4 << 20];
-        let (mut r, _mark) = open(&data[..], 1024, u64::MAX).unwrap();
+        let mut r = open(&data[..], 1 << 20).unwrap();
         let e = std::io::copy(&mut r, &mut std::io::sink()).unwrap_err();
-        assert_eq!(Limit::of(&e), Some(Limit::Record(1024)));
-        let (mut r, mark) = open(&data[..], 1024, 1 << 20).unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let e = loop {
-            match r.read(&mut buf) {
-                Ok(0) => panic!("no limit hit"),
-                Ok(_) => mark.reset(), // as if every read ended a record
-                Err(e) => break e,
-            }
-        };
         assert_eq!(Limit::of(&e), Some(Limit::Source(1 << 20)));
+        let mut r = open(&data[..], 8 << 20).unwrap();
+        assert_eq!(std::io::copy(&mut r, &mut std::io::sink()).unwrap(), 4 << 20);
     }
 }
