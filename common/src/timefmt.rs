@@ -47,6 +47,11 @@ const MONTHS: [&str; 12] = [
 pub struct DateTimeFormat {
     toks: Vec<Tok>,
     text: String,
+    /// For formats of zero-padded numbers and literals only (`%Y-%m-%d
+    /// %H:%M:%S`, `%m/%d/%Y`): the length of a padded value and, per
+    /// token, its position. A value of that length is read at fixed
+    /// positions; any other goes through the general parser.
+    fixed: Option<(usize, Vec<(usize, Tok)>)>,
 }
 
 /// Days since 1970-01-01 of a valid proleptic Gregorian date (H. Hinnant's
@@ -116,10 +121,55 @@ impl DateTimeFormat {
         if has(Tok::Hour) && has(Tok::Hour12) {
             return Err(format!("format {fmt:?}: use %H or %I, not both"));
         }
-        Ok(DateTimeFormat { toks, text: fmt.to_string() })
+        let mut at = 0;
+        let fixed = toks
+            .iter()
+            .map(|&t| {
+                let width = match t {
+                    Tok::Lit(_) => 1,
+                    Tok::Year => 4,
+                    Tok::Month | Tok::Day | Tok::Hour | Tok::Minute | Tok::Second => 2,
+                    _ => return None,
+                };
+                at += width;
+                Some((at - width, t))
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(|layout| (at, layout));
+        Ok(DateTimeFormat { toks, text: fmt.to_string(), fixed })
+    }
+
+    /// The fixed-position reading of a padded value (see `fixed`).
+    #[inline]
+    fn fields_fixed(&self, s: &[u8]) -> Option<[u32; 7]> {
+        let (len, layout) = self.fixed.as_ref()?;
+        if s.len() != *len {
+            return None;
+        }
+        let mut v = [0u32; 7];
+        let two = |i: usize| {
+            let (a, b) = (s[i].wrapping_sub(b'0'), s[i + 1].wrapping_sub(b'0'));
+            (a < 10 && b < 10).then_some(a as u32 * 10 + b as u32)
+        };
+        for &(i, t) in layout {
+            match t {
+                Tok::Lit(c) if s[i] == c => {}
+                Tok::Year => v[0] = two(i)? * 100 + two(i + 2)?,
+                Tok::Month => v[1] = two(i)?,
+                Tok::Day => v[2] = two(i)?,
+                Tok::Hour => v[3] = two(i)?,
+                Tok::Minute => v[4] = two(i)?,
+                Tok::Second => v[5] = two(i)?,
+                _ => return None,
+            }
+        }
+        Some(v)
     }
 
     fn fields(&self, s: &[u8]) -> Option<[u32; 7]> {
+        if let Some(v) = self.fields_fixed(s) {
+            return Some(v);
+        }
         // year, month, day, hour, minute, second, millisecond
         let mut v = [0u32; 7];
         let mut pm: Option<bool> = None;
@@ -315,6 +365,28 @@ mod tests {
         against_chrono("%B %d, %Y", "%B %d, %Y", step, n);
         against_chrono("%m/%d/%y %H:%M", "%m/%d/%y %H:%M", step, n); // two-digit years
         against_chrono("%m/%d/%Y %H:%M", "%-m/%-d/%Y %-H:%M", step, n); // unpadded, as spreadsheets write
+        // Padded formats take the fixed-position path; the same instants unpadded take the general one.
+        against_chrono("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", step, n);
+        against_chrono("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S", step, n);
+        against_chrono("%Y-%m-%d %H:%M:%S", "%Y-%-m-%-d %-H:%M:%S", step, n);
+    }
+
+    #[test]
+    fn the_fixed_position_path_refuses_what_the_general_one_refuses() {
+        let f = DateTimeFormat::compile("%Y-%m-%d %H:%M:%S").unwrap();
+        assert!(f.fixed.is_some());
+        for bad in [
+            "2019-13-01 00:00:00",
+            "2019-02-30 00:00:00",
+            "2019-01-01 24:00:00",
+            "2019-01-01 00:60:00",
+            "2019+01-01 00:00:00",
+            "2019-01-0a 00:00:00",
+            "2019-01-01T00:00:00",
+        ] {
+            assert_eq!(f.parse_millis(bad.as_bytes()), None, "{bad}");
+        }
+        assert!(DateTimeFormat::compile("%Y-%m-%dT%H:%M:%S%.f").unwrap().fixed.is_none());
     }
 
     #[test]

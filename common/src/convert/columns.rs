@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, Date32Builder, Float64Builder, Int64Builder, TimestampMillisecondBuilder};
+use arrow_array::builder::{Date32Builder, Float64Builder, Int64Builder, TimestampMillisecondBuilder};
 use arrow_array::{ArrayRef, StringArray};
+use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 
 use super::split::Chunk;
 use crate::catalog::ColumnType;
@@ -24,11 +25,75 @@ pub(super) fn initial_rows(ncols: usize) -> usize {
 /// a chunk at a time (all-ASCII chunks need no more); dates remember the
 /// last value they parsed (a file holds runs of the same day).
 pub(super) enum Col {
-    Str(BinaryBuilder),
+    Str(Text),
     I64(Int64Builder),
     F64(Float64Builder),
     Date(Date32Builder, DateTimeFormat, Last),
     Ts(TimestampMillisecondBuilder, DateTimeFormat),
+}
+
+/// A text column: the bytes of its values end to end, their offsets and
+/// nulls (an Arrow `StringArray` once finished).
+pub(super) struct Text {
+    values: Vec<u8>,
+    offsets: Vec<i32>,
+    nulls: NullBufferBuilder,
+}
+
+impl Text {
+    fn with_capacity(rows: usize, bytes: usize) -> Text {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Text { values: Vec::with_capacity(bytes), offsets, nulls: NullBufferBuilder::new(rows) }
+    }
+
+    #[inline]
+    fn push(&mut self, v: &[u8]) {
+        self.values.extend_from_slice(v);
+        self.end_value();
+    }
+
+    /// Appends `text[s..e]`. A short value is copied as one 16-byte word when
+    /// the text has 16 bytes from `s` (then cut back): no `memcpy` call.
+    #[inline]
+    fn push_range(&mut self, text: &[u8], s: usize, e: usize) {
+        match text.get(s..s + 16) {
+            Some(word) if e - s <= 16 => {
+                let old = self.values.len();
+                let word: &[u8; 16] = word.try_into().expect("16 bytes");
+                self.values.extend_from_slice(word);
+                self.values.truncate(old + (e - s));
+            }
+            _ => self.values.extend_from_slice(&text[s..e]),
+        }
+        self.end_value();
+    }
+
+    #[inline]
+    fn end_value(&mut self) {
+        self.offsets.push(self.values.len() as i32);
+        self.nulls.append_non_null();
+    }
+
+    fn push_null(&mut self) {
+        self.offsets.push(self.values.len() as i32);
+        self.nulls.append_null();
+    }
+
+    /// Value `i` counted from the end (`0` is the last one).
+    fn from_end(&self, i: usize) -> &[u8] {
+        let k = self.offsets.len() - 2 - i;
+        &self.values[self.offsets[k] as usize..self.offsets[k + 1] as usize]
+    }
+
+    fn finish(&mut self) -> StringArray {
+        let rows = self.offsets.len() - 1;
+        let taken = std::mem::replace(self, Text::with_capacity(rows, self.values.len()));
+        let Text { values, offsets, mut nulls } = taken;
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        // Every value was checked as it was appended (a chunk at a time).
+        StringArray::try_new(offsets, Buffer::from_vec(values), nulls.finish()).expect("text checked for UTF-8")
+    }
 }
 
 /// The last date text parsed and its value.
@@ -48,7 +113,7 @@ impl Col {
     pub(super) fn new(t: ColumnType, format: Option<&str>, rows: usize) -> Col {
         let f = || DateTimeFormat::compile(format.unwrap_or("%Y-%m-%d")).expect("validated catalog");
         match t {
-            ColumnType::String => Col::Str(BinaryBuilder::with_capacity(rows, rows * 8)),
+            ColumnType::String => Col::Str(Text::with_capacity(rows, rows * 8)),
             ColumnType::Int64 => Col::I64(Int64Builder::with_capacity(rows)),
             ColumnType::Float64 => Col::F64(Float64Builder::with_capacity(rows)),
             ColumnType::Date => Col::Date(Date32Builder::with_capacity(rows), f(), Last::default()),
@@ -80,19 +145,20 @@ impl Col {
         let trimmed = |r: usize| field(r).trim_ascii();
         match self {
             Col::Str(b) => {
-                let start = b.values_slice().len();
+                let start = b.values.len();
                 for r in 0..n {
-                    let v = field(r);
-                    if v.is_empty() && nullable {
-                        b.append_null();
-                    } else {
-                        b.append_value(v);
+                    match chunk.text_range(r, col) {
+                        Some((s, e)) if s == e && nullable => b.push_null(),
+                        Some((s, e)) => b.push_range(text, s, e),
+                        None => match field(r) {
+                            v if v.is_empty() && nullable => b.push_null(),
+                            v => b.push(v),
+                        },
                     }
                 }
-                if !b.values_slice()[start..].is_ascii() {
-                    let offsets = &b.offsets_slice()[b.offsets_slice().len() - 1 - n..];
+                if !b.values[start..].is_ascii() {
                     for r in 0..n {
-                        let v = &b.values_slice()[offsets[r] as usize..offsets[r + 1] as usize];
+                        let v = b.from_end(n - 1 - r);
                         if std::str::from_utf8(v).is_err() {
                             return Err((r, format!("invalid UTF-8 in {}", quote(v))));
                         }
@@ -175,10 +241,10 @@ impl Col {
         match self {
             Col::Str(b) => {
                 if v.is_empty() && nullable {
-                    b.append_null();
+                    b.push_null();
                 } else {
                     std::str::from_utf8(v).map_err(|_| format!("invalid UTF-8 in {}", quote(v)))?;
-                    b.append_value(v);
+                    b.push(v);
                 }
             }
             Col::I64(b) => b.append_value(parse_i64(v).ok_or_else(|| bad(v, "int64"))?),
@@ -195,8 +261,7 @@ impl Col {
 
     pub(super) fn finish(&mut self) -> ArrayRef {
         match self {
-            // Every value was checked as it was appended (a chunk at a time).
-            Col::Str(b) => Arc::new(StringArray::try_from_binary(b.finish()).expect("text checked for UTF-8")),
+            Col::Str(b) => Arc::new(b.finish()),
             Col::I64(b) => Arc::new(b.finish()),
             Col::F64(b) => Arc::new(b.finish()),
             Col::Date(b, ..) => Arc::new(b.finish()),
