@@ -81,7 +81,7 @@ impl Text {
     }
 
     /// Value `i` counted from the end (`0` is the last one).
-    fn from_end(&self, i: usize) -> &[u8] {
+    fn nth_last(&self, i: usize) -> &[u8] {
         let k = self.offsets.len() - 2 - i;
         &self.values[self.offsets[k] as usize..self.offsets[k + 1] as usize]
     }
@@ -158,7 +158,7 @@ impl Col {
                 }
                 if !b.values[start..].is_ascii() {
                     for r in 0..n {
-                        let v = b.from_end(n - 1 - r);
+                        let v = b.nth_last(n - 1 - r);
                         if std::str::from_utf8(v).is_err() {
                             return Err((r, format!("invalid UTF-8 in {}", quote(v))));
                         }
