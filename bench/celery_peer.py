@@ -1,7 +1,8 @@
 """The peer a data engineer would write instead of lakefleet: a Celery fleet
 (prefork, RabbitMQ broker) whose task downloads one file, converts it with
 pyarrow (`read_csv` + `write_table`, zstd) and writes it to a local folder or
-an S3 bucket. Used by bench.py's `peer` section, on the same files, source
+an S3 bucket (boto3 `put_object` of the file written in memory: one PUT, as
+a data engineer would upload a file of a few MB). Used by bench.py's `peer` section, on the same files, source
 server and cores as lakefleet's fleet.
 
 worker:  celery -A celery_peer worker --pool prefork --concurrency 2
@@ -23,13 +24,16 @@ app.conf.worker_prefetch_multiplier = 1
 app.conf.broker_connection_retry_on_startup = True
 
 
-def _filesystem(dest):
-    import pyarrow.fs as pafs
-    if dest.startswith("s3://"):
-        fs = pafs.S3FileSystem(access_key="bench", secret_key="bench", region="us-east-1",
-                               endpoint_override=os.environ["PEER_S3_ENDPOINT"], scheme="http")
-        return fs, dest[len("s3://"):]
-    return pafs.LocalFileSystem(), dest
+_S3 = None
+
+
+def _s3():
+    global _S3
+    if _S3 is None:
+        import boto3
+        _S3 = boto3.client("s3", endpoint_url=os.environ["PEER_S3_ENDPOINT"], aws_access_key_id="bench",
+                           aws_secret_access_key="bench", region_name="us-east-1")
+    return _S3
 
 
 @app.task(name="convert")
@@ -45,13 +49,16 @@ def convert(url, dest):
                 tmp.write(chunk)
         tmp.flush()
         table = csv.read_csv(tmp.name)
-    fs, path = _filesystem(dest)
     if dest.startswith("s3://"):
-        pq.write_table(table, path, compression="zstd", filesystem=fs)  # one PUT: atomic
+        import pyarrow as pa
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        bucket, key = dest[len("s3://"):].split("/", 1)
+        _s3().put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())  # one PUT: atomic
     else:
         # Written under a temporary name, then renamed: a reader never sees half a file.
-        pq.write_table(table, path + ".partial", compression="zstd", filesystem=fs)
-        fs.move(path + ".partial", path)
+        pq.write_table(table, dest + ".partial", compression="zstd")
+        os.replace(dest + ".partial", dest)
     return table.num_rows
 
 

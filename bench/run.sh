@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 bash scripts/services.sh
 cargo build --release -q -p lakefleet-worker -p lakefleet-producer
 [ -x bench/.venv/bin/python ] || python3 -m venv bench/.venv
-bench/.venv/bin/python -c 'import pyarrow, duckdb, numpy, celery' 2>/dev/null || bench/.venv/bin/pip install -q pyarrow duckdb numpy celery
+bench/.venv/bin/python -c 'import pyarrow, duckdb, numpy, celery, boto3' 2>/dev/null || bench/.venv/bin/pip install -q pyarrow duckdb numpy celery boto3
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

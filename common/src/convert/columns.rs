@@ -272,6 +272,10 @@ impl Col {
 
 /// Integers, accepting the integral floats (`2.0`) that pandas-exported CSVs hold.
 pub(super) fn parse_i64(v: &[u8]) -> Option<i64> {
+    // Up to 18 plain digits cannot overflow: no checks per digit.
+    if !v.is_empty() && v.len() <= 18 && v.iter().all(u8::is_ascii_digit) {
+        return Some(v.iter().fold(0i64, |n, &c| n * 10 + (c - b'0') as i64));
+    }
     let (neg, digits) = match v.first()? {
         b'-' => (true, &v[1..]),
         b'+' => (false, &v[1..]),

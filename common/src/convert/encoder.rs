@@ -29,10 +29,12 @@ pub(super) struct Encoder<'scope> {
     file: String,
 }
 
-/// Above this many columns, dictionary encoding is off: each column's
-/// dictionary encoder holds tens of kilobytes, which a 10,000-column schema
-/// multiplies into hundreds of megabytes (measured: 618 MiB with, 234 without).
-pub(super) const DICTIONARY_MAX_COLUMNS: usize = 1_000;
+/// Above this many columns, dictionary encoding is off and pages are
+/// compressed with LZ4 (raw) instead of zstd: each column's dictionary
+/// encoder holds tens of kilobytes, and each column's zstd codec a
+/// compression and a decompression context, which a 10,000-column schema
+/// multiplies into hundreds of megabytes; LZ4 keeps no state between pages.
+pub(super) const WIDE_COLUMNS: usize = 1_000;
 
 /// The writer's settings. Text columns get no min/max statistics: comparing
 /// every value twice cost 10% of a conversion (MTA week, `perf`), and a row
@@ -47,8 +49,13 @@ fn properties(schema: &arrow_schema::Schema) -> WriterProperties {
             b = b.set_column_statistics_enabled(ColumnPath::from(f.name().as_str()), EnabledStatistics::None);
         }
     }
-    b.set_dictionary_enabled(ncols <= DICTIONARY_MAX_COLUMNS)
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level")))
+    let wide = ncols > WIDE_COLUMNS;
+    let compression = match wide {
+        false => Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level")),
+        true => Compression::LZ4_RAW,
+    };
+    b.set_dictionary_enabled(!wide)
+        .set_compression(compression)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         .set_created_by(format!("lakefleet {}", crate::VERSION))
