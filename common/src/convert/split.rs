@@ -253,48 +253,54 @@ impl<'a> Splitter<'a> {
             self.fill()?;
         }
         while chunk.lines.len() < max_rows {
-            self.rec.clear();
+            // The record's fields go straight into the chunk, cut back if it is skipped.
+            let mark = chunk.bounds.len();
             let text = &self.buf[self.pos..self.end];
-            let (len, newlines) = match split_one(text, self.pos as u32, self.delim, &mut self.rec, &mut chunk.scratch)
-            {
-                One::Done { len, newlines } => (len, newlines),
-                One::Incomplete if self.eof && self.pos < self.end && chunk.lines.is_empty() => {
-                    return Err(SplitError::Unterminated { line: self.line });
-                }
-                One::Incomplete if chunk.lines.is_empty() && !self.eof => {
-                    // Not one whole record in the buffer: read more (or grow).
-                    self.fill()?;
-                    continue;
-                }
-                One::Incomplete => break,
-            };
+            let (len, newlines) =
+                match split_one(text, self.pos as u32, self.delim, &mut chunk.bounds, &mut chunk.scratch) {
+                    One::Done { len, newlines } => (len, newlines),
+                    One::Incomplete if self.eof && self.pos < self.end && chunk.lines.is_empty() => {
+                        return Err(SplitError::Unterminated { line: self.line });
+                    }
+                    One::Incomplete if chunk.lines.is_empty() && !self.eof => {
+                        // Not one whole record in the buffer: read more (or grow).
+                        chunk.bounds.truncate(mark);
+                        chunk.scratch.clear();
+                        self.fill()?;
+                        continue;
+                    }
+                    One::Incomplete => {
+                        chunk.bounds.truncate(mark);
+                        break;
+                    }
+                };
             let line = self.line;
             self.check_len(len, line)?;
-            let n = self.rec.len();
-            let blank = n == 1 && {
-                let (s, e) = self.rec[0];
-                s & SCRATCH == 0 && self.buf[s as usize..e as usize].trim_ascii().is_empty()
+            let rec = &chunk.bounds[mark..];
+            let n = rec.len();
+            let field_empty = |&(s, e): &(u32, u32)| match s & SCRATCH {
+                0 => self.buf[s as usize..e as usize].trim_ascii().is_empty(),
+                _ => chunk.scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize].trim_ascii().is_empty(),
             };
-            if blank {
+            if n == 1 && rec[0].0 & SCRATCH == 0 && field_empty(&rec[0]) {
+                chunk.bounds.truncate(mark);
                 self.pos += len;
                 self.line += newlines;
                 continue;
             }
             if n < width {
                 *ragged = Some(Ragged { line, fields: n, extra: None });
+                chunk.bounds.truncate(mark);
                 break;
             }
             if n > width {
-                let empty = |&(s, e): &(u32, u32)| match s & SCRATCH {
-                    0 => self.buf[s as usize..e as usize].trim_ascii().is_empty(),
-                    _ => chunk.scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize].trim_ascii().is_empty(),
-                };
-                if let Some(k) = self.rec[width..].iter().position(|b| !empty(b)) {
+                if let Some(k) = rec[width..].iter().position(|b| !field_empty(b)) {
                     *ragged = Some(Ragged { line, fields: n, extra: Some(width + k) });
+                    chunk.bounds.truncate(mark);
                     break;
                 }
+                chunk.bounds.truncate(mark + width);
             }
-            chunk.bounds.extend_from_slice(&self.rec[..width]);
             chunk.lines.push(line);
             chunk.bytes += len;
             self.pos += len;
@@ -318,13 +324,14 @@ fn zero_bytes(t: u64) -> u64 {
 const ONES: u64 = 0x0101_0101_0101_0101;
 
 /// Splits the record at the start of `text` (which starts at `base` in the
-/// buffer) into `out`; quoted records go through `scratch`. The fast path
+/// buffer), appending its fields to `out`; quoted records go through `scratch`. The fast path
 /// looks at 8 bytes at a time (SWAR: the delimiter, `\n` and `"` found with
 /// integer arithmetic), which beats a SIMD search restarted for every
 /// ~100-byte record.
 #[inline]
 fn split_one(text: &[u8], base: u32, delim: u8, out: &mut Vec<(u32, u32)>, scratch: &mut Vec<u8>) -> One {
     let (d, nl, qu) = (delim as u64 * ONES, b'\n' as u64 * ONES, b'"' as u64 * ONES);
+    let mark = out.len();
     let mut start = 0usize;
     let mut at = 0usize;
     loop {
@@ -351,7 +358,7 @@ fn split_one(text: &[u8], base: u32, delim: u8, out: &mut Vec<(u32, u32)>, scrat
                 out.push((base + start as u32, base + e as u32));
                 return One::Done { len: i + 1, newlines: 1 };
             } else {
-                out.clear();
+                out.truncate(mark);
                 return split_quoted(text, delim, out, scratch);
             }
         }
