@@ -219,6 +219,14 @@ impl Fleet {
         out
     }
 
+    /// Starts `producer ARGS` without waiting for it (stdout and stderr piped).
+    pub fn producer_spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = Command::new(producer_bin());
+        self.apply(&mut cmd);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().expect("starting producer")
+    }
+
     /// `producer backfill` of mta-turnstile weeks `[from, to]` served by `src`, plus `extra` flags.
     pub fn backfill_mta(&self, src: &Source, from: NaiveDate, to: NaiveDate, extra: &[&str]) -> Output {
         let mut args = vec!["--mirror", src.base.as_str()];

@@ -135,6 +135,55 @@ async fn redis_restarted_mid_backfill_every_partition_once() {
     f.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_during_backfill_wait_is_named_and_waited_out() {
+    if !disruptive("redis_restarted_during_backfill_wait_is_named_and_waited_out") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let src = Source::start().await;
+    let f = Fleet::local("redis-wait");
+    let expect = serve_mta_weeks(&src, 6, 1000, 500, &[Fault::Slow(10, Duration::from_secs(2))]);
+    let w = f.worker(&[]);
+    w.ready().await;
+    let (from, to) = (week(0).to_string(), week(5).to_string());
+    let wait = f.producer_spawn(&[
+        "backfill",
+        "--dataset",
+        "mta-turnstile",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--mirror",
+        &src.base,
+        "--wait",
+        "--wait-timeout",
+        "120",
+    ]);
+    wait_in_flight(&w, 2.0).await;
+    {
+        let _back = RedisBack;
+        let _ = Command::new("redis-cli").args(["shutdown", "nosave"]).status();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        start_redis();
+    }
+    let out = tokio::task::spawn_blocking(move || wait.wait_with_output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("--- stdout\n{stdout}--- stderr\n{stderr}");
+    // The outage is named, waited out, and the lost backfill rebuilt from the lake.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: Redis at redis://127.0.0.1:6379") && stderr.contains("is unavailable"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("still waiting for backfill"), "{stderr}");
+    assert!(stderr.contains("rebuilt it from the lake"), "{stderr}");
+    assert!(stdout.contains("6 done") || stdout.contains("done 6"), "{stdout}");
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
+
 /// Lifts the memory alarm and brings RabbitMQ back even when the test fails.
 struct Unblock;
 impl Drop for Unblock {
