@@ -81,6 +81,13 @@ pub fn producer_bin() -> PathBuf {
     workspace_bin("lakefleet-producer", "producer")
 }
 
+/// The arguments of `producer backfill --dataset DATASET --from FROM --to TO EXTRA...`.
+pub fn backfill_args<'a>(dataset: &'a str, from: &'a str, to: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["backfill", "--dataset", dataset, "--from", from, "--to", to];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Whether the disruptive tests (stopping, restarting or reconfiguring the
 /// shared RabbitMQ and Redis) may run: `LAKEFLEET_DISRUPTIVE_TESTS=1`. When
 /// not, the test says so on stderr and returns early.
@@ -219,11 +226,21 @@ impl Fleet {
         out
     }
 
-    /// Starts `producer ARGS` without waiting for it (stdout and stderr piped).
-    pub fn producer_spawn(&self, args: &[&str]) -> std::process::Child {
+    /// `producer backfill` of mta-turnstile weeks `[from, to]` served by
+    /// `src`, plus `extra` flags, started without waiting for it (stdout and
+    /// stderr piped).
+    pub fn backfill_mta_spawn(
+        &self,
+        src: &Source,
+        from: NaiveDate,
+        to: NaiveDate,
+        extra: &[&str],
+    ) -> std::process::Child {
+        let (from, to) = (from.to_string(), to.to_string());
         let mut cmd = Command::new(producer_bin());
         self.apply(&mut cmd);
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(backfill_args("mta-turnstile", &from, &to, &[&["--mirror", src.base.as_str()], extra].concat()));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.spawn().expect("starting producer")
     }
 
@@ -236,9 +253,7 @@ impl Fleet {
 
     /// `producer backfill --dataset DATASET --from FROM --to TO`, plus `extra` flags.
     pub fn backfill(&self, dataset: &str, from: &str, to: &str, extra: &[&str]) -> Output {
-        let mut args = vec!["backfill", "--dataset", dataset, "--from", from, "--to", to];
-        args.extend_from_slice(extra);
-        self.producer(&args)
+        self.producer(&backfill_args(dataset, from, to, extra))
     }
 
     /// Marks `date` of `ds` done in Redis and puts a 1-byte object under its

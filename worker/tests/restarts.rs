@@ -146,21 +146,7 @@ async fn redis_restarted_during_backfill_wait_is_named_and_waited_out() {
     let expect = serve_mta_weeks(&src, 6, 1000, 500, &[Fault::Slow(10, Duration::from_secs(2))]);
     let w = f.worker(&[]);
     w.ready().await;
-    let (from, to) = (week(0).to_string(), week(5).to_string());
-    let wait = f.producer_spawn(&[
-        "backfill",
-        "--dataset",
-        "mta-turnstile",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--mirror",
-        &src.base,
-        "--wait",
-        "--wait-timeout",
-        "120",
-    ]);
+    let wait = f.backfill_mta_spawn(&src, week(0), week(5), &["--wait", "--wait-timeout", "120"]);
     wait_in_flight(&w, 2.0).await;
     {
         let _back = RedisBack;

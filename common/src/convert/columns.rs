@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Date32Builder, Float64Builder, Int64Builder, TimestampMillisecondBuilder};
+use arrow_array::ArrowPrimitiveType;
+use arrow_array::builder::{
+    Date32Builder, Float64Builder, Int64Builder, PrimitiveBuilder, TimestampMillisecondBuilder,
+};
 use arrow_array::{ArrayRef, StringArray};
 use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 
@@ -165,28 +168,8 @@ impl Col {
                     }
                 }
             }
-            Col::I64(b) => {
-                for r in 0..n {
-                    let v = trimmed(r);
-                    match parse_i64(v) {
-                        Some(x) => b.append_value(x),
-                        None if v.is_empty() && nullable => b.append_null(),
-                        None if v.is_empty() => return Err((r, EMPTY.into())),
-                        None => return Err((r, bad(v, "int64"))),
-                    }
-                }
-            }
-            Col::F64(b) => {
-                for r in 0..n {
-                    let v = trimmed(r);
-                    match parse_f64(v) {
-                        Some(x) => b.append_value(x),
-                        None if v.is_empty() && nullable => b.append_null(),
-                        None if v.is_empty() => return Err((r, EMPTY.into())),
-                        None => return Err((r, bad(v, "float64"))),
-                    }
-                }
-            }
+            Col::I64(b) => parsed(b, n, trimmed, nullable, parse_i64, || "int64".into())?,
+            Col::F64(b) => parsed(b, n, trimmed, nullable, parse_f64, || "float64".into())?,
             Col::Date(b, f, last) => {
                 for r in 0..n {
                     let v = trimmed(r);
@@ -208,15 +191,8 @@ impl Col {
                 }
             }
             Col::Ts(b, f) => {
-                for r in 0..n {
-                    let v = trimmed(r);
-                    match f.parse_millis(v) {
-                        Some(x) => b.append_value(x),
-                        None if v.is_empty() && nullable => b.append_null(),
-                        None if v.is_empty() => return Err((r, EMPTY.into())),
-                        None => return Err((r, bad(v, &format!("timestamp (format {:?})", f.as_str())))),
-                    }
-                }
+                let what = || format!("timestamp (format {:?})", f.as_str());
+                parsed(b, n, trimmed, nullable, |v| f.parse_millis(v), what)?
             }
         }
         Ok(())
@@ -268,6 +244,29 @@ impl Col {
             Col::Ts(b, _) => Arc::new(b.finish()),
         }
     }
+}
+
+/// Appends the `n` values `value(r)` parsed with `parse`; an empty value is
+/// a null (or an error when not `nullable`); `what` names the type for the
+/// message of the first value that does not parse.
+fn parsed<'t, T: ArrowPrimitiveType>(
+    b: &mut PrimitiveBuilder<T>,
+    n: usize,
+    value: impl Fn(usize) -> &'t [u8],
+    nullable: bool,
+    parse: impl Fn(&[u8]) -> Option<T::Native>,
+    what: impl Fn() -> String,
+) -> Result<(), (usize, String)> {
+    for r in 0..n {
+        let v = value(r);
+        match parse(v) {
+            Some(x) => b.append_value(x),
+            None if v.is_empty() && nullable => b.append_null(),
+            None if v.is_empty() => return Err((r, EMPTY.into())),
+            None => return Err((r, bad(v, &what()))),
+        }
+    }
+    Ok(())
 }
 
 /// Integers, accepting the integral floats (`2.0`) that pandas-exported CSVs hold.

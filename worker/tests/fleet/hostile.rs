@@ -131,19 +131,7 @@ async fn a_source_larger_than_its_limit_parks_as_too_large() {
     src.put(&mta_name(w0), gzip(&bytes));
     let w = f.worker(&[]);
     w.ready().await;
-    let (from, to) = (w0.to_string(), w0.to_string());
-    let out = f.producer(&[
-        "backfill",
-        "--dataset",
-        "tiny-turnstile",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--mirror",
-        &src.base,
-        "--wait",
-    ]);
+    let out = f.backfill("tiny-turnstile", &w0.to_string(), &w0.to_string(), &["--mirror", &src.base, "--wait"]);
     assert_eq!(out.status.code(), Some(1));
     let parked = f.parked().await;
     assert_eq!(parked.len(), 1);
