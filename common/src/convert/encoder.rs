@@ -1,6 +1,6 @@
 //! The Parquet encoder: its own thread, fed Arrow batches through a bounded
 //! channel, so that parsing and encoding overlap on two cores while memory
-//! stays bounded (two batches in the channel, one row group in the writer).
+//! stays bounded (one or two batches in the channel, one row group in the writer).
 
 use std::io::Write;
 use std::thread::{Scope, ScopedJoinHandle};
@@ -63,13 +63,16 @@ fn properties(schema: &arrow_schema::Schema) -> WriterProperties {
 }
 
 impl<'scope> Encoder<'scope> {
+    /// Starts the encoder thread writing to `output`; `depth` batches may
+    /// wait in its channel (each one is memory held).
     pub(super) fn spawn<'env, W: Write + Send + 'scope>(
         scope: &'scope Scope<'scope, 'env>,
         schema: SchemaRef,
         output: W,
         file: &str,
+        depth: usize,
     ) -> Encoder<'scope> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Encode>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Encode>(depth);
         let thread = scope.spawn(move || -> Result<(), ParquetError> {
             let props = properties(&schema);
             let mut writer = ArrowWriter::try_new(output, schema, Some(props))?;
