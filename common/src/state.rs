@@ -382,13 +382,14 @@ impl State {
     /// is recorded by [`State::check_task`]).
     pub async fn record_done(&self, id: &str, partition: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        redis::pipe()
-            .sadd(self.k(&["bf", id, "done"]), partition)
-            .ignore()
-            .hdel(self.k(&["bf", id, "dead"]), partition)
-            .ignore()
-            .exec_async(&mut c)
-            .await
+        self.done_pipe(id, partition).exec_async(&mut c).await
+    }
+
+    /// Counts `partition` as done for backfill `id` (and no longer parked).
+    fn done_pipe(&self, id: &str, partition: &str) -> redis::Pipeline {
+        let mut p = redis::pipe();
+        p.sadd(self.k(&["bf", id, "done"]), partition).ignore().hdel(self.k(&["bf", id, "dead"]), partition).ignore();
+        p
     }
 
     pub async fn record_retry(&self, id: &str) -> redis::RedisResult<()> {
@@ -399,15 +400,7 @@ impl State {
     /// A refresh found the partition's source unchanged: done, and skipped.
     pub async fn record_unchanged(&self, id: &str, partition: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        redis::pipe()
-            .sadd(self.k(&["bf", id, "done"]), partition)
-            .ignore()
-            .sadd(self.k(&["bf", id, "skipped"]), partition)
-            .ignore()
-            .hdel(self.k(&["bf", id, "dead"]), partition)
-            .ignore()
-            .exec_async(&mut c)
-            .await
+        self.done_pipe(id, partition).sadd(self.k(&["bf", id, "skipped"]), partition).ignore().exec_async(&mut c).await
     }
 
     /// A partition was parked with `error` (bounded here).

@@ -552,6 +552,32 @@ struct SourceState {
     conditional: Vec<(String, u16)>,
 }
 
+/// Accepts connections on 127.0.0.1 (a free port) and runs `handle` on
+/// each in a task of its own; returns the server's base URL.
+pub(crate) async fn serve<F, Fut>(handle: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            if let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(handle(sock));
+            }
+        }
+    });
+    base
+}
+
+/// Answers with `status` (`"404 Not Found"`), no body, `headers` (each
+/// ending in CRLF) and closes.
+async fn reply_empty(sock: &mut tokio::net::TcpStream, status: &str, headers: &str) {
+    let reply = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = sock.write_all(reply.as_bytes()).await;
+}
+
 /// An HTTP file server on 127.0.0.1 run by the test.
 #[derive(Clone)]
 pub struct Source {
@@ -561,17 +587,11 @@ pub struct Source {
 
 impl Source {
     pub async fn start() -> Source {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let state: Arc<Mutex<SourceState>> = Arc::default();
         let st = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    continue;
-                };
+        let base = serve(move |mut sock| {
                 let st = st.clone();
-                tokio::spawn(async move {
+                async move {
                     let Some(head) = read_head(&mut sock).await else { return };
                     let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
                     let (body, fault) = {
@@ -598,18 +618,12 @@ impl Source {
                         let same = etag.as_deref() == Some(asked.as_str());
                         st.lock().unwrap().conditional.push((path.clone(), if same { 304 } else { 200 }));
                         if same {
-                            let _ = sock
-                                .write_all(
-                                    b"HTTP/1.1 304 Not Modified\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                                )
-                                .await;
+                            reply_empty(&mut sock, "304 Not Modified", "").await;
                             return;
                         }
                     }
                     let Some(body) = body else {
-                        let _ = sock
-                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                            .await;
+                        reply_empty(&mut sock, "404 Not Found", "").await;
                         return;
                     };
                     let etag = etag.unwrap_or_default();
@@ -619,21 +633,9 @@ impl Source {
                         )
                     };
                     match fault {
-                        Some(Fault::Status(code)) => {
-                            let _ = sock
-                                .write_all(
-                                    format!("HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                                        .as_bytes(),
-                                )
-                                .await;
-                        }
+                        Some(Fault::Status(code)) => reply_empty(&mut sock, &format!("{code} Fault"), "").await,
                         Some(Fault::Throttle(secs)) => {
-                            let _ = sock
-                                .write_all(
-                                    format!("HTTP/1.1 429 Too Many Requests\r\nRetry-After: {secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                                        .as_bytes(),
-                                )
-                                .await;
+                            reply_empty(&mut sock, "429 Too Many Requests", &format!("Retry-After: {secs}\r\n")).await
                         }
                         Some(Fault::Truncate(k)) => {
                             let _ = sock.write_all(head(body.len()).as_bytes()).await;
@@ -658,9 +660,9 @@ impl Source {
                     }
                     drop(_leave); // the whole answer is written
                     let _ = sock.shutdown().await;
-                });
-            }
-        });
+                }
+            })
+            .await;
         Source { base, state }
     }
 

@@ -57,15 +57,11 @@ fn quote(v: &str) -> String {
 
 impl Soda {
     pub async fn start() -> Soda {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let state: Arc<Mutex<SodaState>> = Arc::default();
         let st = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let base = crate::serve(move |mut sock| {
                 let st = st.clone();
-                tokio::spawn(async move {
+                async move {
                     let Some(head) = crate::read_head(&mut sock).await else { return };
                     let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let token = crate::header(&head, "x-app-token");
@@ -84,9 +80,9 @@ impl Soda {
                     let _ = sock.write_all(reply.as_bytes()).await;
                     let _ = sock.write_all(&body).await;
                     let _ = sock.shutdown().await;
-                });
-            }
-        });
+                }
+            })
+            .await;
         Soda { base, state }
     }
 

@@ -108,6 +108,11 @@ pub(super) struct Last {
 
 const EMPTY: &str = "empty value in a column that is not nullable";
 
+/// `date (format "%m/%d/%Y")`, for messages.
+fn typed(kind: &str, f: &DateTimeFormat) -> String {
+    format!("{kind} (format {:?})", f.as_str())
+}
+
 fn bad(v: &[u8], what: &str) -> String {
     format!("cannot parse {} as {what}", quote(v))
 }
@@ -186,53 +191,38 @@ impl Col {
                         }
                         None if v.is_empty() && nullable => b.append_null(),
                         None if v.is_empty() => return Err((r, EMPTY.into())),
-                        None => return Err((r, bad(v, &format!("date (format {:?})", f.as_str())))),
+                        None => return Err((r, bad(v, &typed("date", f)))),
                     }
                 }
             }
-            Col::Ts(b, f) => {
-                let what = || format!("timestamp (format {:?})", f.as_str());
-                parsed(b, n, trimmed, nullable, |v| f.parse_millis(v), what)?
-            }
+            Col::Ts(b, f) => parsed(b, n, trimmed, nullable, |v| f.parse_millis(v), || typed("timestamp", f))?,
         }
         Ok(())
     }
 
     /// Appends one field; `Err` carries the reason (the value quoted, bounded).
     pub(super) fn push(&mut self, raw: &[u8], nullable: bool) -> Result<(), String> {
-        let v = if matches!(self, Col::Str(_)) { raw } else { raw.trim_ascii() };
-        if v.is_empty() && !matches!(self, Col::Str(_)) {
-            if !nullable {
-                return Err("empty value in a column that is not nullable".into());
-            }
-            match self {
-                Col::I64(b) => b.append_null(),
-                Col::F64(b) => b.append_null(),
-                Col::Date(b, ..) => b.append_null(),
-                Col::Ts(b, _) => b.append_null(),
-                Col::Str(_) => unreachable!(),
-            }
-            return Ok(());
-        }
+        let v = raw.trim_ascii();
+        let one = |_| v;
         match self {
+            Col::Str(b) if raw.is_empty() && nullable => {
+                b.push_null();
+                Ok(())
+            }
             Col::Str(b) => {
-                if v.is_empty() && nullable {
-                    b.push_null();
-                } else {
-                    std::str::from_utf8(v).map_err(|_| format!("invalid UTF-8 in {}", quote(v)))?;
-                    b.push(v);
-                }
+                std::str::from_utf8(raw).map_err(|_| format!("invalid UTF-8 in {}", quote(raw)))?;
+                b.push(raw);
+                Ok(())
             }
-            Col::I64(b) => b.append_value(parse_i64(v).ok_or_else(|| bad(v, "int64"))?),
-            Col::F64(b) => b.append_value(parse_f64(v).ok_or_else(|| bad(v, "float64"))?),
+            Col::I64(b) => parsed(b, 1, one, nullable, parse_i64, || "int64".into()).map_err(|(_, m)| m),
+            Col::F64(b) => parsed(b, 1, one, nullable, parse_f64, || "float64".into()).map_err(|(_, m)| m),
             Col::Date(b, f, _) => {
-                b.append_value(f.parse_days(v).ok_or_else(|| bad(v, &format!("date (format {:?})", f.as_str())))?)
+                parsed(b, 1, one, nullable, |v| f.parse_days(v), || typed("date", f)).map_err(|(_, m)| m)
             }
-            Col::Ts(b, f) => b.append_value(
-                f.parse_millis(v).ok_or_else(|| bad(v, &format!("timestamp (format {:?})", f.as_str())))?,
-            ),
+            Col::Ts(b, f) => {
+                parsed(b, 1, one, nullable, |v| f.parse_millis(v), || typed("timestamp", f)).map_err(|(_, m)| m)
+            }
         }
-        Ok(())
     }
 
     pub(super) fn finish(&mut self) -> ArrayRef {

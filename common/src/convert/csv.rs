@@ -56,9 +56,7 @@ impl<'a> CsvRows<'a> {
     fn split_err(&self, e: SplitError) -> ConvertError {
         match e {
             SplitError::Io(io) => match Limit::of(&io) {
-                Some(limit @ Limit::Source(_)) => {
-                    ConvertError::TooLarge { file: self.file.clone(), message: limit.to_string() }
-                }
+                Some(limit) => ConvertError::TooLarge { file: self.file.clone(), message: limit.to_string() },
                 None => ConvertError::Source { file: self.file.clone(), message: io.to_string() },
             },
             SplitError::TooLong { line, max } => {

@@ -37,18 +37,13 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// A limit the source went past.
+/// The decoded source went past `max_source_bytes` (this many bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Limit {
-    /// The decoded source is larger than this many bytes.
-    Source(u64),
-}
+pub(super) struct Limit(pub(super) u64);
 
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Limit::Source(n) => write!(f, "more than {n} bytes (max_source_bytes; CSV: once decompressed)"),
-        }
+        write!(f, "more than {} bytes (max_source_bytes; CSV: once decompressed)", self.0)
     }
 }
 
@@ -61,7 +56,7 @@ impl Limit {
     }
 }
 
-/// Counts the decoded bytes; past `max_source`, reads fail with [`Limit::Source`].
+/// Counts the decoded bytes; past `max_source`, reads fail with [`Limit`].
 pub(super) struct Guarded<R> {
     inner: R,
     total: u64,
@@ -71,7 +66,7 @@ pub(super) struct Guarded<R> {
 impl<R: Read> Read for Guarded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.total > self.max_source {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, Limit::Source(self.max_source)));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, Limit(self.max_source)));
         }
         let n = self.inner.read(buf)?;
         self.total += n as u64;
@@ -92,7 +87,7 @@ pub(super) fn open<'a, R: Read + 'a>(raw: R, max_source: u64) -> std::io::Result
 }
 
 /// Copies the raw bytes of a source to `path` (at most `max` bytes, else a
-/// [`Limit::Source`] error), hashing them on the way; returns the file,
+/// [`Limit`] error), hashing them on the way; returns the file,
 /// rewound, its size and its hex SHA-256.
 pub(super) fn spool<R: Read>(
     input: R,
@@ -107,7 +102,7 @@ pub(super) fn spool<R: Read>(
     out.flush()?;
     drop(out);
     if hashing.bytes > max {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, Limit::Source(max)));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, Limit(max)));
     }
     let bytes = hashing.bytes;
     let sha = hashing.finish()?;
@@ -124,7 +119,7 @@ mod tests {
         let data = vec![b'x'; 4 << 20];
         let mut r = open(&data[..], 1 << 20).unwrap();
         let e = std::io::copy(&mut r, &mut std::io::sink()).unwrap_err();
-        assert_eq!(Limit::of(&e), Some(Limit::Source(1 << 20)));
+        assert_eq!(Limit::of(&e), Some(Limit(1 << 20)));
         let mut r = open(&data[..], 8 << 20).unwrap();
         assert_eq!(std::io::copy(&mut r, &mut std::io::sink()).unwrap(), 4 << 20);
     }

@@ -94,8 +94,6 @@ pub(super) struct Splitter<'a> {
     /// Physical line (1-based) of the text at `pos`.
     line: u64,
     max_record: u64,
-    /// Field ranges of the record being split (all its fields).
-    rec: Vec<(u32, u32)>,
 }
 
 /// The outcome of splitting one record at the start of a text.
@@ -108,17 +106,7 @@ enum One {
 
 impl<'a> Splitter<'a> {
     pub(super) fn new(src: Box<dyn Read + 'a>, delim: u8, max_record: u64) -> Splitter<'a> {
-        Splitter {
-            src,
-            buf: vec![0; FILL],
-            pos: 0,
-            end: 0,
-            eof: false,
-            delim,
-            line: 1,
-            max_record,
-            rec: Vec::with_capacity(64),
-        }
+        Splitter { src, buf: vec![0; FILL], pos: 0, end: 0, eof: false, delim, line: 1, max_record }
     }
 
     /// The text the last chunk's field ranges point into.
@@ -169,54 +157,46 @@ impl<'a> Splitter<'a> {
         Ok(())
     }
 
-    /// The next non-empty record, every field owned (the header); `None` at the end.
+    /// The next non-blank record, every field owned (the header); `None` at the end.
     pub(super) fn header(&mut self) -> Result<Option<Vec<Vec<u8>>>, SplitError> {
-        let mut scratch = Vec::new();
+        let (mut rec, mut scratch) = (Vec::new(), Vec::new());
         loop {
-            match self.one(&mut scratch)? {
-                None => return Ok(None),
-                Some(_) => {
-                    let (s, e) = self.rec[0];
-                    if self.rec.len() == 1
-                        && s & SCRATCH == 0
-                        && self.buf[s as usize..e as usize].trim_ascii().is_empty()
-                    {
-                        continue; // a blank line
-                    }
-                    let fields = self
-                        .rec
-                        .iter()
-                        .map(|&(s, e)| match s & SCRATCH {
-                            0 => self.buf[s as usize..e as usize].to_vec(),
-                            _ => scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize].to_vec(),
-                        })
-                        .collect();
-                    return Ok(Some(fields));
-                }
+            if !self.one(&mut rec, &mut scratch)? {
+                return Ok(None);
             }
+            if self.is_blank(&rec) {
+                continue;
+            }
+            let field = |&(s, e): &(u32, u32)| match s & SCRATCH {
+                0 => self.buf[s as usize..e as usize].to_vec(),
+                _ => scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize].to_vec(),
+            };
+            return Ok(Some(rec.iter().map(field).collect()));
         }
     }
 
-    /// Splits one record into `self.rec`, filling the buffer as needed;
-    /// returns its line, or `None` at the end of the text.
-    fn one(&mut self, scratch: &mut Vec<u8>) -> Result<Option<u64>, SplitError> {
+    /// A record that is one unquoted field of spaces (a blank line).
+    fn is_blank(&self, rec: &[(u32, u32)]) -> bool {
+        matches!(rec, [(s, e)] if s & SCRATCH == 0 && self.buf[*s as usize..*e as usize].trim_ascii().is_empty())
+    }
+
+    /// Splits one record into `rec` (quoted fields into `scratch`), filling
+    /// the buffer as needed; `false` at the end of the text.
+    fn one(&mut self, rec: &mut Vec<(u32, u32)>, scratch: &mut Vec<u8>) -> Result<bool, SplitError> {
         loop {
             scratch.clear();
-            self.rec.clear();
-            match split_one(&self.buf[self.pos..self.end], self.pos as u32, self.delim, &mut self.rec, scratch) {
+            rec.clear();
+            match split_one(&self.buf[self.pos..self.end], self.pos as u32, self.delim, rec, scratch) {
                 One::Done { len, newlines } => {
-                    let line = self.line;
-                    self.check_len(len, line)?;
+                    self.check_len(len, self.line)?;
                     self.pos += len;
                     self.line += newlines;
-                    return Ok(Some(line));
+                    return Ok(true);
                 }
-                One::Incomplete if self.eof => {
-                    return match self.pos == self.end {
-                        true => Ok(None),
-                        false => Err(SplitError::Unterminated { line: self.line }),
-                    };
+                One::Incomplete if self.eof && self.pos < self.end => {
+                    return Err(SplitError::Unterminated { line: self.line });
                 }
+                One::Incomplete if self.eof => return Ok(false),
                 One::Incomplete => self.fill()?,
             }
         }
@@ -246,11 +226,8 @@ impl<'a> Splitter<'a> {
         chunk.lines.clear();
         chunk.scratch.clear();
         chunk.bytes = 0;
-        if self.pos == self.end || !self.has_line_end() {
-            if self.eof && self.pos == self.end {
-                return Ok(false);
-            }
-            self.fill()?;
+        if self.eof && self.pos == self.end {
+            return Ok(false);
         }
         while chunk.lines.len() < max_rows {
             // The record's fields go straight into the chunk, cut back if it is skipped.
@@ -282,7 +259,7 @@ impl<'a> Splitter<'a> {
                 0 => self.buf[s as usize..e as usize].trim_ascii().is_empty(),
                 _ => chunk.scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize].trim_ascii().is_empty(),
             };
-            if n == 1 && rec[0].0 & SCRATCH == 0 && field_empty(&rec[0]) {
+            if self.is_blank(rec) {
                 chunk.bounds.truncate(mark);
                 self.pos += len;
                 self.line += newlines;
@@ -307,10 +284,6 @@ impl<'a> Splitter<'a> {
             self.line += newlines;
         }
         Ok(true)
-    }
-
-    fn has_line_end(&self) -> bool {
-        memchr::memchr(b'\n', &self.buf[self.pos..self.end]).is_some()
     }
 }
 
