@@ -12,7 +12,7 @@
 //! - [`lake`]: atomic uploads to any `object_store` URL; [`manifest`]: a backfill's plan, kept in the lake;
 //! - [`failure`]: the one place that decides retry vs park; [`parking`]: the headers of a parked task;
 //! - [`metrics`]: Prometheus metric names and registry; [`httpd`]: the hyper server that exposes them;
-//! - [`timefmt`]: fast date/time parsing; [`text`]: bounded texts for headers, Redis and logs.
+//! - [`timefmt`]: fast date/time parsing; [`swar`]: eight bytes at a time in a `u64`; [`text`]: bounded texts for headers, Redis and logs.
 
 pub mod catalog;
 #[cfg(feature = "cli")]
@@ -28,6 +28,7 @@ pub mod parking;
 pub mod plan;
 pub mod source;
 pub mod state;
+pub mod swar;
 pub mod task;
 pub mod text;
 pub mod timefmt;

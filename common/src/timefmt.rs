@@ -4,6 +4,8 @@
 //! dataset, then applied to raw bytes without allocating. Numbers may be
 //! unpadded (`1/1/2019 0:46`), as chrono also accepts.
 
+use crate::swar;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok {
     Year,
@@ -48,10 +50,93 @@ pub struct DateTimeFormat {
     toks: Vec<Tok>,
     text: String,
     /// For formats of zero-padded numbers and literals only (`%Y-%m-%d
-    /// %H:%M:%S`, `%m/%d/%Y`): the length of a padded value and, per
-    /// token, its position. A value of that length is read at fixed
-    /// positions; any other goes through the general parser.
-    fixed: Option<(usize, Vec<(usize, Tok)>)>,
+    /// %H:%M:%S`, `%m/%d/%Y`): a value of the padded length is read at
+    /// fixed positions; any other goes through the general parser.
+    fixed: Option<Fixed>,
+}
+
+/// A padded layout, checked 8 bytes at a time: per word, which bytes must
+/// be digits and which must be given literals; then each two-digit number
+/// is read at its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fixed {
+    len: usize,
+    /// (start, digit bytes, literal bytes, literal values); the words cover
+    /// the value (the last one may overlap the one before).
+    words: Vec<(usize, u64, u64, u64)>,
+    /// (position, slot of `fields`' array, weight): a year is two pairs.
+    pairs: Vec<(usize, usize, u32)>,
+}
+
+impl Fixed {
+    /// `layout`: each token and its position; `len`: the padded length.
+    fn new(len: usize, layout: &[(usize, Tok)]) -> Option<Fixed> {
+        if len < 8 {
+            return None;
+        }
+        let (mut digit, mut lit) = (vec![false; len], vec![None; len]);
+        let mut pairs = Vec::new();
+        for &(i, t) in layout {
+            let (slot, width) = match t {
+                Tok::Lit(c) => {
+                    lit[i] = Some(c);
+                    continue;
+                }
+                Tok::Year => (0, 4),
+                Tok::Month => (1, 2),
+                Tok::Day => (2, 2),
+                Tok::Hour => (3, 2),
+                Tok::Minute => (4, 2),
+                Tok::Second => (5, 2),
+                _ => return None,
+            };
+            digit[i..i + width].fill(true);
+            match width {
+                4 => pairs.extend([(i, slot, 100), (i + 2, slot, 1)]),
+                _ => pairs.push((i, slot, 1)),
+            }
+        }
+        let mut starts: Vec<usize> = (0..len / 8).map(|k| k * 8).collect();
+        if len % 8 != 0 {
+            starts.push(len - 8);
+        }
+        let words = starts
+            .into_iter()
+            .map(|at| {
+                let (mut d, mut lm, mut lv) = (0u64, 0u64, 0u64);
+                for k in 0..8 {
+                    if digit[at + k] {
+                        d |= 0xff << (8 * k);
+                    }
+                    if let Some(c) = lit[at + k] {
+                        lm |= 0xff << (8 * k);
+                        lv |= (c as u64) << (8 * k);
+                    }
+                }
+                (at, d, lm, lv)
+            })
+            .collect();
+        Some(Fixed { len, words, pairs })
+    }
+
+    /// The numbers of a padded value, or `None` (then the general parser decides).
+    #[inline]
+    fn fields(&self, s: &[u8]) -> Option<[u32; 7]> {
+        if s.len() != self.len {
+            return None;
+        }
+        for &(at, d, lm, lv) in &self.words {
+            let w = swar::word_at(s, at)?;
+            if w & lm != lv || !swar::digits(w, d) {
+                return None;
+            }
+        }
+        let mut v = [0u32; 7];
+        for &(i, slot, weight) in &self.pairs {
+            v[slot] += ((s[i] - b'0') as u32 * 10 + (s[i + 1] - b'0') as u32) * weight;
+        }
+        Some(v)
+    }
 }
 
 /// Days since 1970-01-01 of a valid proleptic Gregorian date (H. Hinnant's
@@ -135,39 +220,12 @@ impl DateTimeFormat {
                 Some((at - width, t))
             })
             .collect::<Option<Vec<_>>>()
-            .map(|layout| (at, layout));
+            .and_then(|layout| Fixed::new(at, &layout));
         Ok(DateTimeFormat { toks, text: fmt.to_string(), fixed })
     }
 
-    /// The fixed-position reading of a padded value (see `fixed`).
-    #[inline]
-    fn fields_fixed(&self, s: &[u8]) -> Option<[u32; 7]> {
-        let (len, layout) = self.fixed.as_ref()?;
-        if s.len() != *len {
-            return None;
-        }
-        let mut v = [0u32; 7];
-        let two = |i: usize| {
-            let (a, b) = (s[i].wrapping_sub(b'0'), s[i + 1].wrapping_sub(b'0'));
-            (a < 10 && b < 10).then_some(a as u32 * 10 + b as u32)
-        };
-        for &(i, t) in layout {
-            match t {
-                Tok::Lit(c) if s[i] == c => {}
-                Tok::Year => v[0] = two(i)? * 100 + two(i + 2)?,
-                Tok::Month => v[1] = two(i)?,
-                Tok::Day => v[2] = two(i)?,
-                Tok::Hour => v[3] = two(i)?,
-                Tok::Minute => v[4] = two(i)?,
-                Tok::Second => v[5] = two(i)?,
-                _ => return None,
-            }
-        }
-        Some(v)
-    }
-
     fn fields(&self, s: &[u8]) -> Option<[u32; 7]> {
-        if let Some(v) = self.fields_fixed(s) {
+        if let Some(v) = self.fixed.as_ref().and_then(|f| f.fields(s)) {
             return Some(v);
         }
         // year, month, day, hour, minute, second, millisecond

@@ -11,6 +11,8 @@
 
 use std::io::Read;
 
+use crate::swar::{ONES, zero_bytes};
+
 /// Bytes read per fill (the chunk's text).
 pub(super) const FILL: usize = 256 * 1024;
 
@@ -286,15 +288,6 @@ impl<'a> Splitter<'a> {
         Ok(true)
     }
 }
-
-/// High bit set in each byte of `t` that is zero (exact: no false positives).
-#[inline(always)]
-fn zero_bytes(t: u64) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    !(((t & LOW7) + LOW7) | t | LOW7)
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
 
 /// Splits the record at the start of `text` (which starts at `base` in the
 /// buffer), appending its fields to `out`; quoted records go through `scratch`. The fast path
