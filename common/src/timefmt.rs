@@ -139,6 +139,13 @@ impl Fixed {
     }
 }
 
+/// The day of the last timestamp a column parsed (month 0: none yet).
+#[derive(Debug, Default)]
+pub struct LastDay {
+    ymd: [u32; 3],
+    days: i64,
+}
+
 /// Days since 1970-01-01 of a valid proleptic Gregorian date (H. Hinnant's
 /// `days_from_civil`), or `None` for a day that does not exist.
 fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
@@ -342,11 +349,24 @@ impl DateTimeFormat {
     /// Milliseconds since 1970-01-01T00:00:00 (no time zone): Parquet
     /// TIMESTAMP(MILLIS), read by Spark, DuckDB and BigQuery alike.
     pub fn parse_millis(&self, s: &[u8]) -> Option<i64> {
+        self.parse_millis_with(s, &mut LastDay::default())
+    }
+
+    /// [`parse_millis`](Self::parse_millis) for a column: the day of the
+    /// last value is remembered (a file holds runs of the same day).
+    pub fn parse_millis_with(&self, s: &[u8], last: &mut LastDay) -> Option<i64> {
         let v = self.fields(s)?;
         if v[3] > 23 || v[4] > 59 || v[5] > 60 {
             return None;
         }
-        let days = days_from_civil(v[0] as i64, v[1], v[2])?;
+        let days = match last.ymd == [v[0], v[1], v[2]] {
+            true => last.days,
+            false => {
+                let days = days_from_civil(v[0] as i64, v[1], v[2])?;
+                *last = LastDay { ymd: [v[0], v[1], v[2]], days };
+                days
+            }
+        };
         Some((days * 86_400 + v[3] as i64 * 3600 + v[4] as i64 * 60 + v[5] as i64) * 1_000 + v[6] as i64)
     }
 }

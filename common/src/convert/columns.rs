@@ -13,7 +13,7 @@ use super::split::Chunk;
 use crate::catalog::ColumnType;
 use crate::swar;
 use crate::text::quote;
-use crate::timefmt::DateTimeFormat;
+use crate::timefmt::{DateTimeFormat, LastDay};
 
 /// Bytes all builders of a batch reserve up front together; builders grow
 /// with the rows actually read, so a 10,000-column schema reserves a few rows
@@ -33,7 +33,7 @@ pub(super) enum Col {
     I64(Int64Builder),
     F64(Float64Builder),
     Date(Date32Builder, DateTimeFormat, Last),
-    Ts(TimestampMillisecondBuilder, DateTimeFormat),
+    Ts(TimestampMillisecondBuilder, DateTimeFormat, LastDay),
 }
 
 /// A text column: the bytes of its values end to end, their offsets and
@@ -129,7 +129,7 @@ impl Col {
             ColumnType::Int64 => Col::I64(Int64Builder::with_capacity(rows)),
             ColumnType::Float64 => Col::F64(Float64Builder::with_capacity(rows)),
             ColumnType::Date => Col::Date(Date32Builder::with_capacity(rows), f(), Last::default()),
-            ColumnType::Timestamp => Col::Ts(TimestampMillisecondBuilder::with_capacity(rows), f()),
+            ColumnType::Timestamp => Col::Ts(TimestampMillisecondBuilder::with_capacity(rows), f(), LastDay::default()),
         }
     }
 
@@ -207,7 +207,10 @@ impl Col {
                     }
                 }
             }
-            Col::Ts(b, f) => parsed(b, n, trimmed, nullable, |r| f.parse_millis(trimmed(r)), || typed("timestamp", f))?,
+            Col::Ts(b, f, last) => {
+                let parse = |r| f.parse_millis_with(trimmed(r), last);
+                parsed(b, n, trimmed, nullable, parse, || typed("timestamp", f))?
+            }
         }
         Ok(())
     }
@@ -231,8 +234,9 @@ impl Col {
             Col::Date(b, f, _) => {
                 parsed(b, 1, one, nullable, |_| f.parse_days(v), || typed("date", f)).map_err(|(_, m)| m)
             }
-            Col::Ts(b, f) => {
-                parsed(b, 1, one, nullable, |_| f.parse_millis(v), || typed("timestamp", f)).map_err(|(_, m)| m)
+            Col::Ts(b, f, last) => {
+                let parse = |_| f.parse_millis_with(v, last);
+                parsed(b, 1, one, nullable, parse, || typed("timestamp", f)).map_err(|(_, m)| m)
             }
         }
     }
@@ -243,7 +247,7 @@ impl Col {
             Col::I64(b) => Arc::new(b.finish()),
             Col::F64(b) => Arc::new(b.finish()),
             Col::Date(b, ..) => Arc::new(b.finish()),
-            Col::Ts(b, _) => Arc::new(b.finish()),
+            Col::Ts(b, ..) => Arc::new(b.finish()),
         }
     }
 }
@@ -256,7 +260,7 @@ fn parsed<'t, T: ArrowPrimitiveType>(
     n: usize,
     value: impl Fn(usize) -> &'t [u8],
     nullable: bool,
-    parse: impl Fn(usize) -> Option<T::Native>,
+    mut parse: impl FnMut(usize) -> Option<T::Native>,
     what: impl Fn() -> String,
 ) -> Result<(), (usize, String)> {
     for r in 0..n {
