@@ -560,9 +560,85 @@ def overhead(rounds):
     forget_redis(prefix)
 
 
+# Where a fleet's CPU goes: (category, test on (comm, dso, symbol)); the first that matches.
+PROFILE_GROUPS = [
+    ("idle", lambda c, d, f: c == "swapper"),
+    ("source server (bench/serve.py)", lambda c, d, f: c.startswith("python")),
+    ("RabbitMQ", lambda c, d, f: "sched" in c or c.startswith(("beam", "erl", "1_", "2_", "3_", "4_"))),
+    ("Redis", lambda c, d, f: c.startswith("redis")),
+    ("other processes", lambda c, d, f: d != "worker" and not c.startswith(("tokio", "worker", "lapin", "lakefleet"))),
+    ("CSV splitting", lambda c, d, f: "convert::split" in f),
+    ("Parquet dictionaries (parquet-rs interning, hashing)",
+     lambda c, d, f: any(k in f for k in ("interner", "hash_one", "memcmp", "ByteArrayEncoder", "hashbrown"))),
+    ("zstd", lambda c, d, f: f.startswith(("ZSTD_", "HUF_", "HIST_", "FSE_"))),
+    ("SHA-256 of the source", lambda c, d, f: "sha2::" in f or "sha256" in f),
+    ("values: numbers, dates, text", lambda c, d, f: any(k in f for k in ("convert::columns", "convert::csv", "timefmt"))),
+    ("other Parquet/Arrow encoding", lambda c, d, f: f.startswith(("parquet::", "arrow", "<parquet", "<arrow"))),
+    ("kernel (sockets, files, memory)", lambda c, d, f: f.startswith("[k]") or d.startswith("[kernel")),
+    ("memory copies, malloc", lambda c, d, f: any(k in f for k in ("memmove", "memcpy", "malloc", "free", "realloc"))),
+    ("other worker (HTTP, AMQP, Redis clients, runtime)", lambda c, d, f: True),
+]
+
+
+def fleet_profile(work):
+    """One lakefleet run of the peer section (26 weeks, 2 workers on cores
+    0-1) under `perf record -a`: where the whole machine's CPU went, grouped."""
+    if shutil.which("perf") is None:
+        print("\n## Fleet profile: skipped (no `perf`; Debian: apt-get install linux-perf)")
+        return
+    mirror, first, last, total, _ = mta_weeks(work)
+    port = free_port()
+    http = subprocess.Popen([PY, os.path.join(HERE, "serve.py"), str(port), mirror],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    data = os.path.join(work, "fleet.perf")
+    prefix = "bench-prof-%d" % os.getpid()
+    lake = os.path.join(work, "lake-profile")
+    try:
+        forget_redis(prefix)
+        f = Fleet(prefix, lake, {"LAKEFLEET_CATALOG": mirror_catalog(work)})
+        for _ in range(2):
+            f.worker(cpu="0,1")
+        perf = subprocess.Popen(["perf", "record", "-a", "-e", "cpu-clock", "-F", "999", "-o", data],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        start = time.perf_counter()
+        r = f.producer("backfill", "--dataset", "mta-turnstile-mirror", "--from", str(first), "--to", str(last),
+                       "--mirror", "http://127.0.0.1:%d" % port)
+        if r.returncode != 0:
+            raise SystemExit(r.stdout + r.stderr)
+        secs = wait_for(26, lake, None, start)
+        perf.send_signal(signal.SIGINT)
+        err = perf.communicate(timeout=60)[1].decode()
+        f.stop()
+    finally:
+        http.terminate()
+    if perf.returncode not in (0, -signal.SIGINT) or not os.path.exists(data):
+        print("\n## Fleet profile: skipped (perf record failed: %s)" % err.strip()[-300:])
+        return
+    report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "comm,dso,sym", "-g", "none",
+                             "--stdio", "--field-separator", "\t"], capture_output=True, text=True).stdout
+    shares = {}
+    for line in report.splitlines():
+        parts = line.split("\t")
+        if line.startswith("#") or len(parts) < 4 or not parts[0].strip().endswith("%"):
+            continue
+        pct, comm, dso, sym = float(parts[0].strip().rstrip("%")), parts[1].strip(), parts[2].strip(), parts[3].strip()
+        sym = sym.split("] ", 1)[1] if sym.startswith("[.] ") else sym
+        name = next(n for n, test in PROFILE_GROUPS if test(comm, dso, sym))
+        shares[name] = shares.get(name, 0.0) + pct
+    print("\n## Fleet profile: the peer section's lakefleet run (26 weeks, 2 workers, cores 0-1) under `perf record -a`,"
+          " %.2f s; share of all CPU samples of both cores" % secs)
+    print("| where | share |\n| --- | ---: |")
+    for name, _ in PROFILE_GROUPS:
+        if name in shares:
+            print("| %s | %.1f%% |" % (name, shares[name]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", choices=["conversion", "parquet", "e2e", "peer", "overhead"], help="run one section")
+    ap.add_argument("--only", choices=["conversion", "parquet", "e2e", "peer", "overhead", "profile"],
+                    help="run one section (profile, which needs perf, runs only when asked)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per conversion figure (best is kept)")
     ap.add_argument("--s3", help="endpoint of an S3-compatible server with a bucket named bench")
     args = ap.parse_args()
@@ -579,6 +655,8 @@ def main():
             peer(work, args.s3, args.repeat)
         if args.only in (None, "overhead"):
             overhead(5)
+        if args.only == "profile":
+            fleet_profile(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         delete_bench_queues()

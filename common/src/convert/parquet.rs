@@ -24,7 +24,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::columns::{parse_f64, parse_i64};
-use super::{BATCH_ROWS, ConvertError};
+use super::{ConvertError, PARQUET_BATCH_ROWS};
 use crate::catalog::{ColumnType, Dataset, MissingColumns, UnknownColumns};
 use crate::text::quote;
 use crate::timefmt::DateTimeFormat;
@@ -238,7 +238,7 @@ pub(super) fn run(
         })
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), mapping.roots.iter().copied());
-    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(|e| corrupt(&e))?;
+    let reader = builder.with_projection(mask).with_batch_size(PARQUET_BATCH_ROWS).build().map_err(|e| corrupt(&e))?;
     let mut rows = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(&e))?;
