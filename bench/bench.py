@@ -601,7 +601,7 @@ def fleet_profile(work):
             f.worker(cpu="0,1")
         perf = subprocess.Popen(["perf", "record", "-a", "-e", "cpu-clock", "-F", "999", "-o", data],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.5)
+        time.sleep(0.2)
         start = time.perf_counter()
         r = f.producer("backfill", "--dataset", "mta-turnstile-mirror", "--from", str(first), "--to", str(last),
                        "--mirror", "http://127.0.0.1:%d" % port)
