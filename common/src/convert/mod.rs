@@ -394,6 +394,36 @@ mod tests {
     }
 
     #[test]
+    fn trip_times_outgrowing_their_dictionary_are_delta_encoded_and_read_back() {
+        use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use ::parquet::basic::Encoding;
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::TimestampMillisecondType;
+        let ds = crate::catalog::Catalog::builtin().get("dtc-nyc-tlc-yellow").unwrap().clone();
+        let header = "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,RatecodeID,store_and_fwd_flag,PULocationID,DOLocationID,payment_type,fare_amount,extra,mta_tax,tip_amount,tolls_amount,improvement_surcharge,total_amount,congestion_surcharge\n";
+        let start = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        // 40,000 distinct pickup times, one a second: more than a 128 KiB dictionary holds.
+        let mut csv = String::from(header);
+        for i in 0..40_000 {
+            let t = (start + chrono::Duration::seconds(i)).format("%Y-%m-%d %H:%M:%S");
+            csv.push_str(&format!("1,{t},{t},1,1.50,1,N,151,239,1,7.0,0.5,0.5,1.65,0,0.3,9.95,\n"));
+        }
+        let mut out = Vec::new();
+        convert(&ds, csv.as_bytes(), &mut out, &Provenance::file("yellow_tripdata_2019-01.csv")).unwrap();
+        let out = bytes::Bytes::from(out);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(out).unwrap();
+        let rg = builder.metadata().row_group(0);
+        assert!(rg.column(1).encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED), "{:?}", rg.column(1));
+        assert!(!rg.column(0).encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED), "{:?}", rg.column(0));
+        let mut times = Vec::new();
+        for batch in builder.build().unwrap() {
+            times.extend(batch.unwrap().column(1).as_primitive::<TimestampMillisecondType>().values().iter().copied());
+        }
+        let epoch = start.and_utc().timestamp_millis();
+        assert_eq!(times, (0..40_000).map(|i| epoch + i * 1000).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn a_too_long_record_names_its_line() {
         let long = "x".repeat(3 << 20);
         let csv = format!("{HEADER}{ROW}{ROW}A002,R051,02-00-00,{long},N,BMT,01/01/2022,03:00:00,REGULAR,7,8\n");
