@@ -139,11 +139,19 @@ impl Fixed {
     }
 }
 
-/// The day of the last timestamp a column parsed (month 0: none yet).
-#[derive(Debug, Default)]
+/// The day of the last timestamp a column parsed.
+#[derive(Debug)]
 pub struct LastDay {
+    /// Year, month, day; no value parses to `u32::MAX`, so a fresh one
+    /// matches nothing (not even `0000-00-00`, which must be refused).
     ymd: [u32; 3],
     days: i64,
+}
+
+impl Default for LastDay {
+    fn default() -> Self {
+        LastDay { ymd: [u32::MAX; 3], days: 0 }
+    }
 }
 
 /// Days since 1970-01-01 of a valid proleptic Gregorian date (H. Hinnant's
@@ -394,6 +402,20 @@ mod tests {
         assert_eq!(days_from_civil(1900, 2, 29), None);
         assert_eq!(days_from_civil(2022, 13, 1), None);
         assert_eq!(days_from_civil(2022, 4, 31), None);
+    }
+
+    #[test]
+    fn a_remembered_day_never_stands_for_an_impossible_date() {
+        let f = DateTimeFormat::compile("%Y-%m-%d %H:%M:%S").unwrap();
+        let mut last = LastDay::default();
+        assert_eq!(f.parse_millis_with(b"0000-00-00 00:00:00", &mut last), None);
+        let a = f.parse_millis_with(b"2019-01-31 23:59:59", &mut last).unwrap();
+        assert_eq!(millis_to_string(a), "2019-01-31 23:59:59");
+        // The same day again comes from the memo; another day is computed.
+        assert_eq!(f.parse_millis_with(b"2019-01-31 00:00:01", &mut last), Some(a - 86_398_000));
+        let b = f.parse_millis_with(b"2019-02-01 00:00:00", &mut last).unwrap();
+        assert_eq!(millis_to_string(b), "2019-02-01 00:00:00");
+        assert_eq!(f.parse_millis_with(b"2019-02-30 00:00:00", &mut last), None);
     }
 
     #[test]
