@@ -519,6 +519,79 @@ mod tests {
         assert!(got.len() > 30, "{}", got.len());
     }
 
+    /// Random short fields from the bytes numbers are made of (seeded):
+    /// through a real chunk, every column reads exactly what the byte
+    /// parsers read, and refuses what they refuse.
+    #[test]
+    fn random_fields_read_through_a_chunk_agree_with_the_byte_parsers() {
+        use super::super::split::Splitter;
+        const ALPHABET: &[u8] = b"0123456789012345678900000.-+ e";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let fields: Vec<String> = (0..20_000)
+            .map(|_| {
+                let len = (next() % 19) as usize;
+                (0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char).collect()
+            })
+            .collect();
+        for ty in [ColumnType::Float64, ColumnType::Int64] {
+            let expect = |v: &str| match ty {
+                ColumnType::Float64 => parse_f64(v.trim().as_bytes()).map(f64::to_bits),
+                _ => parse_i64(v.trim().as_bytes()).map(|x| x as u64),
+            };
+            // What the byte parsers accept (or is empty: a null) goes in one chunk.
+            let good: Vec<&String> = fields.iter().filter(|v| v.trim().is_empty() || expect(v).is_some()).collect();
+            let bad: Vec<&String> = fields.iter().filter(|v| !v.trim().is_empty() && expect(v).is_none()).collect();
+            assert!(good.len() > 2_000 && bad.len() > 2_000, "{ty:?}: {} good, {} bad", good.len(), bad.len());
+            let text = format!("n\n{}\n", good.iter().map(|v| v.as_str()).collect::<Vec<_>>().join("\n"));
+            let mut split = Splitter::new(Box::new(text.as_bytes()), b',', 1 << 20);
+            split.header().unwrap();
+            let (mut chunk, mut ragged, mut col) = (Chunk::default(), None, Col::new(ty, None, 8));
+            let mut read = 0;
+            while split.chunk(&mut chunk, 1, 1 << 20, &mut ragged).unwrap() {
+                read += chunk.rows();
+                col.push_chunk(&chunk, split.text(), 0, true).unwrap();
+            }
+            let got = col.finish();
+            let got: Vec<Option<u64>> = match ty {
+                ColumnType::Float64 => got
+                    .as_any()
+                    .downcast_ref::<arrow_array::Float64Array>()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.map(f64::to_bits))
+                    .collect(),
+                _ => got
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.map(|x| x as u64))
+                    .collect(),
+            };
+            // A line of spaces is a blank line in a one-column file: skipped.
+            let kept: Vec<&&String> = good.iter().filter(|v| !v.trim().is_empty()).collect();
+            assert_eq!(read, kept.len(), "{ty:?}");
+            for (v, g) in kept.iter().zip(&got) {
+                assert_eq!(*g, expect(v), "{ty:?} {v:?}");
+            }
+            for v in bad.iter().take(3_000) {
+                let text = format!("n\n{v}\n");
+                let mut split = Splitter::new(Box::new(text.as_bytes()), b',', 1 << 20);
+                split.header().unwrap();
+                let (mut chunk, mut ragged, mut col) = (Chunk::default(), None, Col::new(ty, None, 8));
+                split.chunk(&mut chunk, 1, 8, &mut ragged).unwrap();
+                assert_eq!(chunk.rows(), 1, "{v:?}");
+                assert!(col.push_chunk(&chunk, split.text(), 0, true).is_err(), "{ty:?} {v:?} was accepted");
+            }
+        }
+    }
+
     #[test]
     fn integers_accept_integral_floats_only() {
         assert_eq!(parse_i64(b"42"), Some(42));
