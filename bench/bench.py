@@ -310,16 +310,22 @@ class Fleet:
         self.workers = []
 
 
+def serve_folder(folder):
+    """bench/serve.py serving `folder` on loopback (sendfile): (its process, its base URL)."""
+    port = free_port()
+    http = subprocess.Popen([PY, os.path.join(HERE, "serve.py"), str(port), folder],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return http, "http://127.0.0.1:%d" % port
+
+
 def end_to_end(work, s3_endpoint, repeat):
     gen = os.path.join(HERE, "gen.py")
     mirror, first, last, total, _ = mta_weeks(work)
     # A mirror's politeness limits: the built-in mta-turnstile's (10 download
     # starts per second per host) would make 26 files take 2.6 s whatever the fleet.
     catalog = mirror_catalog(work)
-    port = free_port()
-    http = subprocess.Popen([PY, os.path.join(HERE, "serve.py"), str(port), mirror],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    http, base_url = serve_folder(mirror)
     print("\n## End to end: 26 weekly files (%.0f MB) over HTTP on loopback (mta-turnstile-mirror); each worker"
           " --concurrency 1, pinned to its own core; best of %d" % (total / 1e6, repeat))
     print("| lake | workers | seconds | files/s | MB/s | peak RSS MiB per worker | speed-up vs 1 worker |")
@@ -345,7 +351,7 @@ def end_to_end(work, s3_endpoint, repeat):
                         f.worker("--concurrency", "1", cpu=i)
                     start = time.perf_counter()
                     r = f.producer("backfill", "--dataset", "mta-turnstile-mirror", "--from", str(first), "--to", str(last),
-                                   "--mirror", "http://127.0.0.1:%d" % port, "--wait", "--wait-timeout", "900")
+                                   "--mirror", base_url, "--wait", "--wait-timeout", "900")
                     secs = time.perf_counter() - start
                     if r.returncode != 0:
                         raise SystemExit(r.stdout + r.stderr)
@@ -361,17 +367,14 @@ def end_to_end(work, s3_endpoint, repeat):
     # One worker, concurrency 1, converting a whole TLC month (gzip) through the queue.
     yellow = os.path.join(mirror, "yellow_tripdata_2019-01.csv.gz")
     subprocess.check_call([PY, gen, "yellow", yellow, "1300000", "--gzip"])
-    port = free_port()
-    http = subprocess.Popen([PY, os.path.join(HERE, "serve.py"), str(port), mirror],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    http, base_url = serve_folder(mirror)
     try:
         forget_redis("bench-e2e-%d" % os.getpid())
         f = Fleet("bench-e2e-%d" % os.getpid(), os.path.join(work, "lake-month"))
         f.worker("--concurrency", "1")
         start = time.perf_counter()
         r = f.producer("backfill", "--dataset", "dtc-nyc-tlc-yellow", "--from", "2019-01-01", "--to", "2019-01-31",
-                       "--mirror", "http://127.0.0.1:%d" % port, "--wait", "--wait-timeout", "900")
+                       "--mirror", base_url, "--wait", "--wait-timeout", "900")
         secs = time.perf_counter() - start
         if r.returncode != 0:
             raise SystemExit(r.stdout + r.stderr)
@@ -439,17 +442,40 @@ def mirror_catalog(work):
     return path
 
 
+def mirror_fleet_run(prefix, lake, env, first, last, n, base_url, s3_endpoint=None, on_start=None, on_done=None):
+    """lakefleet's fleet as the peer section runs it: like the Celery fleet,
+    2 processes on cores 0 and 1 (the scheduler places them), each at its
+    default concurrency (2); a backfill of mta-turnstile-mirror weeks
+    [first, last] from base_url. Returns the seconds from the publish to the
+    n-th Parquet object in the lake; on_start and on_done run just before
+    the publish and just after that object."""
+    forget_redis(prefix)
+    f = Fleet(prefix, lake, env)
+    try:
+        for _ in range(2):
+            f.worker(cpu="0,1")
+        if on_start:
+            on_start()
+        start = time.perf_counter()
+        r = f.producer("backfill", "--dataset", "mta-turnstile-mirror", "--from", str(first), "--to", str(last),
+                       "--mirror", base_url)
+        if r.returncode != 0:
+            raise SystemExit(r.stdout + r.stderr)
+        secs = wait_for(n, lake, s3_endpoint, start)
+        if on_done:
+            on_done()
+        return secs
+    finally:
+        f.stop()
+
+
 def peer(work, s3_endpoint, repeat):
     """lakefleet's fleet against a Celery + pyarrow fleet: same files, same
     source server, the same 2 cores, alternating, timed from the first
     publish to the last Parquet file."""
     venv = os.path.join(HERE, ".venv/bin")
     mirror, first, last, total, names = mta_weeks(work)
-    port = free_port()
-    http = subprocess.Popen([PY, os.path.join(HERE, "serve.py"), str(port), mirror],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
-    base_url = "http://127.0.0.1:%d" % port
+    http, base_url = serve_folder(mirror)
     s3env = {"AWS_ENDPOINT": s3_endpoint or "", "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
              "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
     lakes = [("local folder", lambda tag: os.path.join(work, tag))]
@@ -459,21 +485,9 @@ def peer(work, s3_endpoint, repeat):
     catalog = mirror_catalog(work)
 
     def lakefleet_run(lake):
-        forget_redis("bench-peer-%d" % os.getpid())
         env = dict(s3env if lake.startswith("s3://") else {}, LAKEFLEET_CATALOG=catalog)
-        f = Fleet("bench-peer-%d" % os.getpid(), lake, env)
-        # Like the Celery fleet: both processes on cores 0 and 1, the
-        # scheduler places them; each at its default concurrency (2).
-        for _ in range(2):
-            f.worker(cpu="0,1")
-        start = time.perf_counter()
-        r = f.producer("backfill", "--dataset", "mta-turnstile-mirror", "--from", str(first), "--to", str(last),
-                       "--mirror", base_url)
-        if r.returncode != 0:
-            raise SystemExit(r.stdout + r.stderr)
-        secs = wait_for(26, lake, s3_endpoint, start)
-        f.stop()
-        return secs
+        return mirror_fleet_run("bench-peer-%d" % os.getpid(), lake, env, first, last, len(names), base_url,
+                                s3_endpoint)
 
     def celery_run(lake):
         if not lake.startswith("s3://"):
@@ -492,7 +506,7 @@ def peer(work, s3_endpoint, repeat):
         start = time.perf_counter()
         subprocess.check_call([os.path.join(venv, "python"), os.path.join(HERE, "celery_peer.py"), "publish", lake]
                               + ["%s/%s" % (base_url, n) for n in names], cwd=HERE, env=env)
-        secs = wait_for(26, lake, s3_endpoint, start)
+        secs = wait_for(len(names), lake, s3_endpoint, start)
         w.send_signal(signal.SIGTERM)
         w.wait(timeout=60)
         return secs
@@ -586,33 +600,24 @@ def fleet_profile(work):
     if shutil.which("perf") is None:
         print("\n## Fleet profile: skipped (no `perf`; Debian: apt-get install linux-perf)")
         return
-    mirror, first, last, total, _ = mta_weeks(work)
-    port = free_port()
-    http = subprocess.Popen([PY, os.path.join(HERE, "serve.py"), str(port), mirror],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    mirror, first, last, total, names = mta_weeks(work)
+    http, base_url = serve_folder(mirror)
     data = os.path.join(work, "fleet.perf")
-    prefix = "bench-prof-%d" % os.getpid()
-    lake = os.path.join(work, "lake-profile")
-    try:
-        forget_redis(prefix)
-        f = Fleet(prefix, lake, {"LAKEFLEET_CATALOG": mirror_catalog(work)})
-        for _ in range(2):
-            f.worker(cpu="0,1")
-        perf = subprocess.Popen(["perf", "record", "-a", "-e", "cpu-clock", "-F", "999", "-o", data],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    recorder = []
+
+    def start_perf():
+        recorder.append(subprocess.Popen(["perf", "record", "-a", "-e", "cpu-clock", "-F", "999", "-o", data],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         time.sleep(0.2)
-        start = time.perf_counter()
-        r = f.producer("backfill", "--dataset", "mta-turnstile-mirror", "--from", str(first), "--to", str(last),
-                       "--mirror", "http://127.0.0.1:%d" % port)
-        if r.returncode != 0:
-            raise SystemExit(r.stdout + r.stderr)
-        secs = wait_for(26, lake, None, start)
-        perf.send_signal(signal.SIGINT)
-        err = perf.communicate(timeout=60)[1].decode()
-        f.stop()
+
+    try:
+        secs = mirror_fleet_run("bench-prof-%d" % os.getpid(), os.path.join(work, "lake-profile"),
+                                {"LAKEFLEET_CATALOG": mirror_catalog(work)}, first, last, len(names), base_url,
+                                on_start=start_perf, on_done=lambda: recorder[0].send_signal(signal.SIGINT))
     finally:
         http.terminate()
+    perf = recorder[0]
+    err = perf.communicate(timeout=60)[1].decode()
     if perf.returncode not in (0, -signal.SIGINT) or not os.path.exists(data):
         print("\n## Fleet profile: skipped (perf record failed: %s)" % err.strip()[-300:])
         return

@@ -139,7 +139,7 @@ impl Fixed {
     }
 }
 
-/// The day of the last timestamp a column parsed.
+/// The day of the last date or timestamp a column parsed.
 #[derive(Debug)]
 pub struct LastDay {
     /// Year, month, day; no value parses to `u32::MAX`, so a fresh one
@@ -151,6 +151,18 @@ pub struct LastDay {
 impl Default for LastDay {
     fn default() -> Self {
         LastDay { ymd: [u32::MAX; 3], days: 0 }
+    }
+}
+
+impl LastDay {
+    /// Days since 1970-01-01 of the date in `v` (`fields`' numbers): the
+    /// remembered one when it is the same day, else computed and remembered.
+    fn days(&mut self, v: [u32; 7]) -> Option<i64> {
+        let ymd = [v[0], v[1], v[2]];
+        if ymd != self.ymd {
+            *self = LastDay { ymd, days: days_from_civil(v[0] as i64, v[1], v[2])? };
+        }
+        Some(self.days)
     }
 }
 
@@ -350,8 +362,14 @@ impl DateTimeFormat {
 
     /// Days since 1970-01-01.
     pub fn parse_days(&self, s: &[u8]) -> Option<i32> {
+        self.parse_days_with(s, &mut LastDay::default())
+    }
+
+    /// [`parse_days`](Self::parse_days) for a column: the last day is
+    /// remembered (a file holds runs of the same day).
+    pub fn parse_days_with(&self, s: &[u8], last: &mut LastDay) -> Option<i32> {
         let v = self.fields(s)?;
-        days_from_civil(v[0] as i64, v[1], v[2]).map(|d| d as i32)
+        last.days(v).map(|d| d as i32)
     }
 
     /// Milliseconds since 1970-01-01T00:00:00 (no time zone): Parquet
@@ -360,21 +378,14 @@ impl DateTimeFormat {
         self.parse_millis_with(s, &mut LastDay::default())
     }
 
-    /// [`parse_millis`](Self::parse_millis) for a column: the day of the
-    /// last value is remembered (a file holds runs of the same day).
+    /// [`parse_millis`](Self::parse_millis) for a column: the last day is
+    /// remembered (a file holds runs of the same day).
     pub fn parse_millis_with(&self, s: &[u8], last: &mut LastDay) -> Option<i64> {
         let v = self.fields(s)?;
         if v[3] > 23 || v[4] > 59 || v[5] > 60 {
             return None;
         }
-        let days = match last.ymd == [v[0], v[1], v[2]] {
-            true => last.days,
-            false => {
-                let days = days_from_civil(v[0] as i64, v[1], v[2])?;
-                *last = LastDay { ymd: [v[0], v[1], v[2]], days };
-                days
-            }
-        };
+        let days = last.days(v)?;
         Some((days * 86_400 + v[3] as i64 * 3600 + v[4] as i64 * 60 + v[5] as i64) * 1_000 + v[6] as i64)
     }
 }
@@ -416,6 +427,14 @@ mod tests {
         let b = f.parse_millis_with(b"2019-02-01 00:00:00", &mut last).unwrap();
         assert_eq!(millis_to_string(b), "2019-02-01 00:00:00");
         assert_eq!(f.parse_millis_with(b"2019-02-30 00:00:00", &mut last), None);
+        // Dates share the memo.
+        let d = DateTimeFormat::compile("%m/%d/%Y").unwrap();
+        let mut last = LastDay::default();
+        assert_eq!(d.parse_days_with(b"00/00/0000", &mut last), None);
+        assert_eq!(d.parse_days_with(b"01/08/2022", &mut last), Some(19_000));
+        assert_eq!(d.parse_days_with(b"01/08/2022", &mut last), Some(19_000));
+        assert_eq!(d.parse_days_with(b"02/29/2022", &mut last), None);
+        assert_eq!(d.parse_days_with(b"01/09/2022", &mut last), Some(19_001));
     }
 
     #[test]

@@ -88,6 +88,11 @@ pub fn backfill_args<'a>(dataset: &'a str, from: &'a str, to: &'a str, extra: &[
     args
 }
 
+/// The arguments of a backfill of mta-turnstile weeks `[from, to]` from `src`'s mirror, plus `extra`.
+fn mta_backfill_args<'a>(src: &'a Source, from: &'a str, to: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    backfill_args("mta-turnstile", from, to, &[&["--mirror", src.base.as_str()], extra].concat())
+}
+
 /// Whether the disruptive tests (stopping, restarting or reconfiguring the
 /// shared RabbitMQ and Redis) may run: `LAKEFLEET_DISRUPTIVE_TESTS=1`. When
 /// not, the test says so on stderr and returns early.
@@ -211,12 +216,17 @@ impl Fleet {
         Topology::new(&self.prefix, self.retry_base_ms, 5)
     }
 
-    /// Runs `producer ARGS` to completion.
-    pub fn producer(&self, args: &[&str]) -> Output {
+    /// `producer ARGS` with this fleet's settings, stdin closed, not started.
+    pub fn producer_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(producer_bin());
         self.apply(&mut cmd);
         cmd.args(args).stdin(Stdio::null());
-        let out = cmd.output().expect("running producer");
+        cmd
+    }
+
+    /// Runs `producer ARGS` to completion.
+    pub fn producer(&self, args: &[&str]) -> Output {
+        let out = self.producer_command(args).output().expect("running producer");
         eprintln!(
             "producer {args:?} -> {:?}\n--- stdout\n{}--- stderr\n{}",
             out.status.code(),
@@ -237,18 +247,14 @@ impl Fleet {
         extra: &[&str],
     ) -> std::process::Child {
         let (from, to) = (from.to_string(), to.to_string());
-        let mut cmd = Command::new(producer_bin());
-        self.apply(&mut cmd);
-        cmd.args(backfill_args("mta-turnstile", &from, &to, &[&["--mirror", src.base.as_str()], extra].concat()));
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut cmd = self.producer_command(&mta_backfill_args(src, &from, &to, extra));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.spawn().expect("starting producer")
     }
 
     /// `producer backfill` of mta-turnstile weeks `[from, to]` served by `src`, plus `extra` flags.
     pub fn backfill_mta(&self, src: &Source, from: NaiveDate, to: NaiveDate, extra: &[&str]) -> Output {
-        let mut args = vec!["--mirror", src.base.as_str()];
-        args.extend_from_slice(extra);
-        self.backfill("mta-turnstile", &from.to_string(), &to.to_string(), &args)
+        self.producer(&mta_backfill_args(src, &from.to_string(), &to.to_string(), extra))
     }
 
     /// `producer backfill --dataset DATASET --from FROM --to TO`, plus `extra` flags.

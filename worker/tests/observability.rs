@@ -122,12 +122,8 @@ async fn every_dashboard_query_returns_data_and_every_documented_metric_exists()
     w.ready().await;
     // The exporter.
     let exporter_addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(producer_bin());
-    cmd.args(["exporter", "--listen", &exporter_addr])
-        .env("LAKEFLEET_PREFIX", &f.prefix)
-        .env("LAKEFLEET_RETRY_BASE_MS", f.retry_base_ms.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = f.producer_command(&["exporter", "--listen", &exporter_addr]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let _exporter = ChildGuard(cmd.spawn().unwrap());
 
     let out = f.backfill_mta(&src, d("2022-01-01"), week(3), &["--wait", "--wait-timeout", "60"]);

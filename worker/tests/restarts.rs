@@ -49,8 +49,16 @@ fn start_redis() {
     }
 }
 
-struct RedisBack;
-impl Drop for RedisBack {
+/// Redis stopped (without saving) for as long as this lives; dropping it
+/// brings Redis back, even when the test fails.
+struct RedisDown;
+impl RedisDown {
+    fn stop() -> RedisDown {
+        let _ = Command::new("redis-cli").args(["shutdown", "nosave"]).status();
+        RedisDown
+    }
+}
+impl Drop for RedisDown {
     fn drop(&mut self) {
         if Command::new("redis-cli").arg("ping").output().map(|o| o.stdout != b"PONG\n").unwrap_or(true) {
             start_redis();
@@ -77,13 +85,19 @@ async fn settle(f: &Fleet, keys: usize, within: Duration) {
     }
 }
 
-/// Six slow weekly files being converted by one worker (two in flight).
-async fn slow_backfill_in_flight(name: &str, seed: u64) -> (Source, Fleet, Vec<(String, usize, String)>, WorkerProc) {
+/// Six slow weeks (each download takes 2 s) served by a fresh source, and a ready worker.
+async fn slow_weeks(name: &str, seed: u64) -> (Source, Fleet, Vec<(String, usize, String)>, WorkerProc) {
     let src = Source::start().await;
     let f = Fleet::local(name);
     let expect = serve_mta_weeks(&src, 6, 1000, seed, &[Fault::Slow(10, Duration::from_secs(2))]);
     let w = f.worker(&[]);
     w.ready().await;
+    (src, f, expect, w)
+}
+
+/// Six slow weekly files being converted by one worker (two in flight).
+async fn slow_backfill_in_flight(name: &str, seed: u64) -> (Source, Fleet, Vec<(String, usize, String)>, WorkerProc) {
+    let (src, f, expect, w) = slow_weeks(name, seed).await;
     let out = f.backfill_mta(&src, week(0), week(5), &[]);
     assert_eq!(out.status.code(), Some(0));
     wait_in_flight(&w, 2.0).await;
@@ -119,11 +133,9 @@ async fn redis_restarted_mid_backfill_every_partition_once() {
     let _serial = SERIAL.lock().await;
     let (src, f, expect, w) = slow_backfill_in_flight("redis-restart", 400).await;
     {
-        let _back = RedisBack;
-        let _ = Command::new("redis-cli").args(["shutdown", "nosave"]).status();
+        let _down = RedisDown::stop();
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(w.get("/readyz").await.0, 503, "not ready while Redis is down");
-        start_redis();
     }
     settle(&f, 6, Duration::from_secs(90)).await;
     // The same backfill again: Redis forgot the done markers, the lake did not.
@@ -141,18 +153,12 @@ async fn redis_restarted_during_backfill_wait_is_named_and_waited_out() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let src = Source::start().await;
-    let f = Fleet::local("redis-wait");
-    let expect = serve_mta_weeks(&src, 6, 1000, 500, &[Fault::Slow(10, Duration::from_secs(2))]);
-    let w = f.worker(&[]);
-    w.ready().await;
+    let (src, f, expect, w) = slow_weeks("redis-wait", 500).await;
     let wait = f.backfill_mta_spawn(&src, week(0), week(5), &["--wait", "--wait-timeout", "120"]);
     wait_in_flight(&w, 2.0).await;
     {
-        let _back = RedisBack;
-        let _ = Command::new("redis-cli").args(["shutdown", "nosave"]).status();
+        let _down = RedisDown::stop();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        start_redis();
     }
     let out = tokio::task::spawn_blocking(move || wait.wait_with_output().unwrap()).await.unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -191,11 +197,8 @@ async fn producer_reports_unconfirmed_publishes_when_the_broker_goes_away() {
         // A memory alarm makes the broker hold every publish unconfirmed:
         // the producer is then mid-publish, deterministically, when the broker stops.
         run("rabbitmqctl", &["-q", "set_vm_memory_high_watermark", "0"]);
-        let child = std::process::Command::new(producer_bin())
-            .args(["backfill", "--dataset", "mta-turnstile", "--from", "2022-01-01", "--to", "2022-03-31"])
-            .env("LAKEFLEET_PREFIX", &f.prefix)
-            .env("LAKEFLEET_RETRY_BASE_MS", f.retry_base_ms.to_string())
-            .env("LAKE_URL", &f.lake_url)
+        let child = f
+            .producer_command(&backfill_args("mta-turnstile", "2022-01-01", "2022-03-31", &[]))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

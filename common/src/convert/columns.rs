@@ -26,13 +26,13 @@ pub(super) fn initial_rows(ncols: usize) -> usize {
 }
 
 /// A column being built. Text is collected as bytes and checked for UTF-8
-/// a chunk at a time (all-ASCII chunks need no more); dates remember the
-/// last value they parsed (a file holds runs of the same day).
+/// a chunk at a time (all-ASCII chunks need no more); dates and timestamps
+/// remember the last day they parsed (a file holds runs of the same day).
 pub(super) enum Col {
     Str(Text),
     I64(Int64Builder),
     F64(Float64Builder),
-    Date(Date32Builder, DateTimeFormat, Last),
+    Date(Date32Builder, DateTimeFormat, LastDay),
     Ts(TimestampMillisecondBuilder, DateTimeFormat, LastDay),
 }
 
@@ -103,13 +103,6 @@ impl Text {
     }
 }
 
-/// The last date text parsed and its value.
-#[derive(Default)]
-pub(super) struct Last {
-    text: Vec<u8>,
-    days: i32,
-}
-
 const EMPTY: &str = "empty value in a column that is not nullable";
 
 /// `date (format "%m/%d/%Y")`, for messages.
@@ -128,7 +121,7 @@ impl Col {
             ColumnType::String => Col::Str(Text::with_capacity(rows, rows * 8)),
             ColumnType::Int64 => Col::I64(Int64Builder::with_capacity(rows)),
             ColumnType::Float64 => Col::F64(Float64Builder::with_capacity(rows)),
-            ColumnType::Date => Col::Date(Date32Builder::with_capacity(rows), f(), Last::default()),
+            ColumnType::Date => Col::Date(Date32Builder::with_capacity(rows), f(), LastDay::default()),
             ColumnType::Timestamp => Col::Ts(TimestampMillisecondBuilder::with_capacity(rows), f(), LastDay::default()),
         }
     }
@@ -188,24 +181,8 @@ impl Col {
                 parsed(b, n, trimmed, nullable, parse, || "float64".into())?
             }
             Col::Date(b, f, last) => {
-                for r in 0..n {
-                    let v = trimmed(r);
-                    if v == last.text.as_slice() && !v.is_empty() {
-                        b.append_value(last.days);
-                        continue;
-                    }
-                    match f.parse_days(v) {
-                        Some(d) => {
-                            b.append_value(d);
-                            last.text.clear();
-                            last.text.extend_from_slice(v);
-                            last.days = d;
-                        }
-                        None if v.is_empty() && nullable => b.append_null(),
-                        None if v.is_empty() => return Err((r, EMPTY.into())),
-                        None => return Err((r, bad(v, &typed("date", f)))),
-                    }
-                }
+                let parse = |r| f.parse_days_with(trimmed(r), last);
+                parsed(b, n, trimmed, nullable, parse, || typed("date", f))?
             }
             Col::Ts(b, f, last) => {
                 let parse = |r| f.parse_millis_with(trimmed(r), last);
@@ -231,8 +208,9 @@ impl Col {
             }
             Col::I64(b) => parsed(b, 1, one, nullable, |_| parse_i64(v), || "int64".into()).map_err(|(_, m)| m),
             Col::F64(b) => parsed(b, 1, one, nullable, |_| parse_f64(v), || "float64".into()).map_err(|(_, m)| m),
-            Col::Date(b, f, _) => {
-                parsed(b, 1, one, nullable, |_| f.parse_days(v), || typed("date", f)).map_err(|(_, m)| m)
+            Col::Date(b, f, last) => {
+                let parse = |_| f.parse_days_with(v, last);
+                parsed(b, 1, one, nullable, parse, || typed("date", f)).map_err(|(_, m)| m)
             }
             Col::Ts(b, f, last) => {
                 let parse = |_| f.parse_millis_with(v, last);
@@ -489,32 +467,58 @@ mod tests {
         }
     }
 
+    /// A one-column CSV (header `n`) of `values`, one per line, split into
+    /// chunks and read into a column of type `ty` until the first error:
+    /// (rows the splitter kept, that error, the values as bits: f64 bits or i64 as u64).
+    fn read_column(ty: ColumnType, values: &[&str]) -> (usize, Option<(usize, String)>, Vec<Option<u64>>) {
+        use super::super::split::Splitter;
+        let text = format!("n\n{}\n", values.join("\n"));
+        let mut split = Splitter::new(Box::new(text.as_bytes()), b',', 1 << 20);
+        split.header().unwrap();
+        let (mut chunk, mut ragged, mut col) = (Chunk::default(), None, Col::new(ty, None, 8));
+        let (mut read, mut err) = (0, None);
+        while err.is_none() && split.chunk(&mut chunk, 1, 1 << 20, &mut ragged).unwrap() {
+            read += chunk.rows();
+            err = col.push_chunk(&chunk, split.text(), 0, true).err();
+        }
+        let got = col.finish();
+        let bits = match ty {
+            ColumnType::Float64 => got
+                .as_any()
+                .downcast_ref::<arrow_array::Float64Array>()
+                .unwrap()
+                .iter()
+                .map(|x| x.map(f64::to_bits))
+                .collect(),
+            _ => got
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap()
+                .iter()
+                .map(|x| x.map(|x| x as u64))
+                .collect(),
+        };
+        (read, err, bits)
+    }
+
     #[test]
     fn integers_read_from_a_chunk_match_the_byte_parser() {
-        use super::super::split::Splitter;
         let mut values: Vec<String> =
             ["0", "-7", "+12", "2.0", " 42", "\"99\"", "0007654321", "9999999999999999"].map(String::from).to_vec();
         for len in 1..=20 {
             values.push("1234567890123456789012"[..len].to_string());
             values.push(format!("-{}", &"98765432109876543210"[..len.min(19)]));
         }
-        let text = format!("n\n{}\n", values.join("\n"));
-        let mut split = Splitter::new(Box::new(text.as_bytes()), b',', 1 << 20);
-        split.header().unwrap();
-        let (mut chunk, mut ragged) = (Chunk::default(), None);
-        split.chunk(&mut chunk, 1, 1000, &mut ragged).unwrap();
-        assert_eq!(chunk.rows(), values.len());
-        let mut col = Col::new(ColumnType::Int64, None, 8);
+        let (read, err, got) = read_column(ColumnType::Int64, &values.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(read, values.len());
         // The 20-digit values overflow: the first bad row is the first of them.
         let first_bad = values.iter().position(|v| parse_i64(v.trim().trim_matches('"').as_bytes()).is_none());
-        match col.push_chunk(&chunk, split.text(), 0, true) {
-            Ok(()) => assert_eq!(first_bad, None),
-            Err((row, m)) => assert_eq!((Some(row), m.contains("int64")), (first_bad, true), "{m}"),
+        match err {
+            None => assert_eq!(first_bad, None),
+            Some((row, m)) => assert_eq!((Some(row), m.contains("int64")), (first_bad, true), "{m}"),
         }
-        let got = col.finish();
-        let got = got.as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
-        for (i, v) in values.iter().take(got.len()).enumerate() {
-            assert_eq!(Some(got.value(i)), parse_i64(v.trim().trim_matches('"').as_bytes()), "{v:?}");
+        for (v, g) in values.iter().zip(&got) {
+            assert_eq!(*g, parse_i64(v.trim().trim_matches('"').as_bytes()).map(|x| x as u64), "{v:?}");
         }
         assert!(got.len() > 30, "{}", got.len());
     }
@@ -524,7 +528,6 @@ mod tests {
     /// parsers read, and refuses what they refuse.
     #[test]
     fn random_fields_read_through_a_chunk_agree_with_the_byte_parsers() {
-        use super::super::split::Splitter;
         const ALPHABET: &[u8] = b"0123456789012345678900000.-+ e";
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
@@ -545,49 +548,23 @@ mod tests {
                 _ => parse_i64(v.trim().as_bytes()).map(|x| x as u64),
             };
             // What the byte parsers accept (or is empty: a null) goes in one chunk.
-            let good: Vec<&String> = fields.iter().filter(|v| v.trim().is_empty() || expect(v).is_some()).collect();
-            let bad: Vec<&String> = fields.iter().filter(|v| !v.trim().is_empty() && expect(v).is_none()).collect();
+            let good: Vec<&str> =
+                fields.iter().map(String::as_str).filter(|v| v.trim().is_empty() || expect(v).is_some()).collect();
+            let bad: Vec<&str> =
+                fields.iter().map(String::as_str).filter(|v| !v.trim().is_empty() && expect(v).is_none()).collect();
             assert!(good.len() > 2_000 && bad.len() > 2_000, "{ty:?}: {} good, {} bad", good.len(), bad.len());
-            let text = format!("n\n{}\n", good.iter().map(|v| v.as_str()).collect::<Vec<_>>().join("\n"));
-            let mut split = Splitter::new(Box::new(text.as_bytes()), b',', 1 << 20);
-            split.header().unwrap();
-            let (mut chunk, mut ragged, mut col) = (Chunk::default(), None, Col::new(ty, None, 8));
-            let mut read = 0;
-            while split.chunk(&mut chunk, 1, 1 << 20, &mut ragged).unwrap() {
-                read += chunk.rows();
-                col.push_chunk(&chunk, split.text(), 0, true).unwrap();
-            }
-            let got = col.finish();
-            let got: Vec<Option<u64>> = match ty {
-                ColumnType::Float64 => got
-                    .as_any()
-                    .downcast_ref::<arrow_array::Float64Array>()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.map(f64::to_bits))
-                    .collect(),
-                _ => got
-                    .as_any()
-                    .downcast_ref::<arrow_array::Int64Array>()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.map(|x| x as u64))
-                    .collect(),
-            };
+            let (read, err, got) = read_column(ty, &good);
+            assert_eq!(err, None, "{ty:?}");
             // A line of spaces is a blank line in a one-column file: skipped.
-            let kept: Vec<&&String> = good.iter().filter(|v| !v.trim().is_empty()).collect();
+            let kept: Vec<&&str> = good.iter().filter(|v| !v.trim().is_empty()).collect();
             assert_eq!(read, kept.len(), "{ty:?}");
             for (v, g) in kept.iter().zip(&got) {
                 assert_eq!(*g, expect(v), "{ty:?} {v:?}");
             }
             for v in bad.iter().take(3_000) {
-                let text = format!("n\n{v}\n");
-                let mut split = Splitter::new(Box::new(text.as_bytes()), b',', 1 << 20);
-                split.header().unwrap();
-                let (mut chunk, mut ragged, mut col) = (Chunk::default(), None, Col::new(ty, None, 8));
-                split.chunk(&mut chunk, 1, 8, &mut ragged).unwrap();
-                assert_eq!(chunk.rows(), 1, "{v:?}");
-                assert!(col.push_chunk(&chunk, split.text(), 0, true).is_err(), "{ty:?} {v:?} was accepted");
+                let (read, err, _) = read_column(ty, &[v]);
+                assert_eq!(read, 1, "{v:?}");
+                assert!(err.is_some(), "{ty:?} {v:?} was accepted");
             }
         }
     }

@@ -75,12 +75,17 @@ impl Chunk {
     /// Field `col` of `row`; `text` is the splitter's buffer ([`Splitter::text`]).
     #[inline]
     pub(super) fn field<'t>(&'t self, text: &'t [u8], row: usize, col: usize) -> &'t [u8] {
-        let (s, e) = self.bounds[row * self.width + col];
-        if s & SCRATCH == 0 {
-            &text[s as usize..e as usize]
-        } else {
-            &self.scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize]
-        }
+        resolve(text, &self.scratch, self.bounds[row * self.width + col])
+    }
+}
+
+/// The bytes of a field range: in the buffer `text`, or in `scratch` when
+/// flagged [`SCRATCH`] (a quoted field, unescaped).
+#[inline(always)]
+fn resolve<'t>(text: &'t [u8], scratch: &'t [u8], (s, e): (u32, u32)) -> &'t [u8] {
+    match s & SCRATCH {
+        0 => &text[s as usize..e as usize],
+        _ => &scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize],
     }
 }
 
@@ -169,11 +174,7 @@ impl<'a> Splitter<'a> {
             if self.is_blank(&rec) {
                 continue;
             }
-            let field = |&(s, e): &(u32, u32)| match s & SCRATCH {
-                0 => self.buf[s as usize..e as usize].to_vec(),
-                _ => scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize].to_vec(),
-            };
-            return Ok(Some(rec.iter().map(field).collect()));
+            return Ok(Some(rec.iter().map(|&r| resolve(&self.buf, &scratch, r).to_vec()).collect()));
         }
     }
 
@@ -257,10 +258,7 @@ impl<'a> Splitter<'a> {
             self.check_len(len, line)?;
             let rec = &chunk.bounds[mark..];
             let n = rec.len();
-            let field_empty = |&(s, e): &(u32, u32)| match s & SCRATCH {
-                0 => self.buf[s as usize..e as usize].trim_ascii().is_empty(),
-                _ => chunk.scratch[(s & !SCRATCH) as usize..(e & !SCRATCH) as usize].trim_ascii().is_empty(),
-            };
+            let field_empty = |&r: &(u32, u32)| resolve(&self.buf, &chunk.scratch, r).trim_ascii().is_empty();
             if self.is_blank(rec) {
                 chunk.bounds.truncate(mark);
                 self.pos += len;
