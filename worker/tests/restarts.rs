@@ -10,6 +10,15 @@ use lakefleet_testkit::*;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Test `name`'s turn at the machine's services: `None` (the test returns)
+/// unless `LAKEFLEET_DISRUPTIVE_TESTS=1` asks for these tests; then one at a time.
+async fn turn(name: &str) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    if !disruptive(name) {
+        return None;
+    }
+    Some(SERIAL.lock().await)
+}
+
 fn run(cmd: &str, args: &[&str]) {
     let st = Command::new(cmd).args(args).status().unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(st.success(), "{cmd} {args:?} failed");
@@ -106,10 +115,7 @@ async fn slow_backfill_in_flight(name: &str, seed: u64) -> (Source, Fleet, Vec<(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rabbitmq_restarted_mid_backfill_every_partition_once() {
-    if !disruptive("rabbitmq_restarted_mid_backfill_every_partition_once") {
-        return;
-    }
-    let _serial = SERIAL.lock().await;
+    let Some(_serial) = turn("rabbitmq_restarted_mid_backfill_every_partition_once").await else { return };
     let (_src, f, expect, w) = slow_backfill_in_flight("rmq-restart", 300).await;
     {
         let _back = RabbitBack;
@@ -127,10 +133,7 @@ async fn rabbitmq_restarted_mid_backfill_every_partition_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_mid_backfill_every_partition_once() {
-    if !disruptive("redis_restarted_mid_backfill_every_partition_once") {
-        return;
-    }
-    let _serial = SERIAL.lock().await;
+    let Some(_serial) = turn("redis_restarted_mid_backfill_every_partition_once").await else { return };
     let (src, f, expect, w) = slow_backfill_in_flight("redis-restart", 400).await;
     {
         let _down = RedisDown::stop();
@@ -149,10 +152,7 @@ async fn redis_restarted_mid_backfill_every_partition_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_during_backfill_wait_is_named_and_waited_out() {
-    if !disruptive("redis_restarted_during_backfill_wait_is_named_and_waited_out") {
-        return;
-    }
-    let _serial = SERIAL.lock().await;
+    let Some(_serial) = turn("redis_restarted_during_backfill_wait_is_named_and_waited_out").await else { return };
     let (src, f, expect, w) = slow_weeks("redis-wait", 500).await;
     let wait = f.backfill_mta_spawn(&src, week(0), week(5), &["--wait", "--wait-timeout", "120"]);
     wait_in_flight(&w, 2.0).await;
@@ -187,10 +187,7 @@ impl Drop for Unblock {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn producer_reports_unconfirmed_publishes_when_the_broker_goes_away() {
-    if !disruptive("producer_reports_unconfirmed_publishes_when_the_broker_goes_away") {
-        return;
-    }
-    let _serial = SERIAL.lock().await;
+    let Some(_serial) = turn("producer_reports_unconfirmed_publishes_when_the_broker_goes_away").await else { return };
     let f = Fleet::local("rmq-producer");
     let out = {
         let _unblock = Unblock;
