@@ -44,10 +44,12 @@ impl Connections {
                 self.max_attempts
             ));
         }
-        for (name, url, schemes) in [
-            ("AMQP_URL (--amqp-url)", &self.amqp_url, &["amqp", "amqps"][..]),
-            ("REDIS_URL (--redis-url)", &self.redis_url, &["redis", "rediss"][..]),
-        ] {
+        let amqp = crate::topology::amqp_nodes(&self.amqp_url);
+        if amqp.is_empty() {
+            return Err("AMQP_URL (--amqp-url) is empty: give a URL, or the comma-separated URLs of a cluster's nodes".into());
+        }
+        let checks = amqp.into_iter().map(|u| ("AMQP_URL (--amqp-url)", u, &["amqp", "amqps"][..]));
+        for (name, url, schemes) in checks.chain([("REDIS_URL (--redis-url)", self.redis_url.as_str(), &["redis", "rediss"][..])]) {
             match url::Url::parse(url) {
                 Ok(u) if schemes.contains(&u.scheme()) => {}
                 Ok(u) => {
@@ -79,6 +81,10 @@ impl Connections {
 
 /// A URL with its password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
+    if url.contains(',') {
+        // Several nodes (AMQP_URL of a cluster): each redacted.
+        return url.split(',').map(|u| redact(u.trim())).collect::<Vec<_>>().join(",");
+    }
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -114,6 +120,12 @@ mod tests {
         assert!(e.starts_with("LAKEFLEET_MAX_ATTEMPTS"), "{e}");
         let e = Connections { amqp_url: "http://user:pw@host/".into(), ..defaults() }.validate().unwrap_err();
         assert!(e.contains("AMQP_URL") && e.contains("***") && !e.contains("pw"), "{e}");
+        let two = "amqp://guest:pw@127.0.0.1:5672/%2f, amqp://guest:pw@127.0.0.1:5673/%2f";
+        assert_eq!(Connections { amqp_url: two.into(), ..defaults() }.validate(), Ok(()));
+        let e = Connections { amqp_url: format!("{two},http://h/"), ..defaults() }.validate().unwrap_err();
+        assert!(e.starts_with("AMQP_URL (--amqp-url) http://h/: scheme"), "{e}");
+        let e = Connections { amqp_url: " , ".into(), ..defaults() }.validate().unwrap_err();
+        assert!(e.contains("AMQP_URL (--amqp-url) is empty"), "{e}");
         let e = Connections { redis_url: "not a url".into(), ..defaults() }.validate().unwrap_err();
         assert!(e.starts_with("REDIS_URL"), "{e}");
         let e = Connections { lake_url: "ftp://h/lake".into(), ..defaults() }.validate().unwrap_err();
@@ -125,5 +137,6 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(super::redact("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
         assert_eq!(super::redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(super::redact("amqp://u:a@h1/%2f, amqp://u:b@h2/%2f"), "amqp://u:***@h1/%2f,amqp://u:***@h2/%2f");
     }
 }

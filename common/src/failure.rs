@@ -121,9 +121,13 @@ impl From<ConvertError> for Failure {
         match e {
             ConvertError::Source { .. } | ConvertError::Output { .. } => Failure::transient(e.to_string()),
             ConvertError::Header { .. } => Failure::permanent(Reason::SchemaMismatch, e.to_string()),
-            ConvertError::Row { .. } | ConvertError::Value { .. } => Failure::permanent(Reason::BadRow, e.to_string()),
+            ConvertError::Row { .. } | ConvertError::Value { .. } | ConvertError::OutsideSlice { .. } => {
+                Failure::permanent(Reason::BadRow, e.to_string())
+            }
             ConvertError::SchemaDrift { .. } => Failure::permanent(Reason::SchemaDrift, e.to_string()),
-            ConvertError::Corrupt { .. } => Failure::permanent(Reason::CorruptSource, e.to_string()),
+            ConvertError::Corrupt { .. } | ConvertError::NotParquet { .. } => {
+                Failure::permanent(Reason::CorruptSource, e.to_string())
+            }
             ConvertError::Empty { .. } => Failure::permanent(Reason::EmptySource, e.to_string()),
             ConvertError::TooLarge { .. } => Failure::permanent(Reason::TooLarge, e.to_string()),
         }

@@ -160,11 +160,23 @@ impl LastDay {
     fn days(&mut self, v: [u32; 7]) -> Option<i64> {
         let ymd = [v[0], v[1], v[2]];
         if ymd != self.ymd {
-            *self = LastDay { ymd, days: days_from_civil(v[0] as i64, v[1], v[2])? };
+            let days = days_from_civil(v[0] as i64, v[1], v[2]).filter(|d| READABLE_DAYS.contains(d))?;
+            *self = LastDay { ymd, days };
         }
         Some(self.days)
     }
 }
+
+/// The days (since 1970-01-01) that every common reader represents as a
+/// timestamp: nanoseconds since the epoch in an i64 (pandas, pyarrow's
+/// `to_pandas`, Spark's older paths) reach from 1677-09-21T00:12:43 to 2262-04-11T23:47:16. A
+/// date or timestamp outside fails its row, naming the value: the lake never
+/// holds a year 9999 that makes a reader raise.
+pub const READABLE_DAYS: std::ops::RangeInclusive<i64> = -106_751..=106_751;
+/// The first and last readable days, for messages.
+pub const READABLE_RANGE: &str = "1677-09-22 to 2262-04-11";
+/// [`READABLE_DAYS`] in milliseconds: the nanosecond i64's own limits.
+pub const READABLE_MILLIS: std::ops::RangeInclusive<i64> = -9_223_372_036_854..=9_223_372_036_854;
 
 /// Days since 1970-01-01 of a valid proleptic Gregorian date (H. Hinnant's
 /// `days_from_civil`), or `None` for a day that does not exist.
@@ -386,7 +398,8 @@ impl DateTimeFormat {
             return None;
         }
         let days = last.days(v)?;
-        Some((days * 86_400 + v[3] as i64 * 3600 + v[4] as i64 * 60 + v[5] as i64) * 1_000 + v[6] as i64)
+        let ms = (days * 86_400 + v[3] as i64 * 3600 + v[4] as i64 * 60 + v[5] as i64) * 1_000 + v[6] as i64;
+        READABLE_MILLIS.contains(&ms).then_some(ms)
     }
 }
 
@@ -413,6 +426,23 @@ mod tests {
         assert_eq!(days_from_civil(1900, 2, 29), None);
         assert_eq!(days_from_civil(2022, 13, 1), None);
         assert_eq!(days_from_civil(2022, 4, 31), None);
+    }
+
+    #[test]
+    fn years_that_readers_cannot_represent_are_refused() {
+        let f = DateTimeFormat::compile("%Y-%m-%d %H:%M:%S").unwrap();
+        let d = DateTimeFormat::compile("%Y-%m-%d").unwrap();
+        for v in ["9999-12-31 23:59:59", "0001-01-01 00:00:00", "2262-04-11 23:47:17", "1677-09-21 00:12:43"] {
+            assert_eq!(f.parse_millis(v.as_bytes()), None, "{v}");
+        }
+        for v in ["2262-04-11 23:47:16", "1677-09-22 00:00:00", "1970-01-01 00:00:00"] {
+            let ms = f.parse_millis(v.as_bytes()).unwrap_or_else(|| panic!("{v}"));
+            assert_eq!(millis_to_string(ms), v);
+        }
+        assert_eq!(d.parse_days(b"9999-01-01"), None);
+        assert_eq!(d.parse_days(b"0001-01-01"), None);
+        assert_eq!(d.parse_days(b"2262-04-11"), Some(106_751));
+        assert_eq!(d.parse_days(b"1677-09-22"), Some(-106_751));
     }
 
     #[test]

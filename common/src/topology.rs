@@ -136,16 +136,44 @@ fn dead_letter_to(args: &mut FieldTable, target: &str) {
     args.insert("x-overflow".into(), lstr("reject-publish"));
 }
 
-/// Connects to RabbitMQ; the error names the (redacted) address.
+/// The nodes of an `AMQP_URL`: one URL, or several separated by commas (the
+/// nodes of a RabbitMQ cluster, as Celery's broker failover takes them).
+pub fn amqp_nodes(amqp_url: &str) -> Vec<&str> {
+    amqp_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
+/// Connects to the first node of `amqp_url` that answers, starting after the
+/// node this process used last (a node that was lost is tried last); the
+/// error names every (redacted) address and why each failed.
 pub async fn connect(amqp_url: &str, name: &str) -> anyhow::Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
-    let fut = Connection::connect(amqp_url, props);
-    match tokio::time::timeout(Duration::from_secs(10), fut).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => anyhow::bail!("cannot connect to RabbitMQ at {}: {e}", crate::config::redact(amqp_url)),
-        Err(_) => {
-            anyhow::bail!("cannot connect to RabbitMQ at {}: no answer within 10s", crate::config::redact(amqp_url))
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nodes = amqp_nodes(amqp_url);
+    anyhow::ensure!(!nodes.is_empty(), "AMQP_URL is empty");
+    let first = NEXT.load(Ordering::Relaxed) % nodes.len();
+    let mut failed = Vec::new();
+    for i in 0..nodes.len() {
+        let k = (first + i) % nodes.len();
+        let url = nodes[k];
+        let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+        // A node that does not answer must leave time for the others.
+        let wait = Duration::from_secs(if nodes.len() > 1 { 5 } else { 10 });
+        match tokio::time::timeout(wait, Connection::connect(url, props)).await {
+            Ok(Ok(c)) => {
+                // Next time (a reconnect after this node is lost), start with the next node.
+                NEXT.store(k + 1, Ordering::Relaxed);
+                if i > 0 {
+                    tracing::info!(node = %crate::config::redact(url), "connected to another RabbitMQ node");
+                }
+                return Ok(c);
+            }
+            Ok(Err(e)) => failed.push(format!("{}: {e}", crate::config::redact(url))),
+            Err(_) => failed.push(format!("{}: no answer within {}s", crate::config::redact(url), wait.as_secs())),
         }
+    }
+    match failed.as_slice() {
+        [one] => anyhow::bail!("cannot connect to RabbitMQ at {one}"),
+        all => anyhow::bail!("cannot connect to any RabbitMQ node of AMQP_URL: {}", all.join("; ")),
     }
 }
 

@@ -56,6 +56,15 @@ pub enum Command {
     ///
     /// Example: producer cancel bf-20260101T120000-1a2b
     Cancel(CancelArgs),
+    /// Source hosts as the whole fleet sees them (Redis): download slots in
+    /// use and the workers that hold them, and pauses set by a 429/503 with
+    /// Retry-After, until when. A slot whose worker died frees itself within
+    /// 30 s (its heartbeat stops); a pause lasts at most the dataset's
+    /// max_retry_after_seconds.
+    ///
+    /// Examples: producer hosts
+    ///           producer hosts resume data.ny.gov:443
+    Hosts(HostsArgs),
     /// Serve backfill progress and queue depths on /metrics for Prometheus.
     ///
     /// Gauges: lakefleet_backfill_partitions{backfill,dataset,state} (planned,
@@ -63,6 +72,22 @@ pub enum Command {
     /// most recent backfills, lakefleet_queue_messages{queue} for the work,
     /// retry and parking queues. Runs until SIGTERM or Ctrl-C.
     Exporter(ExporterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    #[command(subcommand)]
+    pub command: Option<HostsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Lift a host's pause now, for every worker (tasks waiting for it go
+    /// ahead at their next delivery).
+    Resume {
+        /// The host as `producer hosts` shows it: `host:port`.
+        host: String,
+    },
 }
 
 #[derive(Debug, Args)]

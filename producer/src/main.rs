@@ -119,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exporter(args) => exporter::run(&conn, args).await,
         Command::Cancel(args) => status::cancel(&conn, &args.backfill_id).await,
         Command::Schedule(args) => schedule::run(&conn, &catalog, args).await,
+        Command::Hosts(args) => status::hosts(&conn, args).await,
     }
 }
 

@@ -34,6 +34,12 @@ pub enum Done {
     LeaseHeld,
     /// Its backfill was cancelled.
     Cancelled,
+    /// Its source host is paused (Retry-After) or full for longer than a
+    /// task waits in place: delayed for about `delay`, not an attempt.
+    HostBusy {
+        delay: Duration,
+        why: String,
+    },
 }
 
 /// What happened to a task.
@@ -49,6 +55,12 @@ pub enum Outcome {
     /// Another worker converts it now: delayed through the first retry
     /// queue, not counted as an attempt.
     Delayed,
+    /// Its source host is paused or full: delayed through the retry queue
+    /// of `level` (the shortest that covers the pause), not an attempt.
+    HostWait {
+        level: u32,
+        why: String,
+    },
     /// A transient failure: retried through retry queue `level`.
     Retry {
         level: u32,
@@ -86,6 +98,9 @@ impl Outcome {
             Ok(Done::Skipped) => Outcome::Skipped,
             Ok(Done::LeaseHeld) => Outcome::Delayed,
             Ok(Done::Cancelled) => Outcome::Cancelled,
+            Ok(Done::HostBusy { delay, why }) => {
+                Outcome::HostWait { level: ctx.topo.retry_level(1, Some(delay)), why }
+            }
             Err(Failure::Transient { message, retry_after }) if attempt < ctx.topo.max_attempts => {
                 Outcome::Retry { level: ctx.topo.retry_level(attempt, retry_after), message }
             }
@@ -140,7 +155,7 @@ impl Outcome {
             Outcome::Succeeded { .. } => label::SUCCEEDED,
             Outcome::Skipped => label::SKIPPED_DUPLICATE,
             Outcome::Cancelled => label::CANCELLED,
-            Outcome::Delayed => label::DELAYED,
+            Outcome::Delayed | Outcome::HostWait { .. } => label::DELAYED,
             Outcome::Retry { .. } => label::RETRIED,
             Outcome::Wait { .. } => label::WAITING,
             Outcome::Parked { .. } => label::PARKED,
@@ -160,6 +175,9 @@ impl Outcome {
         let (queue, (payload, headers)) = match (self, task) {
             (Outcome::Succeeded { .. } | Outcome::Skipped | Outcome::Cancelled, _) => return ack(d).await,
             (Outcome::Delayed, Some(t)) => (ctx.topo.retry_queue(0), next_copy(t, t.attempt, redeliveries, None)),
+            (Outcome::HostWait { level, .. }, Some(t)) => {
+                (ctx.topo.retry_queue(*level), next_copy(t, t.attempt, redeliveries, None))
+            }
             (Outcome::Retry { level, message }, Some(t)) => {
                 let last = Some((key::LAST_ERROR, message.clone()));
                 (ctx.topo.retry_queue(*level), next_copy(t, t.attempt + 1, redeliveries, last))
@@ -181,7 +199,7 @@ impl Outcome {
                 let h = ParkHeaders::new(*reason, message, attempts, &ctx.worker_id, task);
                 (ctx.topo.parking.clone(), (d.data.clone(), h.to_table()))
             }
-            (Outcome::Delayed | Outcome::Retry { .. } | Outcome::Wait { .. }, None) => {
+            (Outcome::Delayed | Outcome::HostWait { .. } | Outcome::Retry { .. } | Outcome::Wait { .. }, None) => {
                 unreachable!("only tasks are delayed, retried or waiting")
             }
         };
@@ -229,6 +247,11 @@ impl Outcome {
             (Outcome::Delayed, _) => {
                 m.lease_conflicts.with_label_values(&[dataset]).inc();
                 info!(task = %name, "delayed: another worker holds the partition's lease");
+                Ok(())
+            }
+            (Outcome::HostWait { level, why }, _) => {
+                let delay_ms = ctx.topo.retry_delay(*level).as_millis() as u64;
+                info!(task = %name, delay_ms, why = %why, "delayed: waiting for the source host (not an attempt)");
                 Ok(())
             }
             (Outcome::Retry { level, message }, Some(t)) => {

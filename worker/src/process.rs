@@ -14,7 +14,7 @@ use lakefleet::lake::{Lake, Uploaded};
 use lakefleet::metrics::{Metrics, stage};
 use lakefleet::source::Fetcher;
 use lakefleet::source::{FetchError, Opened};
-use lakefleet::state::{DoneMarker, HostLimits, State, TaskCheck};
+use lakefleet::state::{DoneMarker, HOST_SLOT_HEARTBEAT, HOST_SLOT_TTL, HostLimits, State, TaskCheck};
 use lakefleet::task::Task;
 use lakefleet::text;
 use lakefleet::topology::{Topology, header_str};
@@ -107,12 +107,46 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A download slot of a source host, taken fleet-wide through Redis and
-/// given back when dropped (a worker that dies frees it after its TTL).
+/// A download slot of a source host, taken fleet-wide through Redis: a
+/// lease renewed every [`HOST_SLOT_HEARTBEAT`] while held and given back when
+/// dropped; a worker that dies frees it within [`HOST_SLOT_TTL`].
 struct HostSlot {
     ctx: Arc<Ctx>,
     host: String,
     token: String,
+    _heartbeat: AbortOnDrop,
+}
+
+impl HostSlot {
+    fn hold(ctx: &Arc<Ctx>, host: &str, token: String) -> HostSlot {
+        let (c, h, t) = (ctx.clone(), host.to_string(), token.clone());
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HOST_SLOT_HEARTBEAT).await;
+                if let Ok(false) = c.state.renew_host_slot(&h, &t, HOST_SLOT_TTL).await {
+                    warn!(host = %h, "host slot expired before its heartbeat (Redis restarted, or this worker stalled)");
+                    break;
+                }
+            }
+        });
+        HostSlot { ctx: ctx.clone(), host: host.to_string(), token, _heartbeat: AbortOnDrop(heartbeat) }
+    }
+
+    /// Waits for the host's request rate (and pause) before one more request
+    /// under this slot: a Socrata slice's next page.
+    fn pace(&self, per_second: u32) -> lakefleet::source::Pace {
+        let (ctx, host, token) = (self.ctx.clone(), self.host.clone(), self.token.clone());
+        Arc::new(move || {
+            let (ctx, host, token) = (ctx.clone(), host.clone(), token.clone());
+            Box::pin(async move {
+                while let Some(Some(wait)) =
+                    soft("pacing a request", ctx.state.try_host_request(&host, &token, per_second).await)
+                {
+                    tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+                }
+            })
+        })
+    }
 }
 
 impl Drop for HostSlot {
@@ -126,40 +160,88 @@ impl Drop for HostSlot {
     }
 }
 
-/// Waits for a download slot of `host` within the dataset's limits (the
-/// task timeout bounds the wait); `None` when Redis is unavailable (the
-/// download then goes ahead: politeness must not stop the fleet).
-async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str) -> Option<HostSlot> {
+/// Counts a task in `lakefleet_host_waiting_tasks` while it waits, however
+/// the wait ends (a slot, a delay, or the task abandoned at its timeout).
+struct Waiting(Option<prometheus::IntGauge>);
+
+impl Waiting {
+    fn start(&mut self, g: &prometheus::IntGauge) {
+        if self.0.is_none() {
+            g.inc();
+            self.0 = Some(g.clone());
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(g) = self.0.take() {
+            g.dec();
+        }
+    }
+}
+
+/// How long a task waits in place for a host slot before it is delayed
+/// through a retry queue instead (a quarter of the task timeout at most):
+/// waiting for a host never uses up a task's timeout or its attempts.
+const HOST_WAIT_IN_PLACE: Duration = Duration::from_secs(30);
+
+/// Waits for a download slot of `host` within the dataset's limits: `Ok(None)`
+/// when Redis is unavailable (the download then goes ahead: politeness must
+/// not stop the fleet); `Err` when the host is paused for longer than the
+/// wait in place, or still full after it: the task is delayed (not an
+/// attempt) and comes back when the host may have room.
+async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str) -> Result<Option<HostSlot>, Done> {
     let token = format!("{}:{}", ctx.worker_id, uuid_like());
     let limits = HostLimits {
         concurrent: ds.max_downloads_per_host,
         per_second: ds.max_requests_per_second_per_host,
-        slot_ttl: ctx.task_timeout + Duration::from_secs(60),
+        slot_ttl: HOST_SLOT_TTL,
     };
-    let waiting = ctx.metrics.host_waiting.with_label_values(&[host]);
-    let mut counted = false;
-    let slot = loop {
+    let in_place = HOST_WAIT_IN_PLACE.min(ctx.task_timeout / 4);
+    let started = Instant::now();
+    let mut waiting = Waiting(None);
+    loop {
         match soft("taking a host slot", ctx.state.try_host_slot(host, &token, limits).await) {
             Some(Some(wait)) => {
-                if !counted {
-                    waiting.inc();
-                    counted = true;
+                waiting.start(&ctx.metrics.host_waiting.with_label_values(&[host]));
+                let waited = started.elapsed();
+                if waited + wait > in_place {
+                    let why = match wait > Duration::from_secs(1) {
+                        true => format!("source host {host} is paused for {}s more (Retry-After)", wait.as_secs()),
+                        false => format!(
+                            "source host {host} is busy: {} downloads at once, or {} starts per second, used by the fleet for {}s",
+                            limits.concurrent,
+                            limits.per_second,
+                            waited.as_secs()
+                        ),
+                    };
+                    return Err(Done::HostBusy { delay: wait, why });
                 }
                 tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
             }
-            Some(None) => break Some(HostSlot { ctx: ctx.clone(), host: host.to_string(), token }),
-            None => break None,
+            Some(None) => return Ok(Some(HostSlot::hold(ctx, host, token))),
+            None => return Ok(None),
         }
-    };
-    if counted {
-        waiting.dec();
     }
-    slot
 }
 
-/// A 429 (or 503) with Retry-After pauses its host for the whole fleet.
-async fn throttled<T>(ctx: &Ctx, host: &str, r: Result<T, FetchError>) -> Result<T, FetchError> {
-    if let Err(FetchError::Status { status: 429 | 503, retry_after: Some(d), .. }) = &r {
+/// A 429 (or 503) with Retry-After pauses its host for the whole fleet, for
+/// at most the dataset's `max_retry_after_seconds` (the cap is logged with
+/// the value asked for); the task's own retry waits no longer either.
+async fn throttled<T>(ctx: &Ctx, ds: &Dataset, host: &str, r: Result<T, FetchError>) -> Result<T, FetchError> {
+    let mut r = r;
+    if let Err(FetchError::Status { status: 429 | 503, retry_after: Some(d), .. }) = &mut r {
+        let cap = Duration::from_secs(ds.max_retry_after_seconds);
+        if *d > cap {
+            warn!(
+                host,
+                asked_s = d.as_secs(),
+                cap_s = cap.as_secs(),
+                "Retry-After longer than the dataset's max_retry_after_seconds: capped"
+            );
+            *d = cap;
+        }
         ctx.metrics.host_throttled.with_label_values(&[host]).inc();
         warn!(host, pause_s = d.as_secs_f64(), "source host throttled: paused for the whole fleet");
         soft("pausing the host", ctx.state.pause_host(host, *d).await);
@@ -325,6 +407,7 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
         false => None,
     };
     match convert_and_upload(ctx, &checked, task, before.as_ref()).await? {
+        Ingest::HostBusy(busy) => Ok(busy),
         Ingest::Unchanged(how) => {
             info!(task = %task.label(), how, "refresh: the source is unchanged; nothing downloaded or written");
             soft("recording the skip", ctx.state.record_unchanged(&task.backfill_id, part).await);
@@ -354,6 +437,8 @@ enum Ingest {
     /// A refresh found the source as it was: `304` (not downloaded) or the
     /// same checksum (downloaded, not written).
     Unchanged(&'static str),
+    /// The source host is paused or full: delayed, not an attempt.
+    HostBusy(Done),
 }
 
 /// `{pid}-{n}`: unique within this host's processes.
@@ -399,21 +484,38 @@ async fn convert_and_upload(
     let on_chunk = move |n: usize| bytes_counter.inc_by(n as u64);
     // Held until the download ends: the fleet's limits per source host.
     let host = ds.source_host(c.date, task.mirror.as_deref());
-    let slot = host_slot(ctx, ds, &host).await;
+    let slot = match host_slot(ctx, ds, &host).await {
+        Ok(slot) => slot,
+        Err(busy) => return Ok(Ingest::HostBusy(busy)),
+    };
     // A Socrata slice: its count first, then its pages (a 404 there is an
     // unknown dataset id, not a partition still to be published).
     let (download, counted) = match ds.socrata_query(c.date, task.mirror.as_deref()) {
         Some(q) => {
             let fetch = |e| Failure::from_fetch(e, false);
-            let count = throttled(ctx, &host, ctx.fetcher.socrata_count(&q).await).await.map_err(fetch)?;
+            let count = throttled(ctx, ds, &host, ctx.fetcher.socrata_count(&q).await).await.map_err(fetch)?;
+            if count > ds.max_slice_rows {
+                return Err(Failure::permanent(
+                    Reason::TooLarge,
+                    format!(
+                        "{}: count(*) says the slice holds {count} rows, more than the dataset's max_slice_rows {}; no page was asked for (a portal whose count is wrong, or raise max_slice_rows)",
+                        q.count_url(),
+                        ds.max_slice_rows
+                    ),
+                ));
+            }
             let page_rows = ds.socrata.as_ref().map_or(50_000, |s| s.page_rows) as u64;
-            let pages = ctx.fetcher.socrata_pages(&q, count, page_rows, on_chunk).await;
-            (throttled(ctx, &host, pages).await.map_err(fetch)?, Some(count))
+            let pace = match &slot {
+                Some(s) => s.pace(ds.max_requests_per_second_per_host),
+                None => lakefleet::source::unpaced(),
+            };
+            let pages = ctx.fetcher.socrata_pages(&q, count, page_rows, pace, on_chunk).await;
+            (throttled(ctx, ds, &host, pages).await.map_err(fetch)?, Some(count))
         }
         None => {
             let fetch = |e| Failure::from_fetch(e, is_recent(ds, c.date));
             let since = before.map(|b| &b.source).filter(|v| v.usable());
-            match throttled(ctx, &host, ctx.fetcher.open_if_changed(&c.url, since, on_chunk).await)
+            match throttled(ctx, ds, &host, ctx.fetcher.open_if_changed(&c.url, since, on_chunk).await)
                 .await
                 .map_err(fetch)?
             {

@@ -140,6 +140,21 @@ fn default_host_rate() -> u32 {
     10
 }
 
+/// One hour: a source that asks for longer is capped (and logged).
+pub const DEFAULT_MAX_RETRY_AFTER_SECONDS: u64 = 3600;
+
+fn default_max_retry_after() -> u64 {
+    DEFAULT_MAX_RETRY_AFTER_SECONDS
+}
+
+/// 500 million rows: the largest real slices (a month of the MTA's hourly
+/// ridership) hold a few million.
+pub const DEFAULT_MAX_SLICE_ROWS: u64 = 500_000_000;
+
+fn default_max_slice_rows() -> u64 {
+    DEFAULT_MAX_SLICE_ROWS
+}
+
 fn default_max_source_bytes() -> u64 {
     DEFAULT_MAX_SOURCE_BYTES
 }
@@ -314,6 +329,17 @@ pub struct Dataset {
     /// Download starts per second from one source host, for the whole fleet.
     #[serde(default = "default_host_rate")]
     pub max_requests_per_second_per_host: u32,
+    /// The longest pause a source's `Retry-After` (on a 429 or 503) may put
+    /// on its host; a longer one is capped, and the cap is logged with the
+    /// value asked for (a `Retry-After: 1000000000` never pauses a host for
+    /// 31 years).
+    #[serde(default = "default_max_retry_after")]
+    pub max_retry_after_seconds: u64,
+    /// Socrata sources: a slice whose `count(*)` is larger is parked as
+    /// `too_large` naming the count, before any page is asked for (a portal
+    /// whose count lies is never paged through).
+    #[serde(default = "default_max_slice_rows")]
+    pub max_slice_rows: u64,
     /// Whether a source with a header and no rows is a valid (empty)
     /// partition; otherwise it is parked as `empty_source`.
     #[serde(default)]
@@ -374,6 +400,21 @@ impl Dataset {
             Cadence::Weekly => (date - chrono::Days::new(7), date),
             _ => (date, crate::plan::next(self.cadence, date)),
         }
+    }
+
+    /// A Socrata partition's slice as the output sees it: the time column's
+    /// position and `[start, end)` in milliseconds since 1970-01-01 (wall
+    /// clock). Every converted row must fall inside: a portal or mirror that
+    /// ignores `$where` never lands another partition's rows.
+    pub fn slice_millis(&self, date: NaiveDate) -> Option<(usize, i64, i64)> {
+        let s = self.socrata.as_ref()?;
+        let col = self.columns.iter().position(|c| {
+            c.source.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&s.time_column))
+                && matches!(c.ty, ColumnType::Timestamp | ColumnType::Date)
+        })?;
+        let (start, end) = self.slice(date);
+        let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
+        Some((col, ms(start), ms(end)))
     }
 
     /// The Socrata query of a partition (none for other formats, or a date
@@ -503,6 +544,15 @@ impl Dataset {
                 "field `not_published_patience_seconds`: {} is more than a year",
                 self.not_published_patience_seconds
             ));
+        }
+        if !(1..=86_400).contains(&self.max_retry_after_seconds) {
+            return Err(format!(
+                "field `max_retry_after_seconds`: {} must be between 1 and 86400 (a day)",
+                self.max_retry_after_seconds
+            ));
+        }
+        if self.max_slice_rows == 0 {
+            return Err("field `max_slice_rows`: must be at least 1".into());
         }
         if self.max_source_bytes < 1024 {
             return Err(format!("field `max_source_bytes`: {} must be at least 1024", self.max_source_bytes));
@@ -794,7 +844,7 @@ const BUILTIN: &str = include_str!("builtin.toml");
 fn parse_entries(text: &str, path: &str) -> Result<Vec<Dataset>, CatalogError> {
     let err = |message: String| CatalogError { path: path.to_string(), message };
     let file: CatalogFile = toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
-    let mut out = Vec::new();
+    let mut out: Vec<Dataset> = Vec::new();
     for (i, value) in file.dataset.into_iter().enumerate() {
         let entry_name = value
             .get("name")
@@ -804,6 +854,15 @@ fn parse_entries(text: &str, path: &str) -> Result<Vec<Dataset>, CatalogError> {
         let ds: Dataset =
             value.try_into().map_err(|e: toml::de::Error| err(format!("{entry_name}: {}", e.message().trim())))?;
         ds.validate().map_err(|m| err(format!("{entry_name}: {m}")))?;
+        // One file, one entry per name: the last one silently winning would
+        // hide an edit made to the other.
+        if let Some(first) = out.iter().position(|d| d.name == ds.name) {
+            return Err(err(format!(
+                "{entry_name} is defined twice: [[dataset]] #{} and #{}; keep one entry per name",
+                first + 1,
+                i + 1
+            )));
+        }
         out.push(ds);
     }
     Ok(out)
@@ -969,6 +1028,18 @@ mod tests {
     /// The error of loading `toml` as a user catalog (empty when it loads).
     fn load_error(toml: &str) -> String {
         Catalog::with_file(&catalog_file("c.toml", toml)).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_name_defined_twice_is_refused_naming_both_entries() {
+        let entry = |desc: &str| {
+            format!(
+                "[[dataset]]\nname = \"twice\"\ndescription = \"{desc}\"\ncadence = \"monthly\"\nurl_template = \"http://127.0.0.1:1/{{yyyy}}-{{mm}}.csv\"\nfirst = \"2020-01-01\"\ncolumns = [ {{ source = \"a\", type = \"string\" }} ]\n"
+            )
+        };
+        let e = load_error(&format!("{}{}", entry("one"), entry("two")));
+        assert!(e.contains("dataset \"twice\" is defined twice: [[dataset]] #1 and #2"), "{e}");
+        assert_eq!(load_error(&entry("one")), "");
     }
 
     #[test]

@@ -107,7 +107,7 @@ const EMPTY: &str = "empty value in a column that is not nullable";
 
 /// `date (format "%m/%d/%Y")`, for messages.
 fn typed(kind: &str, f: &DateTimeFormat) -> String {
-    format!("{kind} (format {:?})", f.as_str())
+    format!("{kind} (format {:?}, from {})", f.as_str(), crate::timefmt::READABLE_RANGE)
 }
 
 fn bad(v: &[u8], what: &str) -> String {

@@ -140,6 +140,16 @@ pub enum ConvertError {
     Row { file: String, line: u64, column: usize, name: String, message: String },
     #[error("{file}: the source has no rows (set allow_empty = true in the catalog if that is expected)")]
     Empty { file: String },
+    /// A body given to a Parquet dataset that is not Parquet (an HTML or
+    /// JSON error page a mirror or proxy served with 200): never read as CSV.
+    #[error("{file}: not a Parquet file, which dataset {dataset} reads: it starts with {start}")]
+    NotParquet { file: String, dataset: String, start: String },
+    /// A row of a Socrata slice whose time is outside the slice: the portal
+    /// (or a mirror that ignores `$where`) sent another partition's rows.
+    #[error(
+        "{file}: row {row}, column {column}: {value} is outside the partition's slice [{start}, {end}): the portal (or a mirror that ignores $where) sent rows of another partition; nothing was landed"
+    )]
+    OutsideSlice { file: String, row: u64, column: String, value: String, start: String, end: String },
     /// One value of a Parquet source that cannot become its output value.
     #[error("{file}: row {row} (row group {row_group}), column {column} -> {output}: {message}")]
     Value { file: String, row_group: usize, row: u64, column: String, output: String, message: String },
@@ -234,8 +244,8 @@ pub fn convert_source<R: Read, W: Write + Send>(
     }
 }
 
-/// Converts a local file, CSV or Parquet whatever the dataset's format
-/// (Parquet is recognised by its magic bytes): `worker convert`.
+/// Converts a local file: Parquet when the dataset reads Parquet or the
+/// file starts with Parquet's magic bytes, else CSV: `worker convert`.
 pub fn convert_file<W: Write + Send>(
     ds: &Dataset,
     path: &Path,
@@ -247,7 +257,9 @@ pub fn convert_file<W: Write + Send>(
     let mut magic = [0u8; 4];
     let is_parquet = f.read_exact(&mut magic).is_ok() && &magic == PARQUET_MAGIC;
     std::io::Seek::rewind(&mut f).map_err(src_err)?;
-    if is_parquet {
+    // A Parquet dataset never reads its file as CSV: a body that is not
+    // Parquet gets the sentence that says so, quoting how it starts.
+    if is_parquet || ds.format == SourceFormat::Parquet {
         let mut hashing = input::Hashing::new(&f);
         let sha = hashing.finish().map_err(src_err)?;
         convert_parquet(ds, f, sha, output, prov)
@@ -301,10 +313,30 @@ pub fn convert<R: Read, W: Write + Send>(
         let mut rows = csv::CsvRows::open(ds, file, text)?;
         let schema = arrow_schema(ds);
         let encoder = encoder::Encoder::spawn(scope, schema.clone(), output, file, 2);
-        let n = match rows.run(ds, &schema, &mut |batch| encoder.send(batch)) {
+        let slice = prov.date.filter(|_| ds.format == SourceFormat::Socrata).and_then(|d| ds.slice_millis(d));
+        let (mut seen, mut outside) = (0u64, None);
+        let mut emit = |batch: arrow_array::RecordBatch| {
+            if let Some((col, start, end)) = slice
+                && let Some((row, ms)) = first_outside(batch.column(col), start, end)
+            {
+                let day = |ms: i64| crate::timefmt::millis_to_string(ms).replace(" 00:00:00", "");
+                outside = Some(ConvertError::OutsideSlice {
+                    file: file.to_string(),
+                    row: seen + row as u64 + 1,
+                    column: Dataset::output_name(&ds.columns[col]),
+                    value: crate::timefmt::millis_to_string(ms),
+                    start: day(start),
+                    end: day(end),
+                });
+                return false;
+            }
+            seen += batch.num_rows() as u64;
+            encoder.send(batch)
+        };
+        let n = match rows.run(ds, &schema, &mut emit) {
             Ok(n) => n,
             Err(csv::Stop::Convert(e)) => return Err(e),
-            Err(csv::Stop::Encoder) => return Err(encoder.failed()),
+            Err(csv::Stop::Encoder) => return Err(outside.unwrap_or_else(|| encoder.failed())),
         };
         if n == 0 && !ds.allow_empty {
             return Err(ConvertError::Empty { file: file.to_string() });
@@ -315,6 +347,26 @@ pub fn convert<R: Read, W: Write + Send>(
         encoder.finish(metadata(ds, prov, &stats))?;
         Ok(stats)
     })
+}
+
+/// The first value of a timestamp (or date) column outside `[start, end)`
+/// milliseconds, with its row.
+fn first_outside(a: &arrow_array::ArrayRef, start: i64, end: i64) -> Option<(usize, i64)> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Date32Type, TimestampMillisecondType};
+    let outside = |ms: i64| ms < start || ms >= end;
+    let valid = |i: usize| a.is_valid(i);
+    match a.data_type() {
+        DataType::Date32 => {
+            let v = a.as_primitive::<Date32Type>().values();
+            (0..v.len()).map(|i| (i, v[i] as i64 * 86_400_000)).find(|&(i, ms)| valid(i) && outside(ms))
+        }
+        _ => {
+            let v = a.as_primitive::<TimestampMillisecondType>().values();
+            (0..v.len()).map(|i| (i, v[i])).find(|&(i, ms)| valid(i) && outside(ms))
+        }
+    }
 }
 
 #[cfg(test)]

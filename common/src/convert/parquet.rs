@@ -21,7 +21,7 @@ use arrow_buffer::{NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use chrono::NaiveDate;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
 use super::columns::{parse_f64, parse_i64};
 use super::{ConvertError, PARQUET_BATCH_ROWS};
@@ -147,6 +147,16 @@ fn map_schema(ds: &Dataset, file: &str, schema: &SchemaRef, date: Option<NaiveDa
             ));
         }
         let col = &ds.columns[i];
+        if let DataType::Timestamp(_, Some(tz)) = field.data_type() {
+            return Err(header_err(
+                ds,
+                file,
+                format!(
+                    "source column {name} is a timestamp in time zone {}: the lake holds wall-clock times without a zone, and storing this column's UTC instants would shift every value by the zone's offset; convert it to local time without a zone upstream, or leave the column out of the catalog",
+                    crate::text::bounded(tz, 60)
+                ),
+            ));
+        }
         match kind(field.data_type()) {
             Some(k) if converts(k, col.ty) => source_of[i] = Some(s),
             _ => {
@@ -210,9 +220,102 @@ fn map_schema(ds: &Dataset, file: &str, schema: &SchemaRef, date: Option<NaiveDa
 /// A cell that cannot become its output value: the row in the batch and why.
 type Bad = (usize, String);
 
+/// The largest Parquet footer read (thrift metadata, from the file's last 8
+/// bytes): real files' footers are kilobytes; a footer of 100,000 row groups
+/// is tens of megabytes, and several times that once parsed.
+pub const MAX_FOOTER_BYTES: u64 = 8 << 20;
+/// The most row groups a Parquet source may have (real files: 1 to a few
+/// hundred).
+pub const MAX_ROW_GROUPS: usize = 10_000;
+/// Decoded text per converted batch at most: a batch whose text columns
+/// decode to more is converted a slice of rows at a time (a dictionary of
+/// one 100 KB value under 200,000 rows is 20 GB decoded).
+pub const DECODED_BATCH_BYTES: u64 = 32 << 20;
+
+/// The file's first and last bytes: Parquet's magic at both ends, a footer
+/// length within [`MAX_FOOTER_BYTES`]. Nothing else is read before they pass.
+fn check_frame(ds: &Dataset, file_name: &str, source: &File, size: u64) -> Result<(), ConvertError> {
+    use std::os::unix::fs::FileExt;
+    let corrupt = |message: String| ConvertError::Corrupt { file: file_name.to_string(), message };
+    let mut head = [0u8; 64];
+    let n = source.read_at(&mut head, 0).unwrap_or(0);
+    if n < 4 || &head[..4] != MAGIC {
+        let start = head[..n].iter().position(|b| !b.is_ascii_whitespace()).map_or(&head[..0], |i| &head[i..n]);
+        return Err(ConvertError::NotParquet {
+            file: file_name.to_string(),
+            dataset: ds.name.clone(),
+            start: quote(&start[..start.len().min(40)]),
+        });
+    }
+    let mut tail = [0u8; 8];
+    if size < 12 || source.read_at(&mut tail, size - 8).ok() != Some(8) || &tail[4..] != MAGIC {
+        return Err(corrupt(format!("{size} bytes and no footer at the end: the file is truncated")));
+    }
+    let footer = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+    if footer > MAX_FOOTER_BYTES {
+        return Err(ConvertError::TooLarge {
+            file: file_name.to_string(),
+            message: format!(
+                "its Parquet footer (metadata) is {footer} bytes, more than {MAX_FOOTER_BYTES}: too many row groups or columns to read in bounded memory; rewrite it with larger row groups"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The file's schema with every projected text column read as a dictionary
+/// (its decoded size is then known before any value is copied out).
+fn dictionary_hint(schema: &SchemaRef, roots: &[usize]) -> Option<SchemaRef> {
+    let mut changed = false;
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 if roots.contains(&i) => {
+                changed = true;
+                let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone()));
+                Arc::new(f.as_ref().clone().with_data_type(dict))
+            }
+            _ => f.clone(),
+        })
+        .collect();
+    changed.then(|| Arc::new(arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone())))
+}
+
+/// Decoded bytes of each row's text (columns read as dictionaries); `Err`
+/// names the first value longer than `max_value`: (row, column, length).
+fn text_bytes(batch: &RecordBatch, max_value: u64) -> Result<Vec<u64>, (usize, usize, u64)> {
+    let mut per_row = vec![0u64; batch.num_rows()];
+    for (c, a) in batch.columns().iter().enumerate() {
+        let DataType::Dictionary(..) = a.data_type() else { continue };
+        let d = a.as_any_dictionary();
+        let lens: Vec<u64> = match d.values().data_type() {
+            DataType::Utf8 => d.values().as_string::<i32>().offsets().windows(2).map(|w| (w[1] - w[0]) as u64).collect(),
+            DataType::LargeUtf8 => {
+                d.values().as_string::<i64>().offsets().windows(2).map(|w| (w[1] - w[0]) as u64).collect()
+            }
+            _ => continue,
+        };
+        let nulls = d.keys().logical_nulls();
+        for (r, k) in d.normalized_keys().into_iter().enumerate() {
+            if nulls.as_ref().is_some_and(|n| n.is_null(r)) {
+                continue;
+            }
+            let len = lens.get(k).copied().unwrap_or(0);
+            if len > max_value {
+                return Err((r, c, len));
+            }
+            per_row[r] += len;
+        }
+    }
+    Ok(per_row)
+}
+
 /// Converts a Parquet file into the dataset's schema; `emit` takes each
 /// batch (false: the encoder stopped). Returns the row count and the file's
-/// size.
+/// size. Memory: the footer (bounded), one row group's pages, one batch of
+/// dictionary-encoded text, and at most [`DECODED_BATCH_BYTES`] of it decoded.
 pub(super) fn run(
     ds: &Dataset,
     file_name: &str,
@@ -225,47 +328,108 @@ pub(super) fn run(
         file: file_name.to_string(),
         message: crate::text::bounded(&e.to_string(), 400),
     };
+    let too_large = |message: String| ConvertError::TooLarge { file: file_name.to_string(), message };
     let size = source.metadata().map(|m| m.len()).unwrap_or(0);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| corrupt(&e))?;
-    let mapping = map_schema(ds, file_name, builder.schema(), date)?;
-    let ends: Vec<u64> = builder
-        .metadata()
-        .row_groups()
+    check_frame(ds, file_name, &source, size)?;
+    let meta = ArrowReaderMetadata::load(&source, Default::default()).map_err(|e| corrupt(&e))?;
+    let groups = meta.metadata().row_groups();
+    if groups.len() > MAX_ROW_GROUPS {
+        return Err(too_large(format!(
+            "it has {} row groups, more than {MAX_ROW_GROUPS}: rewrite it with larger row groups",
+            groups.len()
+        )));
+    }
+    let mapping = map_schema(ds, file_name, meta.schema(), date)?;
+    let ends: Vec<u64> = groups
         .iter()
         .scan(0u64, |acc, rg| {
             *acc += rg.num_rows().max(0) as u64;
             Some(*acc)
         })
         .collect();
+    // Pages as stored, decompressed: counted against max_source_bytes before
+    // anything is read (a compression bomb in a page).
+    let pages: u64 = groups.iter().map(|rg| rg.total_byte_size().max(0) as u64).sum();
+    if pages > ds.max_source_bytes {
+        return Err(too_large(format!(
+            "its pages hold {pages} bytes uncompressed, more than the dataset's max_source_bytes {}",
+            ds.max_source_bytes
+        )));
+    }
+    let meta = match dictionary_hint(meta.schema(), &mapping.roots) {
+        Some(hint) => {
+            let options = ArrowReaderOptions::new().with_schema(hint);
+            ArrowReaderMetadata::try_new(meta.metadata().clone(), options).map_err(|e| corrupt(&e))?
+        }
+        None => meta,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(source, meta);
     let mask = ProjectionMask::roots(builder.parquet_schema(), mapping.roots.iter().copied());
     let reader = builder.with_projection(mask).with_batch_size(PARQUET_BATCH_ROWS).build().map_err(|e| corrupt(&e))?;
-    let mut rows = 0u64;
+    let (mut rows, mut decoded) = (0u64, 0u64);
+    let row_group = |row: u64| ends.partition_point(|&end| end <= row) + 1;
+    let source_name = |pos: usize| {
+        mapping.targets.iter().find_map(|t| t.from.as_ref().filter(|(p, _)| *p == pos)).map(|(_, n)| n.clone())
+    };
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(&e))?;
-        let n = batch.num_rows();
-        let mut arrays = Vec::with_capacity(mapping.targets.len());
-        for t in &mapping.targets {
-            let array = match &t.from {
-                None => new_null_array(&super::data_type(t.ty), n),
-                Some((pos, source_name)) => convert_column(batch.column(*pos), t).map_err(|(row, message)| {
-                    let row = rows + row as u64;
-                    ConvertError::Value {
-                        file: file_name.to_string(),
-                        row_group: ends.partition_point(|&end| end <= row) + 1,
-                        row: row + 1,
-                        column: crate::text::bounded(source_name, 100),
-                        output: t.name.clone(),
-                        message,
-                    }
-                })?,
-            };
-            arrays.push(array);
+        let text = text_bytes(&batch, ds.max_record_bytes).map_err(|(row, col, len)| {
+            let row = rows + row as u64;
+            let column = source_name(col).unwrap_or_default();
+            let target = mapping.targets.iter().find(|t| t.from.as_ref().is_some_and(|(p, _)| *p == col));
+            ConvertError::Value {
+                file: file_name.to_string(),
+                row_group: row_group(row),
+                row: row + 1,
+                column: crate::text::bounded(&column, 100),
+                output: target.map(|t| t.name.clone()).unwrap_or_default(),
+                message: format!("a value of {len} bytes, longer than max_record_bytes {}", ds.max_record_bytes),
+            }
+        })?;
+        decoded += text.iter().sum::<u64>();
+        if decoded > ds.max_source_bytes {
+            return Err(too_large(format!(
+                "its text decodes to more than the dataset's max_source_bytes {} by row {} (row group {}): a dictionary value repeated far beyond the file's size",
+                ds.max_source_bytes,
+                rows + batch.num_rows() as u64,
+                row_group(rows + batch.num_rows() as u64 - 1)
+            )));
         }
-        let out = RecordBatch::try_new(schema.clone(), arrays)
-            .map_err(|e| ConvertError::Output { file: file_name.to_string(), message: e.to_string() })?;
-        rows += n as u64;
-        if !emit(out) {
-            return Ok(None);
+        // Slices of rows whose decoded text fits the budget (one row at least).
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let (mut end, mut bytes) = (start, 0u64);
+            while end < batch.num_rows() && (end == start || bytes + text[end] <= DECODED_BATCH_BYTES) {
+                bytes += text[end];
+                end += 1;
+            }
+            let part = batch.slice(start, end - start);
+            start = end;
+            let n = part.num_rows();
+            let mut arrays = Vec::with_capacity(mapping.targets.len());
+            for t in &mapping.targets {
+                let array = match &t.from {
+                    None => new_null_array(&super::data_type(t.ty), n),
+                    Some((pos, source_name)) => convert_column(part.column(*pos), t).map_err(|(row, message)| {
+                        let row = rows + row as u64;
+                        ConvertError::Value {
+                            file: file_name.to_string(),
+                            row_group: row_group(row),
+                            row: row + 1,
+                            column: crate::text::bounded(source_name, 100),
+                            output: t.name.clone(),
+                            message,
+                        }
+                    })?,
+                };
+                arrays.push(array);
+            }
+            let out = RecordBatch::try_new(schema.clone(), arrays)
+                .map_err(|e| ConvertError::Output { file: file_name.to_string(), message: e.to_string() })?;
+            rows += n as u64;
+            if !emit(out) {
+                return Ok(None);
+            }
         }
     }
     Ok(Some((rows, size)))
@@ -463,6 +627,17 @@ fn convert_column(a: &ArrayRef, t: &Target) -> Result<ArrayRef, Bad> {
                 nulls_of(a.as_ref(), t)?;
                 return Ok(a.clone());
             }
+            if let DataType::Dictionary(_, v) = a.data_type()
+                && v.as_ref() == &DataType::Utf8
+            {
+                // Text read as a dictionary: copied out (a slice whose
+                // decoded size was bounded by the caller).
+                nulls_of(a.as_ref(), t)?;
+                let d = a.as_any_dictionary();
+                let out = arrow_select::take::take(d.values().as_ref(), d.keys(), None)
+                    .map_err(|e| (0, format!("copying text out of its dictionary: {e}")))?;
+                return Ok(out);
+            }
             let nulls = nulls_of(a.as_ref(), t)?;
             let is_null = |i: usize| nulls.as_ref().is_some_and(|n| n.is_null(i));
             let text: Vec<Option<String>> = if let Some(s) = Strs::of(a.as_ref()) {
@@ -494,27 +669,25 @@ fn convert_column(a: &ArrayRef, t: &Target) -> Result<ArrayRef, Bad> {
             }
             let nulls = nulls_of(a.as_ref(), t)?;
             let (v, div) = as_millis(a.as_ref()).expect("a time kind");
-            let out: TimestampMillisecondArray = if div == 1 {
-                PrimitiveArray::new(ScalarBuffer::from(v), nulls)
-            } else {
-                each::<TimestampMillisecondType>(len, nulls, |i| {
-                    if v[i] % div != 0 {
-                        Err(format!(
-                            "{} ({}) is finer than milliseconds: the dataset's millisecond timestamps would lose it",
-                            v[i],
-                            type_name(a.data_type())
-                        ))
-                    } else {
-                        Ok(v[i] / div)
-                    }
-                })?
-            };
+            let out: TimestampMillisecondArray = each::<TimestampMillisecondType>(len, nulls, |i| {
+                if v[i] % div != 0 {
+                    return Err(format!(
+                        "{} ({}) is finer than milliseconds: the dataset's millisecond timestamps would lose it",
+                        v[i],
+                        type_name(a.data_type())
+                    ));
+                }
+                readable_millis(v[i] / div, false)
+            })?;
             Arc::new(out)
         }
         ColumnType::Date => {
             if a.data_type() == &DataType::Date32 {
-                nulls_of(a.as_ref(), t)?;
-                return Ok(a.clone());
+                let nulls = nulls_of(a.as_ref(), t)?;
+                let v = a.as_primitive::<Date32Type>().values();
+                return Ok(Arc::new(each::<Date32Type>(len, nulls, |i| {
+                    readable_millis(v[i] as i64 * MS_PER_DAY, true).map(|_| v[i])
+                })?));
             }
             if k == Kind::Str {
                 let f = t.format.as_ref().expect("validated");
@@ -528,12 +701,29 @@ fn convert_column(a: &ArrayRef, t: &Target) -> Result<ArrayRef, Bad> {
                 if v[i] % per_day != 0 {
                     Err(format!("{} is not midnight: a date column would lose the time", v[i]))
                 } else {
+                    readable_millis(v[i] / div, true)?;
                     i32::try_from(v[i] / per_day).map_err(|_| "out of the date range".to_string())
                 }
             })?;
             Arc::new(out)
         }
     })
+}
+
+/// A timestamp (or a date's midnight) in milliseconds, when common readers
+/// represent it (`timefmt::READABLE_MILLIS`); otherwise the row fails naming
+/// the value: year 9999 in the lake makes pandas and pyarrow raise.
+fn readable_millis(ms: i64, date: bool) -> Result<i64, String> {
+    if crate::timefmt::READABLE_MILLIS.contains(&ms) {
+        return Ok(ms);
+    }
+    let shown = chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| if date { d.date_naive().to_string() } else { d.naive_utc().to_string() })
+        .unwrap_or_else(|| format!("{ms} ms from 1970-01-01"));
+    Err(format!(
+        "{shown} is outside {} (what readers represent as nanoseconds); a wrong value in the source?",
+        crate::timefmt::READABLE_RANGE
+    ))
 }
 
 /// Float32 or Float64 values as f64.

@@ -170,7 +170,7 @@ impl Fetcher {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let url = url.to_string();
         let pump = tokio::spawn(async move {
-            send_body(&mut resp, &tx, &url, &on_chunk, false).await;
+            send_body(&mut resp, &tx, &url, &on_chunk).await;
         });
         Ok(Opened::Body(Download { reader: ChannelReader::new(rx), pump, content_length, validators }))
     }
@@ -187,31 +187,24 @@ impl Fetcher {
 
 type Chunks = mpsc::Sender<std::io::Result<bytes::Bytes>>;
 
-/// Sends `resp`'s body into `tx` (without its first line when `skip_line`:
-/// the header of a second CSV page); false when the pump must stop (the body
+/// Awaited before each request of a multi-request source (a Socrata slice's
+/// pages): the source host's fleet-wide rate limit.
+pub type Pace = std::sync::Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// No pacing (tests, `worker convert`).
+pub fn unpaced() -> Pace {
+    std::sync::Arc::new(|| Box::pin(async {}))
+}
+
+/// Sends `resp`'s body into `tx`; false when the pump must stop (the body
 /// failed, or the converter stopped reading).
-async fn send_body(
-    resp: &mut reqwest::Response,
-    tx: &Chunks,
-    url: &str,
-    on_chunk: &(impl Fn(usize) + Send + Sync),
-    mut skip_line: bool,
-) -> bool {
+async fn send_body(resp: &mut reqwest::Response, tx: &Chunks, url: &str, on_chunk: &(impl Fn(usize) + Send + Sync)) -> bool {
     let mut total = 0u64;
     loop {
         match resp.chunk().await {
-            Ok(Some(mut c)) => {
+            Ok(Some(c)) => {
                 total += c.len() as u64;
                 on_chunk(c.len());
-                if skip_line {
-                    match c.iter().position(|&b| b == b'\n') {
-                        Some(i) => {
-                            c = c.slice(i + 1..);
-                            skip_line = false;
-                        }
-                        None => continue,
-                    }
-                }
                 if !c.is_empty() && tx.send(Ok(c)).await.is_err() {
                     return false; // the converter stopped reading
                 }

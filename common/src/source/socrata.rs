@@ -7,7 +7,7 @@
 use chrono::NaiveDate;
 use tokio::sync::mpsc;
 
-use super::{CHANNEL_CHUNKS, ChannelReader, Download, FetchError, Fetcher, describe, retry_after, send_body};
+use super::{CHANNEL_CHUNKS, ChannelReader, Chunks, Download, FetchError, Fetcher, Pace, describe, retry_after};
 
 /// The query of one partition: which rows, which columns, from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,39 +101,56 @@ impl Fetcher {
         })
     }
 
-    /// Pages of `page_rows` until the page that holds the count's end (a
-    /// short page), as one CSV with one header. The first page's failure is
-    /// returned here (a 404 or 400 with the portal's message parks the task);
-    /// a later one reaches the reader as an I/O error (transient).
+    /// Pages of `page_rows` until the count is reached, as one CSV with one
+    /// header. The first page's HTTP failure is returned here (a 404 or 400
+    /// with the portal's message parks the task); anything later reaches the
+    /// reader as an I/O error (transient), and the pump stops at once:
+    /// - a page that is not CSV (an HTML or JSON error page served with 200),
+    ///   or whose header is not the first page's (the portal changed its
+    ///   columns while it was read: rows would land under the wrong names);
+    /// - a page with more rows than its `$limit` (a page that never ends);
+    /// - an empty or short page before the count is reached (the slice
+    ///   changed, or the count lies: never paged through to the timeout).
+    ///
+    /// Pages are joined by records: a page without a final newline is fine.
+    /// `pace` is awaited before every page request: the host's rate limit.
     pub async fn socrata_pages(
         &self,
         q: &Query,
         count: u64,
         page_rows: u64,
+        pace: Pace,
         on_chunk: impl Fn(usize) + Send + Sync + 'static,
     ) -> Result<Download, FetchError> {
         let first_url = q.page_url(page_rows, 0);
         let net = |e: reqwest::Error| FetchError::Network { url: first_url.clone(), message: describe(&e) };
+        pace().await;
         let mut first = self.get(&first_url, true).send().await.map_err(net)?;
         if !first.status().is_success() {
             return Err(status_error(&first_url, first).await);
         }
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let (me, q) = (self.clone(), q.clone());
-        let pages = count / page_rows + 1;
         let pump = tokio::spawn(async move {
-            if !send_body(&mut first, &tx, &first_url, &on_chunk, false).await {
-                return;
-            }
-            for k in 1..pages {
+            let mut page = Page { tx: &tx, on_chunk: &on_chunk, select: &q.select, limit: page_rows };
+            let Some(mut rows) = page.send(&mut first, &first_url, 0).await else { return };
+            let mut k = 1;
+            while rows < count {
+                if rows < k * page_rows {
+                    let _ = tx.send(Err(changed(&q.page_url(page_rows, (k - 1) * page_rows), k, rows, count))).await;
+                    return;
+                }
                 let url = q.page_url(page_rows, k * page_rows);
+                pace().await;
                 let failed = match me.get(&url, true).send().await {
-                    Ok(mut r) if r.status().is_success() => {
-                        if !send_body(&mut r, &tx, &url, &on_chunk, true).await {
-                            return;
+                    Ok(mut r) if r.status().is_success() => match page.send(&mut r, &url, k).await {
+                        Some(n) => {
+                            rows += n;
+                            k += 1;
+                            continue;
                         }
-                        continue;
-                    }
+                        None => return,
+                    },
                     Ok(r) => status_error(&url, r).await.to_string(),
                     Err(e) => format!("{url}: {}", describe(&e)),
                 };
@@ -143,4 +160,153 @@ impl Fetcher {
         });
         Ok(Download { reader: ChannelReader::new(rx), pump, content_length: None, validators: Default::default() })
     }
+}
+
+/// The longest header line a page may have: a longer first line is not the
+/// CSV asked for.
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// "The slice changed": page `k` (0-based `k - 1`) came back short or empty
+/// before the count was reached.
+fn changed(url: &str, pages: u64, rows: u64, count: u64) -> std::io::Error {
+    std::io::Error::other(format!(
+        "{url}: the slice changed while it was read (or its count lies): {pages} page(s) held {rows} rows, count(*) said {count}; stopped paging, it is read again"
+    ))
+}
+
+/// One page's body into the channel: its header checked, its records
+/// counted (a quote-aware newline count), its last record ended.
+struct Page<'a, F> {
+    tx: &'a Chunks,
+    on_chunk: &'a F,
+    select: &'a [String],
+    limit: u64,
+}
+
+impl<F: Fn(usize) + Send + Sync> Page<'_, F> {
+    /// Sends page `k` (0: its header goes through too); the number of rows
+    /// it held, or `None` when the pump must stop (an error was sent, or the
+    /// converter stopped reading).
+    async fn send(&mut self, resp: &mut reqwest::Response, url: &str, k: u64) -> Option<u64> {
+        let fail = |m: String| std::io::Error::other(format!("{url}: {m}"));
+        let mut head: Vec<u8> = Vec::new();
+        let (mut in_header, mut in_quotes, mut rows, mut last, mut total) = (true, false, 0u64, b'\n', 0u64);
+        loop {
+            let mut c = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    let m = format!("download interrupted after {total} bytes of page {}: {}", k + 1, describe(&e));
+                    let _ = self.tx.send(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, fail(m)))).await;
+                    return None;
+                }
+            };
+            total += c.len() as u64;
+            (self.on_chunk)(c.len());
+            if in_header {
+                let Some(i) = memchr::memchr(b'\n', &c) else {
+                    head.extend_from_slice(&c);
+                    if head.len() > MAX_HEADER_BYTES {
+                        let m = not_csv(&head, k).unwrap_or_else(|| {
+                            format!("page {}'s first line is longer than {MAX_HEADER_BYTES} bytes: not the CSV asked for", k + 1)
+                        });
+                        let _ = self.tx.send(Err(fail(m))).await;
+                        return None;
+                    }
+                    continue;
+                };
+                head.extend_from_slice(&c[..=i]);
+                c = c.slice(i + 1..);
+                in_header = false;
+                if let Err(m) = self.check_header(&head, k) {
+                    let _ = self.tx.send(Err(fail(m))).await;
+                    return None;
+                }
+                if k == 0 && self.tx.send(Ok(bytes::Bytes::from(std::mem::take(&mut head)))).await.is_err() {
+                    return None;
+                }
+            }
+            for (i, &b) in c.iter().enumerate() {
+                if b == b'"' {
+                    in_quotes = !in_quotes;
+                } else if b == b'\n' && !in_quotes {
+                    rows += 1;
+                    if rows > self.limit {
+                        let _ = self.tx.send(Ok(c.slice(..i + 1))).await;
+                        let m = format!(
+                            "the portal returned more rows than asked: page {} holds more than its $limit={}; stopped reading it",
+                            k + 1,
+                            self.limit
+                        );
+                        let _ = self.tx.send(Err(fail(m))).await;
+                        return None;
+                    }
+                }
+            }
+            if let Some(&b) = c.last() {
+                last = b;
+            }
+            if !c.is_empty() && self.tx.send(Ok(c)).await.is_err() {
+                return None;
+            }
+        }
+        if in_header && !head.is_empty() {
+            // A header without rows or a final newline.
+            if let Err(m) = self.check_header(&head, k) {
+                let _ = self.tx.send(Err(fail(m))).await;
+                return None;
+            }
+            if k == 0 && self.tx.send(Ok(bytes::Bytes::from(head))).await.is_err() {
+                return None;
+            }
+            return Some(0);
+        }
+        if last != b'\n' {
+            // The last record had no newline: end it, so that the next page's
+            // first record is not glued to it.
+            rows += 1;
+            if self.tx.send(Ok(bytes::Bytes::from_static(b"\n"))).await.is_err() {
+                return None;
+            }
+        }
+        Some(rows)
+    }
+
+    /// A page's header against the selected columns: the first page's may
+    /// differ (the converter's header check names what differs, as for a
+    /// file); a later one may not, and no page may be something else than CSV.
+    fn check_header(&self, head: &[u8], k: u64) -> Result<(), String> {
+        let names = header_names(head);
+        let same = names.len() == self.select.len()
+            && names.iter().zip(self.select).all(|(a, b)| a.eq_ignore_ascii_case(b.trim()));
+        if same {
+            return Ok(());
+        }
+        if let Some(m) = not_csv(head, k) {
+            return Err(m);
+        }
+        if k == 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "the portal changed the columns while the slice was read: page {}'s header is [{}], the query selected [{}]; it is read again",
+            k + 1,
+            crate::text::bounded(&names.join(","), 300),
+            self.select.join(",")
+        ))
+    }
+}
+
+/// The field names of a CSV header line (quotes and spaces trimmed).
+fn header_names(head: &[u8]) -> Vec<String> {
+    let line = String::from_utf8_lossy(head);
+    line.trim_end_matches(['\n', '\r']).split(',').map(|f| f.trim().trim_matches('"').trim().to_string()).collect()
+}
+
+/// The sentence for a page that is an HTML or JSON document (a portal error
+/// or maintenance page served with 200), quoting how it starts.
+fn not_csv(head: &[u8], k: u64) -> Option<String> {
+    let start = head.iter().position(|b| !b.is_ascii_whitespace()).map_or(&[][..], |i| &head[i..]);
+    matches!(start.first(), Some(b'<' | b'{' | b'['))
+        .then(|| format!("page {} is not CSV: it starts with {}", k + 1, crate::text::quote(&start[..start.len().min(40)])))
 }
