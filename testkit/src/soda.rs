@@ -18,6 +18,31 @@ pub struct SodaData {
     pub rows: Vec<Vec<String>>,
 }
 
+/// A portal that misbehaves in the body of a 200 (`Soda::page_fault`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageFault {
+    /// Pages after the first list their last two selected columns swapped,
+    /// header and rows alike (consistent, yet in another order). Once.
+    SwapColumnsAfterFirstPage,
+    /// No page body ends with a newline. Always.
+    NoFinalNewline,
+    /// The page at this `$offset` is an HTML maintenance page, with 200. Once.
+    HtmlAtOffset(usize),
+    /// `$where` is ignored, as a static CSV mirror would: counts and pages
+    /// cover the whole dataset. Always.
+    IgnoreWhere,
+    /// `count(*)` answers this, whatever the rows. Always.
+    CountSays(u64),
+    /// A page holds this many times its `$limit` rows (the rows repeated). Once.
+    Overlong(usize),
+}
+
+impl PageFault {
+    fn once(&self) -> bool {
+        matches!(self, PageFault::SwapColumnsAfterFirstPage | PageFault::HtmlAtOffset(_) | PageFault::Overlong(_))
+    }
+}
+
 /// One request the portal answered.
 #[derive(Debug, Clone)]
 pub struct SodaRequest {
@@ -28,6 +53,17 @@ pub struct SodaRequest {
     pub status: u16,
 }
 
+impl SodaState {
+    /// A one-shot fault has been served: it is gone.
+    fn fire(&mut self, id: &str, f: &PageFault) {
+        if f.once()
+            && let Some(v) = self.page_faults.get_mut(id)
+        {
+            v.retain(|x| x != f);
+        }
+    }
+}
+
 #[derive(Default)]
 struct SodaState {
     datasets: HashMap<String, SodaData>,
@@ -35,6 +71,8 @@ struct SodaState {
     faults: HashMap<String, Vec<(u16, Option<u64>)>>,
     /// (id, slice start) -> a row appended after the next count of that slice.
     grow_after_count: HashMap<(String, String), Vec<String>>,
+    /// id -> faults in the bodies of its answers.
+    page_faults: HashMap<String, Vec<PageFault>>,
     /// Every request: (when, path and query, X-App-Token, status).
     requests: Vec<SodaRequest>,
 }
@@ -104,6 +142,9 @@ impl Soda {
             return json_error(404, &format!("Dataset {id} not found"));
         };
         let col = |name: &str| data.fields.iter().position(|f| f == name);
+        let faults = s.page_faults.get(id).cloned().unwrap_or_default();
+        let has = |f: &PageFault| faults.contains(f);
+        let mut fired: Vec<PageFault> = Vec::new();
         // `$where=c >= 'a' AND c < 'b'`
         let mut range: (String, String) = (String::new(), "\u{10ffff}".into());
         if let Some(w) = params.get("$where") {
@@ -128,11 +169,15 @@ impl Soda {
         let in_slice: Vec<&Vec<String>> = data
             .rows
             .iter()
-            .filter(|r| r[t].as_str() >= range.0.as_str() && r[t].as_str() < range.1.as_str())
+            .filter(|r| has(&PageFault::IgnoreWhere) || r[t].as_str() >= range.0.as_str() && r[t].as_str() < range.1.as_str())
             .collect();
         let select = params.get("$select").cloned().unwrap_or_default();
         if ext == "json" && select == "count(*) AS n" {
-            let n = in_slice.len();
+            let lie = faults.iter().find_map(|f| match f {
+                PageFault::CountSays(n) => Some(*n as usize),
+                _ => None,
+            });
+            let n = lie.unwrap_or(in_slice.len());
             if let Some(extra) = s.grow_after_count.remove(&(id.to_string(), range.0.clone())) {
                 s.datasets.get_mut(id).unwrap().rows.push(extra);
             }
@@ -150,13 +195,46 @@ impl Soda {
         }
         let num = |k: &str, d: usize| params.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(d);
         let (limit, offset) = (num("$limit", 1000), num("$offset", 0));
+        if faults.contains(&PageFault::HtmlAtOffset(offset)) {
+            s.fire(id, &PageFault::HtmlAtOffset(offset));
+            let page = "<html><head><title>Down for maintenance</title></head><body>back soon</body></html>\n";
+            return (200, None, "text/html", page.as_bytes().to_vec());
+        }
+        if offset > 0 && has(&PageFault::SwapColumnsAfterFirstPage) && idx.len() >= 2 {
+            let n = idx.len();
+            idx.swap(n - 2, n - 1);
+            fired.push(PageFault::SwapColumnsAfterFirstPage);
+        }
+        let times = faults
+            .iter()
+            .find_map(|f| match f {
+                PageFault::Overlong(k) => Some(*k),
+                _ => None,
+            })
+            .unwrap_or(1);
+        if times > 1 {
+            fired.push(PageFault::Overlong(times));
+        }
         let mut out = idx.iter().map(|&i| quote(&data.fields[i])).collect::<Vec<_>>().join(",");
         out.push('\n');
-        for r in in_slice.iter().skip(offset).take(limit) {
-            out.push_str(&idx.iter().map(|&i| quote(&r[i])).collect::<Vec<_>>().join(","));
-            out.push('\n');
+        for _ in 0..times {
+            for r in in_slice.iter().skip(offset).take(limit) {
+                out.push_str(&idx.iter().map(|&i| quote(&r[i])).collect::<Vec<_>>().join(","));
+                out.push('\n');
+            }
+        }
+        if has(&PageFault::NoFinalNewline) {
+            out.pop();
+        }
+        for f in fired {
+            s.fire(id, &f);
         }
         (200, None, "text/csv", out.into_bytes())
+    }
+
+    /// Adds a fault to the bodies of `id`'s answers.
+    pub fn page_fault(&self, id: &str, fault: PageFault) {
+        self.state.lock().unwrap().page_faults.entry(id.to_string()).or_default().push(fault);
     }
 
     pub fn put(&self, id: &str, data: SodaData) {

@@ -231,6 +231,13 @@ pub const MAX_ROW_GROUPS: usize = 10_000;
 /// decode to more is converted a slice of rows at a time (a dictionary of
 /// one 100 KB value under 200,000 rows is 20 GB decoded).
 pub const DECODED_BATCH_BYTES: u64 = 32 << 20;
+/// Decoded text may reach the dataset's `max_source_bytes`, but never more
+/// than this many times the file's size (at least [`DECODED_FLOOR`]): real
+/// files decode to a few times their size; a 2 KB file that decodes to 20 GB
+/// is a dictionary bomb, refused before its first batch is copied out.
+pub const DECODED_RATIO: u64 = 1000;
+/// The decoded text every file may have, whatever its size.
+pub const DECODED_FLOOR: u64 = 1 << 30;
 
 /// The file's first and last bytes: Parquet's magic at both ends, a footer
 /// length within [`MAX_FOOTER_BYTES`]. Nothing else is read before they pass.
@@ -367,6 +374,7 @@ pub(super) fn run(
     let mask = ProjectionMask::roots(builder.parquet_schema(), mapping.roots.iter().copied());
     let reader = builder.with_projection(mask).with_batch_size(PARQUET_BATCH_ROWS).build().map_err(|e| corrupt(&e))?;
     let (mut rows, mut decoded) = (0u64, 0u64);
+    let text_limit = ds.max_source_bytes.min(size.saturating_mul(DECODED_RATIO).max(DECODED_FLOOR));
     let row_group = |row: u64| ends.partition_point(|&end| end <= row) + 1;
     let source_name = |pos: usize| {
         mapping.targets.iter().find_map(|t| t.from.as_ref().filter(|(p, _)| *p == pos)).map(|(_, n)| n.clone())
@@ -387,12 +395,15 @@ pub(super) fn run(
             }
         })?;
         decoded += text.iter().sum::<u64>();
-        if decoded > ds.max_source_bytes {
+        if decoded > text_limit {
+            let last = rows + batch.num_rows() as u64;
             return Err(too_large(format!(
-                "its text decodes to more than the dataset's max_source_bytes {} by row {} (row group {}): a dictionary value repeated far beyond the file's size",
-                ds.max_source_bytes,
-                rows + batch.num_rows() as u64,
-                row_group(rows + batch.num_rows() as u64 - 1)
+                "its text decodes to {decoded} bytes by row {last} (row group {}), more than {text_limit} ({}): dictionary values repeated far beyond what the file's {size} bytes hold",
+                row_group(last - 1),
+                match text_limit == ds.max_source_bytes {
+                    true => "the dataset's max_source_bytes".to_string(),
+                    false => format!("{DECODED_RATIO} times the file's size, at least {DECODED_FLOOR}"),
+                }
             )));
         }
         // Slices of rows whose decoded text fits the budget (one row at least).

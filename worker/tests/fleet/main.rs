@@ -3,6 +3,7 @@
 //! sources served by the tests. Every test has its own queue prefix, Redis
 //! key prefix and lake, so they run in parallel.
 
+mod attacks;
 mod convert;
 mod e2e;
 mod faults;
