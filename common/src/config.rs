@@ -46,10 +46,14 @@ impl Connections {
         }
         let amqp = crate::topology::amqp_nodes(&self.amqp_url);
         if amqp.is_empty() {
-            return Err("AMQP_URL (--amqp-url) is empty: give a URL, or the comma-separated URLs of a cluster's nodes".into());
+            return Err(
+                "AMQP_URL (--amqp-url) is empty: give a URL, or the comma-separated URLs of a cluster's nodes".into()
+            );
         }
         let checks = amqp.into_iter().map(|u| ("AMQP_URL (--amqp-url)", u, &["amqp", "amqps"][..]));
-        for (name, url, schemes) in checks.chain([("REDIS_URL (--redis-url)", self.redis_url.as_str(), &["redis", "rediss"][..])]) {
+        for (name, url, schemes) in
+            checks.chain([("REDIS_URL (--redis-url)", self.redis_url.as_str(), &["redis", "rediss"][..])])
+        {
             match url::Url::parse(url) {
                 Ok(u) if schemes.contains(&u.scheme()) => {}
                 Ok(u) => {

@@ -653,10 +653,7 @@ impl State {
                 }
             }
         }
-        Ok(hosts
-            .into_iter()
-            .map(|(host, v)| HostView { host, ..v })
-            .collect())
+        Ok(hosts.into_iter().map(|(host, v)| HostView { host, ..v }).collect())
     }
 
     /// Lifts a host's pause; how long it still had to run (none: it was not

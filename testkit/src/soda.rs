@@ -169,7 +169,9 @@ impl Soda {
         let in_slice: Vec<&Vec<String>> = data
             .rows
             .iter()
-            .filter(|r| has(&PageFault::IgnoreWhere) || r[t].as_str() >= range.0.as_str() && r[t].as_str() < range.1.as_str())
+            .filter(|r| {
+                has(&PageFault::IgnoreWhere) || r[t].as_str() >= range.0.as_str() && r[t].as_str() < range.1.as_str()
+            })
             .collect();
         let select = params.get("$select").cloned().unwrap_or_default();
         if ext == "json" && select == "count(*) AS n" {

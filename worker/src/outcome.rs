@@ -98,9 +98,7 @@ impl Outcome {
             Ok(Done::Skipped) => Outcome::Skipped,
             Ok(Done::LeaseHeld) => Outcome::Delayed,
             Ok(Done::Cancelled) => Outcome::Cancelled,
-            Ok(Done::HostBusy { delay, why }) => {
-                Outcome::HostWait { level: ctx.topo.retry_level(1, Some(delay)), why }
-            }
+            Ok(Done::HostBusy { delay, why }) => Outcome::HostWait { level: ctx.topo.retry_level(1, Some(delay)), why },
             Err(Failure::Transient { message, retry_after }) if attempt < ctx.topo.max_attempts => {
                 Outcome::Retry { level: ctx.topo.retry_level(attempt, retry_after), message }
             }

@@ -146,10 +146,8 @@ pub enum ConvertError {
     NotParquet { file: String, dataset: String, start: String },
     /// A row of a Socrata slice whose time is outside the slice: the portal
     /// (or a mirror that ignores `$where`) sent another partition's rows.
-    #[error(
-        "{file}: row {row}, column {column}: {value} is outside the partition's slice [{start}, {end}): the portal (or a mirror that ignores $where) sent rows of another partition; nothing was landed"
-    )]
-    OutsideSlice { file: String, row: u64, column: String, value: String, start: String, end: String },
+    #[error("{file}: row {row}, {message}")]
+    OutsideSlice { file: String, row: u64, message: String },
     /// One value of a Parquet source that cannot become its output value.
     #[error("{file}: row {row} (row group {row_group}), column {column} -> {output}: {message}")]
     Value { file: String, row_group: usize, row: u64, column: String, output: String, message: String },
@@ -323,10 +321,13 @@ pub fn convert<R: Read, W: Write + Send>(
                 outside = Some(ConvertError::OutsideSlice {
                     file: file.to_string(),
                     row: seen + row as u64 + 1,
-                    column: Dataset::output_name(&ds.columns[col]),
-                    value: crate::timefmt::millis_to_string(ms),
-                    start: day(start),
-                    end: day(end),
+                    message: format!(
+                        "column {}: {} is outside the partition's slice [{}, {}): the portal (or a mirror that ignores $where) sent rows of another partition; nothing was landed",
+                        Dataset::output_name(&ds.columns[col]),
+                        crate::timefmt::millis_to_string(ms),
+                        day(start),
+                        day(end)
+                    ),
                 });
                 return false;
             }

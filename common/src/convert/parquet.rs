@@ -298,7 +298,9 @@ fn text_bytes(batch: &RecordBatch, max_value: u64) -> Result<Vec<u64>, (usize, u
         let DataType::Dictionary(..) = a.data_type() else { continue };
         let d = a.as_any_dictionary();
         let lens: Vec<u64> = match d.values().data_type() {
-            DataType::Utf8 => d.values().as_string::<i32>().offsets().windows(2).map(|w| (w[1] - w[0]) as u64).collect(),
+            DataType::Utf8 => {
+                d.values().as_string::<i32>().offsets().windows(2).map(|w| (w[1] - w[0]) as u64).collect()
+            }
             DataType::LargeUtf8 => {
                 d.values().as_string::<i64>().offsets().windows(2).map(|w| (w[1] - w[0]) as u64).collect()
             }

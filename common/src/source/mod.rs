@@ -198,7 +198,12 @@ pub fn unpaced() -> Pace {
 
 /// Sends `resp`'s body into `tx`; false when the pump must stop (the body
 /// failed, or the converter stopped reading).
-async fn send_body(resp: &mut reqwest::Response, tx: &Chunks, url: &str, on_chunk: &(impl Fn(usize) + Send + Sync)) -> bool {
+async fn send_body(
+    resp: &mut reqwest::Response,
+    tx: &Chunks,
+    url: &str,
+    on_chunk: &(impl Fn(usize) + Send + Sync),
+) -> bool {
     let mut total = 0u64;
     loop {
         match resp.chunk().await {

@@ -208,7 +208,10 @@ impl<F: Fn(usize) + Send + Sync> Page<'_, F> {
                     head.extend_from_slice(&c);
                     if head.len() > MAX_HEADER_BYTES {
                         let m = not_csv(&head, k).unwrap_or_else(|| {
-                            format!("page {}'s first line is longer than {MAX_HEADER_BYTES} bytes: not the CSV asked for", k + 1)
+                            format!(
+                                "page {}'s first line is longer than {MAX_HEADER_BYTES} bytes: not the CSV asked for",
+                                k + 1
+                            )
                         });
                         let _ = self.tx.send(Err(fail(m))).await;
                         return None;
@@ -307,6 +310,7 @@ fn header_names(head: &[u8]) -> Vec<String> {
 /// or maintenance page served with 200), quoting how it starts.
 fn not_csv(head: &[u8], k: u64) -> Option<String> {
     let start = head.iter().position(|b| !b.is_ascii_whitespace()).map_or(&[][..], |i| &head[i..]);
-    matches!(start.first(), Some(b'<' | b'{' | b'['))
-        .then(|| format!("page {} is not CSV: it starts with {}", k + 1, crate::text::quote(&start[..start.len().min(40)])))
+    matches!(start.first(), Some(b'<' | b'{' | b'[')).then(|| {
+        format!("page {} is not CSV: it starts with {}", k + 1, crate::text::quote(&start[..start.len().min(40)]))
+    })
 }

@@ -42,7 +42,11 @@ fn january(n: usize) -> (Vec<Vec<String>>, i64) {
 }
 
 fn soda_data(rows: Vec<Vec<String>>) -> SodaData {
-    SodaData { fields: ["ts", "station", "borough", "ridership"].map(String::from).to_vec(), time_field: "ts".into(), rows }
+    SodaData {
+        fields: ["ts", "station", "borough", "ridership"].map(String::from).to_vec(),
+        time_field: "ts".into(),
+        rows,
+    }
 }
 
 fn key(ds: &str) -> String {
@@ -126,12 +130,17 @@ async fn a_portal_that_sends_wrong_pages_lands_nothing_wrong_and_good_slices_lan
     let outside = of("soda-where");
     assert_eq!(outside.reason, "bad_row", "{outside:?}");
     assert!(
-        outside.error.contains("row 1, column ts: 2023-11-30 00:00:00 is outside the partition's slice [2024-01-01, 2024-02-01)"),
+        outside.error.contains(
+            "row 1, column ts: 2023-11-30 00:00:00 is outside the partition's slice [2024-01-01, 2024-02-01)"
+        ),
         "{outside:?}"
     );
     let ceiling = of("soda-ceiling");
     assert_eq!(ceiling.reason, "too_large", "{ceiling:?}");
-    assert!(ceiling.error.contains("1000000000000 rows, more than the dataset's max_slice_rows 500000000"), "{ceiling:?}");
+    assert!(
+        ceiling.error.contains("1000000000000 rows, more than the dataset's max_slice_rows 500000000"),
+        "{ceiling:?}"
+    );
     let lying = of("soda-lying");
     assert_eq!(lying.reason, "attempts_exhausted", "{lying:?}");
     assert!(lying.error.contains("the slice changed while it was read (or its count lies)"), "{lying:?}");
@@ -198,7 +207,10 @@ async fn a_dictionary_bomb_parks_at_its_first_delivery_in_bounded_memory() {
     let of = |p: &str| parked.iter().find(|h| h.partition == p).unwrap_or_else(|| panic!("{p}: {parked:?}")).clone();
     let bomb = of("2024-01-01");
     assert_eq!((bomb.reason.as_str(), bomb.attempts), ("too_large", 1), "{bomb:?}");
-    assert!(bomb.error.contains("its text decodes to") && bomb.error.contains("dictionary values repeated"), "{bomb:?}");
+    assert!(
+        bomb.error.contains("its text decodes to") && bomb.error.contains("dictionary values repeated"),
+        "{bomb:?}"
+    );
     let long = of("2024-02-01");
     assert_eq!(long.reason, "bad_row", "{long:?}");
     assert!(
@@ -237,10 +249,7 @@ fn footers_zones_and_years_that_readers_cannot_take_are_refused_naming_them() {
     let file = write_parquet(vec![("tpep_pickup_datetime", Arc::new(zoned) as ArrayRef)]);
     let (code, err) = run("yellow_tripdata_2024-01.parquet", file, "nyc-tlc-yellow");
     assert_eq!(code, Some(1), "{err}");
-    assert!(
-        err.contains("source column tpep_pickup_datetime is a timestamp in time zone America/New_York"),
-        "{err}"
-    );
+    assert!(err.contains("source column tpep_pickup_datetime is a timestamp in time zone America/New_York"), "{err}");
     // Year 9999: the row fails naming the value.
     let y9999 = 253_370_764_800_000_000i64; // 9999-01-01
     let file = write_parquet(vec![(
