@@ -341,6 +341,9 @@ async fn a_31_year_retry_after_is_capped_shown_and_lifted_and_other_datasets_wai
     let b = wait_finished(&f, &second, Duration::from_secs(60)).await;
     assert_eq!((a.done, a.dead.len(), b.done, b.dead.len(), b.retried), (1, 0, 1, 0, 0), "{a:?} {b:?}");
     assert!(!stdout(&f.producer(&["hosts"])).contains("until "), "no pause is left");
+    // No task is counted as waiting once none waits.
+    let waiting = metric(&w.metrics().await, "lakefleet_host_waiting_tasks", &[("host", &host)]);
+    assert_eq!(waiting, 0.0);
     f.cleanup().await;
 }
 
