@@ -36,6 +36,17 @@ if ! command -v moto_server >/dev/null || ! command -v check-jsonschema >/dev/nu
   hash -r
 fi
 
+# The readers the tables are checked with: python deltalake (with pyarrow)
+# and DuckDB with its Delta extension, installed from its PyPI wheel (DuckDB
+# cannot download extensions here).
+if ! python3 -c 'import deltalake, duckdb, duckdb_extension_delta, pyarrow' >/dev/null 2>&1; then
+  log "installing python deltalake, duckdb, duckdb-extension-delta and pyarrow (pip)"
+  python3 -m pip install -q deltalake duckdb duckdb-extension-delta pyarrow || {
+    log "pip could not install them; try: python3 -m pip install --user deltalake duckdb duckdb-extension-delta pyarrow"
+    exit 1
+  }
+fi
+
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   log "starting Redis"
   mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true

@@ -144,6 +144,20 @@ impl From<LakeError> for Failure {
     }
 }
 
+impl From<crate::table::TableError> for Failure {
+    fn from(e: crate::table::TableError) -> Self {
+        use crate::table::TableError;
+        match &e {
+            TableError::Schema { .. } => Failure::permanent(Reason::SchemaMismatch, format!("committing: {e}")),
+            TableError::Lake(l) if !l.is_transient() => {
+                Failure::permanent(Reason::Conflict, format!("committing: {e}"))
+            }
+            // Contention, a store error, or a log we cannot read yet: retried.
+            _ => Failure::transient(format!("committing: {e}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

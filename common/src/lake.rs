@@ -255,6 +255,18 @@ impl Lake {
         Ok(Uploaded::Written)
     }
 
+    /// Creates a small object (a table's log entry) if no object is under
+    /// `key`: `false` when one is (another writer's, or our own create whose
+    /// answer was lost: the caller reads it and knows).
+    pub async fn create_small(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&self.path(key), PutPayload::from(body), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(false),
+            Err(source) => Err(LakeError::Store { key: self.display(key), source }),
+        }
+    }
+
     /// Writes a small object (a manifest) in one PUT, replacing any.
     pub async fn put_small(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
         self.store

@@ -29,6 +29,7 @@ pub mod plan;
 pub mod source;
 pub mod state;
 pub mod swar;
+pub mod table;
 pub mod task;
 pub mod text;
 pub mod timefmt;

@@ -21,6 +21,15 @@ pub mod outcome {
     pub const ALL: [&str; 8] = [SUCCEEDED, SKIPPED_DUPLICATE, DELAYED, RETRIED, PARKED, FAILED, CANCELLED, WAITING];
 }
 
+/// Table commit outcomes (`lakefleet_table_commits_total{outcome}`).
+pub mod table_outcome {
+    pub const COMMITTED: &str = "committed";
+    pub const ALREADY_COMMITTED: &str = "already_committed";
+    pub const CONTENTION: &str = "contention";
+    pub const FAILED: &str = "failed";
+    pub const ALL: [&str; 4] = [COMMITTED, ALREADY_COMMITTED, CONTENTION, FAILED];
+}
+
 /// Stages (`lakefleet_stage_duration_seconds{stage}`).
 pub mod stage {
     pub const DOWNLOAD: &str = "download";
@@ -49,6 +58,13 @@ pub struct Metrics {
     pub sources_changed: IntCounterVec,
     pub connection_up: IntGaugeVec,
     pub build_info: GaugeVec,
+    /// Table commits by outcome: `committed`, `already_committed`,
+    /// `contention` (retried through the queue), `failed`.
+    pub table_commits: IntCounterVec,
+    /// Attempts a table commit took (1: no other writer in the way).
+    pub table_commit_attempts: HistogramVec,
+    /// Seconds from the first attempt to the commit.
+    pub table_commit_seconds: HistogramVec,
 }
 
 const DURATION_BUCKETS: &[f64] =
@@ -125,6 +141,26 @@ impl Metrics {
                 &["version"],
             )
             .expect("valid"),
+            table_commits: counter(
+                "lakefleet_table_commits_total",
+                "Delta table commits of partitions, by outcome (committed, already_committed, contention, failed)",
+                &["dataset", "outcome"],
+            ),
+            table_commit_attempts: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new("lakefleet_table_commit_attempts", "Attempts a Delta table commit took")
+                        .buckets(vec![1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 25.0]),
+                    &["dataset"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            table_commit_seconds: histogram(
+                "lakefleet_table_commit_seconds",
+                "Seconds a Delta table commit took, first attempt to commit",
+                &["dataset"],
+            ),
             registry: registry.clone(),
         };
         registry.register(Box::new(m.in_flight.clone())).expect("unique");
@@ -151,6 +187,9 @@ impl Metrics {
         self.sources_changed.with_label_values(&[dataset]);
         for r in ["written", "already_present"] {
             self.uploads.with_label_values(&[dataset, r]);
+        }
+        for o in table_outcome::ALL {
+            self.table_commits.with_label_values(&[dataset, o]);
         }
     }
 

@@ -450,7 +450,8 @@ impl State {
         c.hincr(self.k(&["bf", id]), "retried", 1).await
     }
 
-    /// A refresh found the partition's source unchanged: done, and skipped.
+    /// A refresh found the partition's source unchanged, or the dataset's
+    /// table already holds the partition: done, and skipped.
     pub async fn record_unchanged(&self, id: &str, partition: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         self.done_pipe(id, partition).sadd(self.k(&["bf", id, "skipped"]), partition).ignore().exec_async(&mut c).await

@@ -356,7 +356,9 @@ impl Fleet {
     /// Every data object in the lake, `(key, size)` (not the backfill
     /// manifests under `_lakefleet/`).
     pub async fn objects(&self) -> Vec<(String, u64)> {
-        self.lake().list("").await.unwrap().into_iter().filter(|(k, _)| !k.starts_with("_lakefleet/")).collect()
+        // The lake's data objects: not the backfill manifests, not the tables' logs.
+        let data = |k: &str| !k.starts_with("_lakefleet/") && !k.contains("/_delta_log/");
+        self.lake().list("").await.unwrap().into_iter().filter(|(k, _)| data(k)).collect()
     }
 
     pub async fn read_object(&self, key: &str) -> bytes::Bytes {

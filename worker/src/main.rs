@@ -122,6 +122,8 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
         lease_ttl: s.lease_ttl,
         task_timeout: s.task_timeout,
         poison_after: s.poison_after,
+        tables: s.tables,
+        snapshots: Default::default(),
     });
     let settings = service::Settings {
         amqp_url: s.conn.amqp_url.clone(),

@@ -40,6 +40,11 @@ pub struct Ctx {
     pub task_timeout: Duration,
     /// Deliveries without an ack before a task is parked as poison.
     pub poison_after: u32,
+    /// Whether datasets (with `table = true`) are committed into their Delta tables.
+    pub tables: bool,
+    /// This worker's view of each dataset's table log, brought up to date
+    /// before each commit (reads only the entries it has not seen).
+    pub snapshots: tokio::sync::Mutex<std::collections::HashMap<String, lakefleet::table::Snapshot>>,
 }
 
 /// A task checked against the catalog: where its data comes from and goes,
@@ -401,12 +406,30 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     }
     // Released when this future ends, however it ends (also on timeout or shutdown).
     let _lease = leased.map(|_| Lease::hold(ctx, dsn, part, token));
+    // The table knows which generation of the partition it holds: a first
+    // load it records already is done (Redis may have forgotten it); a
+    // refresh writes the next generation under a new key.
+    let mut checked = checked;
+    let generation = match ctx.tables && checked.ds.table {
+        false => None,
+        true => {
+            let current = table_generation(ctx, checked.ds, part).await?;
+            if current >= 1 && !task.refresh && !task.overwrite {
+                info!(task = %task.label(), generation = current, "already in the dataset's table: nothing to do");
+                soft("recording the skip", ctx.state.record_unchanged(&task.backfill_id, part).await);
+                return Ok(Done::Skipped);
+            }
+            let generation = if task.refresh || task.overwrite { current + 1 } else { 1 };
+            checked.key = checked.ds.object_key_gen(checked.date, generation);
+            Some(generation)
+        }
+    };
     // A refresh compares with what was ingested (the done marker).
     let before = match task.refresh {
         true => soft("reading the done marker", ctx.state.done_marker(dsn, part).await).flatten(),
         false => None,
     };
-    match convert_and_upload(ctx, &checked, task, before.as_ref()).await? {
+    match convert_and_upload(ctx, &checked, task, before.as_ref(), generation).await? {
         Ingest::HostBusy(busy) => Ok(busy),
         Ingest::Unchanged(how) => {
             info!(task = %task.label(), how, "refresh: the source is unchanged; nothing downloaded or written");
@@ -472,11 +495,60 @@ pub fn clean_spool(dir: &std::path::Path) -> usize {
     removed
 }
 
+/// The generation of `partition` that `ds`'s table records (0: none).
+async fn table_generation(ctx: &Ctx, ds: &Dataset, partition: &str) -> Result<u64, Failure> {
+    let mut snaps = ctx.snapshots.lock().await;
+    let snap = snaps.entry(ds.name.clone()).or_default();
+    lakefleet::table::Table::new(&ctx.lake, ds).refresh(snap).await?;
+    Ok(snap.txn(&lakefleet::table::app_id(&ds.name, partition)))
+}
+
+/// Commits the partition's object into its dataset's table, exactly once.
+async fn commit(ctx: &Ctx, c: &Checked<'_>, task: &Task, generation: u64, size: u64, rows: u64) -> Result<(), Failure> {
+    use lakefleet::metrics::table_outcome as outcome;
+    use lakefleet::table::{Committed, PartitionCommit, Table, TableError};
+    let (m, ds) = (&ctx.metrics, c.ds.name.as_str());
+    let pc = PartitionCommit {
+        partition: task.partition.clone(),
+        key: c.key.clone(),
+        size,
+        rows,
+        generation,
+        year: chrono::Datelike::year(&c.date),
+    };
+    let start = Instant::now();
+    let mut snaps = ctx.snapshots.lock().await;
+    let snap = snaps.entry(c.ds.name.clone()).or_default();
+    let result = Table::new(&ctx.lake, c.ds).commit(snap, &pc).await;
+    drop(snaps);
+    match result {
+        Ok(Committed::Written { version, attempts }) => {
+            m.table_commits.with_label_values(&[ds, outcome::COMMITTED]).inc();
+            m.table_commit_attempts.with_label_values(&[ds]).observe(attempts as f64);
+            m.table_commit_seconds.with_label_values(&[ds]).observe(start.elapsed().as_secs_f64());
+            info!(task = %task.label(), version, attempts, generation, "committed into the dataset's table");
+            Ok(())
+        }
+        Ok(Committed::AlreadyCommitted { attempts }) => {
+            m.table_commits.with_label_values(&[ds, outcome::ALREADY_COMMITTED]).inc();
+            m.table_commit_attempts.with_label_values(&[ds]).observe(attempts as f64);
+            info!(task = %task.label(), generation, "the table already records this generation of the partition");
+            Ok(())
+        }
+        Err(e) => {
+            let o = if matches!(e, TableError::Contention { .. }) { outcome::CONTENTION } else { outcome::FAILED };
+            m.table_commits.with_label_values(&[ds, o]).inc();
+            Err(Failure::from(e))
+        }
+    }
+}
+
 async fn convert_and_upload(
     ctx: &Arc<Ctx>,
     c: &Checked<'_>,
     task: &Task,
     before: Option<&DoneMarker>,
+    generation: Option<u64>,
 ) -> Result<Ingest, Failure> {
     let (m, ds) = (&ctx.metrics, c.ds);
     let dl_start = Instant::now();
@@ -572,9 +644,10 @@ async fn convert_and_upload(
         .map_err(|e| Failure::transient(format!("reading spool file {}: {e}", spool.0.display())))?
         .len();
     let up_start = Instant::now();
-    // A refresh replaces the object in one step (a single PUT, or a completed
-    // multipart upload): readers see the old object or the new one.
-    let replace = task.overwrite || task.refresh;
+    // Without a table, a refresh replaces the object in one step (a single
+    // PUT, or a completed multipart upload): readers see the old object or
+    // the new one. With a table, every generation has its own key.
+    let replace = generation.is_none() && (task.overwrite || task.refresh);
     let uploaded = ctx.lake.upload_file(&c.key, &spool.0, size, replace).await?;
     m.stage_duration.with_label_values(&[&ds.name, stage::UPLOAD]).observe(up_start.elapsed().as_secs_f64());
     let result = match uploaded {
@@ -587,6 +660,10 @@ async fn convert_and_upload(
         m.parquet_bytes.with_label_values(&[&ds.name]).inc_by(size);
     }
     drop(spool);
+    // The done marker comes after the commit.
+    if let Some(g) = generation {
+        commit(ctx, c, task, g, size, stats.rows).await?;
+    }
     let marker = DoneMarker {
         object_key: c.key.clone(),
         size,

@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// Name of this worker in parked messages and logs (default: host-pid).
     #[arg(long, env = "LAKEFLEET_WORKER_ID")]
     pub worker_id: Option<String>,
+    /// Write plain Parquet files only: no dataset's Delta table is committed
+    /// (by default every dataset whose catalog entry keeps `table = true` is
+    /// a Delta table, each partition committed exactly once).
+    #[arg(long, env = "LAKEFLEET_NO_TABLES")]
+    pub no_tables: bool,
 }
 
 /// What the service runs with.
@@ -67,6 +72,7 @@ pub struct Settings {
     pub read_timeout: Duration,
     pub poison_after: u32,
     pub worker_id: String,
+    pub tables: bool,
 }
 
 impl RunArgs {
@@ -107,6 +113,7 @@ impl RunArgs {
             read_timeout: seconds_at_least("LAKEFLEET_READ_TIMEOUT (--read-timeout)", self.read_timeout, 1)?,
             poison_after: self.poison_after,
             worker_id,
+            tables: !self.no_tables,
         })
     }
 }

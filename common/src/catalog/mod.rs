@@ -340,6 +340,11 @@ pub struct Dataset {
     /// whose count lies is never paged through).
     #[serde(default = "default_max_slice_rows")]
     pub max_slice_rows: u64,
+    /// Whether the dataset's folder is a Delta Lake table (its `_delta_log`
+    /// says which objects make the dataset at each version); `false`: plain
+    /// Parquet files, written in place.
+    #[serde(default = "default_true")]
+    pub table: bool,
     /// Whether a source with a header and no rows is a valid (empty)
     /// partition; otherwise it is parked as `empty_source`.
     #[serde(default)]
@@ -445,6 +450,17 @@ impl Dataset {
         match self.cadence {
             Cadence::Daily | Cadence::Weekly => date.format("%Y-%m-%d").to_string(),
             Cadence::Monthly => date.format("%Y-%m").to_string(),
+        }
+    }
+
+    /// The object key of a partition's ingestion `generation`: the first (1)
+    /// is [`object_key`](Self::object_key); a refresh writes generation 2 as
+    /// `..._2022-01-08.2.parquet`, never over the object readers may be reading.
+    pub fn object_key_gen(&self, date: NaiveDate, generation: u64) -> String {
+        let key = self.object_key(date);
+        match generation {
+            0 | 1 => key,
+            g => format!("{}.{g}.parquet", key.trim_end_matches(".parquet")),
         }
     }
 

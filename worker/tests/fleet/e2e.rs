@@ -163,13 +163,13 @@ async fn large_objects_go_up_as_completed_multipart_uploads() {
         let etag = f.lake().head(&key).await.unwrap().unwrap().e_tag.unwrap_or_default();
         assert!(etag.trim_matches('"').ends_with("-1"), "{key} was not a multipart upload: ETag {etag}");
     }
-    // Delivered again after Redis forgot it: verified against the object, not rewritten.
+    // Delivered again after Redis forgot it: the table records both weeks, nothing is rewritten.
     f.forget_redis().await;
     let out = f.backfill_mta(&src, d("2022-01-01"), d("2022-01-08"), &["--wait", "--wait-timeout", "60"]);
     assert_eq!(out.status.code(), Some(0));
     let m = w.metrics().await;
     assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "written")]), 2.0);
-    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "already_present")]), 2.0);
+    assert_eq!(metric(&m, "lakefleet_table_commits_total", &[("outcome", "committed")]), 2.0);
     assert_lake_holds(&f, &src, &weeks, 3000).await;
     f.cleanup().await;
 }
@@ -309,14 +309,17 @@ async fn refresh_replaces_a_changed_source_and_does_not_download_unchanged_ones(
     let names: Vec<String> = (0..3).map(|i| mta_name(week(i))).collect();
     assert_eq!(cond, vec![(names[0].clone(), 304), (names[1].clone(), 200), (names[2].clone(), 304)]);
     assert_eq!(src.hits(&names[0]).len(), 2, "asked twice, downloaded once");
-    // Week 1's object was replaced with the new rows; the others are untouched.
-    let (batches, kv) = read_parquet(f.read_object(&first[1].0).await);
+    // Week 1's second generation is a new object with the new rows (the
+    // table commits it in place of the first, which stays for readers of
+    // earlier versions until a vacuum); the others are untouched.
+    let second = first[1].0.replace(".parquet", ".2.parquet");
+    let (batches, kv) = read_parquet(f.read_object(&second).await);
     assert_eq!(rows(&batches), 450);
     assert_eq!(kv["lakefleet.source_sha256"], sha256_hex(&changed));
     let after = f.objects().await;
-    assert_eq!(after[0], before[0]);
-    assert_eq!(after[2], before[2]);
-    assert_ne!(after[1], before[1]);
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert!(before.iter().all(|o| after.contains(o)), "the first generation is still there: {after:?}");
+    assert!(after.iter().any(|(k, _)| *k == second), "{after:?}");
     let m = w.metrics().await;
     assert_eq!(metric(&m, "lakefleet_sources_changed_total", &[("dataset", "mta-turnstile")]), 1.0);
     let log = w.log();

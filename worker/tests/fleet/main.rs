@@ -9,4 +9,5 @@ mod e2e;
 mod faults;
 mod hostile;
 mod socrata;
+mod tables;
 mod tlc;

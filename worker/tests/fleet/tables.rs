@@ -1,0 +1,212 @@
+//! Every dataset is a Delta table: each partition committed exactly once by
+//! the whole fleet, read back the way users read it (python `deltalake` and
+//! DuckDB's `delta_scan`), refreshes as new versions with time travel, and
+//! many committers racing on the same partitions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lakefleet::table::{Committed, PartitionCommit, Snapshot, Table};
+use lakefleet_testkit::*;
+
+/// Runs a python script with `args`; its stdout, trimmed (the test fails
+/// with the script's stderr when it fails).
+fn python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3").arg("-c").arg(script).args(args).output().expect("python3");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `rows sum(entries) files` of the table at `path` (and `version`), by python deltalake.
+fn deltalake_read(path: &str, version: Option<u64>) -> String {
+    let script = r#"
+import sys
+from deltalake import DeltaTable
+v = None if sys.argv[2] == "latest" else int(sys.argv[2])
+t = DeltaTable(sys.argv[1], version=v)
+data = t.to_pyarrow_table()
+import pyarrow.compute as pc
+print(data.num_rows, pc.sum(data["entries"]).as_py(), len(t.file_uris()), t.version())
+"#;
+    let v = version.map(|v| v.to_string()).unwrap_or_else(|| "latest".into());
+    python(script, &[path, &v])
+}
+
+/// `rows sum(entries) years` of the table at `path`, by DuckDB's delta extension.
+fn duckdb_read(path: &str) -> String {
+    let script = r#"
+import sys, os, glob, duckdb, duckdb_extension_delta
+ext = glob.glob(os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*", "delta.duckdb_extension"))[0]
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute(f"INSTALL '{ext}'")
+con.execute("LOAD delta")
+r = con.execute(f"SELECT count(*), sum(entries), count(DISTINCT year) FROM delta_scan('{sys.argv[1]}')").fetchone()
+print(*r)
+"#;
+    python(script, &[path])
+}
+
+/// The log's entries: (version, its actions) in order.
+fn log_entries(dir: &std::path::Path, dataset: &str) -> Vec<(u64, Vec<serde_json::Value>)> {
+    let log = dir.join(dataset).join("_delta_log");
+    let mut out: Vec<(u64, Vec<serde_json::Value>)> = std::fs::read_dir(&log)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let v: u64 = name.strip_suffix(".json")?.parse().ok()?;
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            Some((v, text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()))
+        })
+        .collect();
+    out.sort_by_key(|(v, _)| *v);
+    out
+}
+
+fn count(actions: &[serde_json::Value], kind: &str) -> usize {
+    actions.iter().filter(|a| a.get(kind).is_some()).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backfill_commits_each_partition_once_and_deltalake_and_duckdb_read_the_table() {
+    let src = Source::start().await;
+    let f = Fleet::local("tables");
+    // 12 weeks across a year boundary: two `year` partitions.
+    let expect = serve_mta_weeks(&src, 12, 200, 120, &[]);
+    let workers = [f.worker(&["--concurrency", "4"]), f.worker(&["--concurrency", "4"])];
+    for w in &workers {
+        w.ready().await;
+    }
+    let out = f.backfill_mta(&src, week(0), week(11), &[]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (12, 0), "{s:?}");
+    // Redis forgets everything; the same backfill again: the table says it is done.
+    f.forget_redis().await;
+    let again = f.backfill_mta(&src, week(0), week(11), &["--force"]);
+    let s = wait_finished(&f, &again, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (12, 0), "{s:?}");
+
+    let dir = f.lake_dir.clone().unwrap();
+    let entries = log_entries(&dir, "mta-turnstile");
+    assert_eq!(entries.len(), 12, "one commit per partition: {:?}", entries.iter().map(|e| e.0).collect::<Vec<_>>());
+    assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), (0..12).collect::<Vec<_>>());
+    let mut apps = std::collections::BTreeSet::new();
+    for (v, actions) in &entries {
+        assert_eq!((count(actions, "add"), count(actions, "txn"), count(actions, "remove")), (1, 1, 0), "version {v}");
+        let txn = actions.iter().find_map(|a| a.get("txn")).unwrap();
+        assert_eq!(txn["version"], 1, "first load: generation 1");
+        assert!(apps.insert(txn["appId"].as_str().unwrap().to_string()), "one commit per partition");
+    }
+    let total_rows: usize = expect.iter().map(|(_, n, _)| n).sum();
+    let entries_sum: i64 = {
+        let mut s = 0;
+        for (key, _, _) in &expect {
+            s += sum_i64(&read_parquet(f.read_object(key).await).0, "entries");
+        }
+        s
+    };
+    let path = dir.join("mta-turnstile");
+    let path = path.to_str().unwrap();
+    assert_eq!(deltalake_read(path, None), format!("{total_rows} {entries_sum} 12 11"));
+    let years = expect.iter().map(|(k, _, _)| &k[19..23]).collect::<std::collections::BTreeSet<_>>().len();
+    assert_eq!(duckdb_read(path), format!("{total_rows} {entries_sum} {years}"));
+    let m = workers[0].metrics().await;
+    let n = metric(&m, "lakefleet_table_commits_total", &[("outcome", "committed")]);
+    let m1 = workers[1].metrics().await;
+    assert_eq!(n + metric(&m1, "lakefleet_table_commits_total", &[("outcome", "committed")]), 12.0);
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_is_one_commit_and_the_previous_version_still_reads_the_old_rows() {
+    let src = Source::start().await;
+    let f = Fleet::local("tables-refresh");
+    let first = serve_mta_weeks(&src, 2, 300, 130, &[]);
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(1), &[]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(30)).await.done, 2);
+    let (changed, _) = mta_week(week(1), 450, 131);
+    src.put(&mta_name(week(1)), changed);
+    let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
+    assert_eq!((s.done, s.dead.len()), (2, 0), "{s:?}");
+
+    let dir = f.lake_dir.clone().unwrap();
+    let entries = log_entries(&dir, "mta-turnstile");
+    assert_eq!(entries.len(), 3, "two loads and one refresh");
+    let (_, refresh) = &entries[2];
+    assert_eq!((count(refresh, "remove"), count(refresh, "add")), (1, 1));
+    let removed = refresh.iter().find_map(|a| a.get("remove")).unwrap()["path"].as_str().unwrap().to_string();
+    assert!(first[1].0.ends_with(&removed), "{removed}");
+    assert_eq!(refresh.iter().find_map(|a| a.get("txn")).unwrap()["version"], 2);
+    let path = dir.join("mta-turnstile");
+    let path = path.to_str().unwrap();
+    let latest = deltalake_read(path, None);
+    assert!(latest.starts_with(&format!("{} ", first[0].1 + 450)) && latest.ends_with(" 2 2"), "{latest}");
+    let before = deltalake_read(path, Some(1));
+    assert!(before.starts_with(&format!("{} ", first[0].1 + first[1].1)) && before.ends_with(" 2 1"), "{before}");
+    f.cleanup().await;
+}
+
+/// Many committers racing: 8 tasks at once, two for each of 4 partitions,
+/// each with a snapshot of its own (as separate workers have).
+async fn race(lake: lakefleet::lake::Lake) -> Vec<(u64, Vec<serde_json::Value>)> {
+    let cat = lakefleet::catalog::Catalog::builtin();
+    let ds = Arc::new(cat.get("mta-turnstile").unwrap().clone());
+    let lake = Arc::new(lake);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8u64 {
+        let (ds, lake) = (ds.clone(), lake.clone());
+        tasks.spawn(async move {
+            let date = week(i % 4);
+            let c = PartitionCommit {
+                partition: date.to_string(),
+                key: ds.object_key(date),
+                size: 1000 + i % 4,
+                rows: 10,
+                generation: 1,
+                year: chrono::Datelike::year(&date),
+            };
+            let mut snap = Snapshot::default();
+            Table::new(&lake, &ds).commit(&mut snap, &c).await.unwrap()
+        });
+    }
+    let mut written = 0;
+    while let Some(r) = tasks.join_next().await {
+        if let Committed::Written { .. } = r.unwrap() {
+            written += 1;
+        }
+    }
+    assert_eq!(written, 4, "one commit per partition");
+    let mut out = Vec::new();
+    for v in 0.. {
+        let Some(b) = lake.get_opt(&format!("mta-turnstile/_delta_log/{v:020}.json")).await.unwrap() else { break };
+        let text = String::from_utf8(b.to_vec()).unwrap();
+        out.push((v, text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_committers_make_one_add_per_partition_on_a_local_folder_and_on_s3() {
+    let dir = tmpdir("tables-race");
+    let s3 = S3Server::start().await;
+    let s3_lake =
+        lakefleet::lake::Lake::open_s3_with(&format!("s3://{}/race", s3.bucket), &s3.endpoint, "testing", "testing")
+            .unwrap();
+    for (name, lake) in [("local", lakefleet::lake::Lake::open(dir.to_str().unwrap()).unwrap()), ("s3", s3_lake)] {
+        let entries = race(lake).await;
+        assert_eq!(entries.len(), 4, "{name}: four versions");
+        let adds: usize = entries.iter().map(|(_, a)| count(a, "add")).sum();
+        assert_eq!(adds, 4, "{name}");
+        let mut parts: Vec<String> = entries
+            .iter()
+            .flat_map(|(_, a)| a.iter().filter_map(|x| x.get("txn")).map(|t| t["appId"].as_str().unwrap().to_string()))
+            .collect();
+        parts.sort();
+        parts.dedup();
+        assert_eq!(parts.len(), 4, "{name}: {parts:?}");
+    }
+}
