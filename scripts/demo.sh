@@ -35,3 +35,17 @@ trap cleanup EXIT
 echo "worker log: ./demo-worker.log"
 echo "lake ($LAKE_URL):"
 find "$LAKE_URL" -name '*.parquet' -printf '  %P  %s bytes\n' | sort
+# The dataset is a Delta table: query it as users do (DuckDB's delta
+# extension, installed from its PyPI wheel by scripts/services.sh).
+echo "query (DuckDB, delta_scan):"
+python3 - "$LAKE_URL/mta-turnstile" <<'PY'
+import sys, os, glob, duckdb, duckdb_extension_delta
+ext = glob.glob(os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*", "delta.duckdb_extension"))[0]
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute(f"INSTALL '{ext}'")
+con.execute("LOAD delta")
+q = f"SELECT year, count(*) AS rows, count(DISTINCT station) AS stations, max(observed_at) AS last_reading FROM delta_scan('{sys.argv[1]}') GROUP BY year ORDER BY year"
+print("  " + q)
+for row in con.execute(q).fetchall():
+    print("  ", *row)
+PY

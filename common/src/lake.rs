@@ -181,19 +181,7 @@ impl Lake {
 
     /// Every key below `prefix` with its size, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, LakeError> {
-        use futures_util::StreamExt;
-        let p = self.path(prefix);
-        let mut out = Vec::new();
-        let mut s = self.store.list(Some(&p));
-        let root = self.root.as_ref().to_string();
-        while let Some(m) = s.next().await {
-            let m = m.map_err(|source| LakeError::Store { key: self.display(prefix), source })?;
-            let k = m.location.as_ref();
-            let k = if root.is_empty() { k } else { k.strip_prefix(&format!("{root}/")).unwrap_or(k) };
-            out.push((k.to_string(), m.size));
-        }
-        out.sort();
-        Ok(out)
+        Ok(self.list_meta(prefix).await?.into_iter().map(|(k, size, _)| (k, size)).collect())
     }
 
     /// Uploads the local file `file` (`size` bytes) to `key`. Unless
@@ -253,6 +241,32 @@ impl Lake {
         }
         w.finish().await.map_err(store_err)?;
         Ok(Uploaded::Written)
+    }
+
+    /// Objects under `prefix` with their size and last modification (ms
+    /// since the epoch), keys relative to the lake root.
+    pub async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, u64, i64)>, LakeError> {
+        use futures_util::StreamExt;
+        let p = self.path(prefix);
+        let mut out = Vec::new();
+        let mut s = self.store.list(Some(&p));
+        let root = self.root.as_ref().to_string();
+        while let Some(m) = s.next().await {
+            let m = m.map_err(|source| LakeError::Store { key: self.display(prefix), source })?;
+            let k = m.location.as_ref();
+            let k = if root.is_empty() { k } else { k.strip_prefix(&format!("{root}/")).unwrap_or(k) };
+            out.push((k.to_string(), m.size, m.last_modified.timestamp_millis()));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes an object (absent is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(LakeError::Store { key: self.display(key), source }),
+        }
     }
 
     /// Creates a small object (a table's log entry) if no object is under

@@ -40,6 +40,10 @@ pub struct Snapshot {
     pub version: Option<u64>,
     /// Live files by path (relative to the table root).
     pub files: BTreeMap<String, AddFile>,
+    /// Removed files by path, with when they were removed (ms since the
+    /// epoch): readers of earlier versions may still read them until a
+    /// vacuum past the retention deletes them.
+    pub removed: BTreeMap<String, i64>,
     /// Application transactions: appId -> version.
     pub txns: HashMap<String, u64>,
     /// The table's schema (Delta's JSON schema string).
@@ -80,10 +84,13 @@ impl Snapshot {
             if let Some(a) = v.get("add") {
                 let f =
                     add_file(a).ok_or_else(|| format!("version {version}, line {}: an add without a path", i + 1))?;
+                self.removed.remove(&f.path);
                 self.files.insert(f.path.clone(), f);
             } else if let Some(r) = v.get("remove") {
                 if let Some(p) = r.get("path").and_then(Value::as_str) {
-                    self.files.remove(&unescape(p));
+                    let p = unescape(p);
+                    self.files.remove(&p);
+                    self.removed.insert(p, r.get("deletionTimestamp").and_then(Value::as_i64).unwrap_or(0));
                 }
             } else if let Some(t) = v.get("txn") {
                 if let (Some(id), Some(ver)) =
@@ -391,6 +398,48 @@ impl<'a> Table<'a> {
             tokio::time::sleep(Duration::from_millis(base + jitter(base))).await;
         }
         Err(TableError::Contention { table: self.ds.name.clone(), attempts: MAX_COMMIT_ATTEMPTS })
+    }
+}
+
+/// What a vacuum deleted (or, dry, would delete): keys and sizes.
+#[derive(Debug, Clone, Default)]
+pub struct Vacuumed {
+    pub deleted: Vec<(String, u64)>,
+    /// Removed files kept: removed more recently than the retention.
+    pub kept: usize,
+}
+
+impl Table<'_> {
+    /// Deletes the objects of the dataset's folder that no version of the
+    /// table within `retention` references: files removed (by a refresh)
+    /// longer ago than the retention, and files never committed (a worker
+    /// died between its write and its commit) older than the retention.
+    /// Live files, the log and anything under a `_` folder are never
+    /// touched. `None`: the folder is not a table (nothing is deleted).
+    pub async fn vacuum(&self, retention: Duration, dry_run: bool) -> Result<Option<Vacuumed>, TableError> {
+        let snap = self.snapshot().await?;
+        if snap.version.is_none() {
+            return Ok(None);
+        }
+        let cutoff = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
+        let root = format!("{}/", self.ds.name);
+        let mut out = Vacuumed::default();
+        for (key, size, modified) in self.lake.list_meta(&root).await? {
+            let rel = key.strip_prefix(&root).unwrap_or(&key);
+            if rel.starts_with('_') || rel.contains("/_") || snap.files.contains_key(rel) {
+                continue;
+            }
+            let unreferenced_since = snap.removed.get(rel).copied().unwrap_or(modified);
+            if unreferenced_since >= cutoff {
+                out.kept += 1;
+                continue;
+            }
+            if !dry_run {
+                self.lake.delete(&key).await?;
+            }
+            out.deleted.push((key, size));
+        }
+        Ok(Some(out))
     }
 }
 

@@ -65,6 +65,16 @@ pub enum Command {
     /// Examples: producer hosts
     ///           producer hosts resume data.ny.gov:443
     Hosts(HostsArgs),
+    /// Delete the objects of a dataset's Delta table that no version within
+    /// the retention references: files a refresh replaced longer ago than
+    /// `--older-than`, and files never committed (a worker died between its
+    /// write and its commit) older than that. Live files and the log are never
+    /// touched; time travel to a version older than the retention may then
+    /// fail. Says what it deleted and how many bytes it freed.
+    ///
+    /// Examples: producer vacuum --dataset mta-turnstile
+    ///           producer vacuum --dataset nyc-tlc-yellow --older-than 30d --dry-run
+    Vacuum(VacuumArgs),
     /// Serve backfill progress and queue depths on /metrics for Prometheus.
     ///
     /// Gauges: lakefleet_backfill_partitions{backfill,dataset,state} (planned,
@@ -72,6 +82,33 @@ pub enum Command {
     /// most recent backfills, lakefleet_queue_messages{queue} for the work,
     /// retry and parking queues. Runs until SIGTERM or Ctrl-C.
     Exporter(ExporterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// The dataset whose table is vacuumed.
+    #[arg(long)]
+    pub dataset: String,
+    /// Retention: `7d`, `12h`, `30m`, `0s` (delete everything unreferenced).
+    #[arg(long, default_value = "7d", value_parser = parse_age)]
+    pub older_than: std::time::Duration,
+    /// Show what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `7d`, `12h`, `30m`, `45s`.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: a number and a unit: 7d, 12h, 30m, 0s"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(format!("{s:?}: the unit is d, h, m or s (7d, 12h, 30m, 0s)")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }
 
 #[derive(Debug, Args)]

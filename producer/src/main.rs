@@ -120,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => status::cancel(&conn, &args.backfill_id).await,
         Command::Schedule(args) => schedule::run(&conn, &catalog, args).await,
         Command::Hosts(args) => status::hosts(&conn, args).await,
+        Command::Vacuum(args) => status::vacuum(&conn, &catalog, args).await,
     }
 }
 

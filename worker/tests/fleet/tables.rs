@@ -147,6 +147,27 @@ async fn a_refresh_is_one_commit_and_the_previous_version_still_reads_the_old_ro
     assert!(latest.starts_with(&format!("{} ", first[0].1 + 450)) && latest.ends_with(" 2 2"), "{latest}");
     let before = deltalake_read(path, Some(1));
     assert!(before.starts_with(&format!("{} ", first[0].1 + first[1].1)) && before.ends_with(" 2 1"), "{before}");
+
+    // Vacuum: within the default retention (7 days) nothing goes; past it,
+    // only the replaced object (plus one never committed, as a worker that
+    // died between its write and its commit leaves).
+    let orphan = dir.join("mta-turnstile/year=2022/mta-turnstile_2099-01-01.parquet");
+    std::fs::write(&orphan, b"never committed").unwrap();
+    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("deleted 0 object(s)") && stdout(&out).contains("kept 2"), "{}", stdout(&out));
+    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "0s", "--dry-run"]);
+    assert!(stdout(&out).contains("would delete 2 object(s)"), "{}", stdout(&out));
+    assert_eq!(f.objects().await.len(), 4, "a dry run deletes nothing");
+    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "0s"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains(&format!("deleted {}", first[1].0)), "{}", stdout(&out));
+    assert!(stdout(&out).contains("deleted 2 object(s)"), "{}", stdout(&out));
+    let left: Vec<String> = f.objects().await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, vec![first[0].0.clone(), first[1].0.replace(".parquet", ".2.parquet")]);
+    assert_eq!(deltalake_read(path, None), latest, "the latest version reads as before");
+    let bad = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "7 days"]);
+    assert_eq!(bad.status.code(), Some(2));
     f.cleanup().await;
 }
 
