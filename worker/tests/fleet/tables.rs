@@ -12,7 +12,11 @@ use lakefleet_testkit::*;
 /// Runs a python script with `args`; its stdout, trimmed (the test fails
 /// with the script's stderr when it fails).
 fn python(script: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("python3").arg("-c").arg(script).args(args).output().expect("python3");
+    // Exit without the interpreter's teardown: deltalake's threads made it
+    // abort there now and then ("terminate called without an active
+    // exception"), after the answer was printed.
+    let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
+    let out = std::process::Command::new("python3").arg("-c").arg(&script).args(args).output().expect("python3");
     assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
