@@ -46,7 +46,14 @@ pub fn confirm(question: &str, refusal: String) -> anyhow::Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-fn datasets(catalog: &Catalog) {
+async fn datasets(conn: &lakefleet::config::Connections, catalog: &Catalog) {
+    // The tables' state, from the lake (a local lake that does not exist yet is not created).
+    let local = !conn.lake_url.contains("://") || conn.lake_url.starts_with("file://");
+    let dir = conn.lake_url.strip_prefix("file://").unwrap_or(&conn.lake_url);
+    let lake = match local && !std::path::Path::new(dir).exists() {
+        true => None,
+        false => lakefleet::lake::Lake::open(&conn.lake_url).ok(),
+    };
     for d in catalog.iter() {
         let last = d.last.map(|l| l.to_string()).unwrap_or_else(|| "still publishing".into());
         let lag = if d.publish_lag_days > 0 {
@@ -67,6 +74,11 @@ fn datasets(catalog: &Catalog) {
                 }
             }
             None => println!("  url: {}", d.url_template),
+        }
+        match (&lake, d.table) {
+            (_, false) => println!("  table: off (plain Parquet files)"),
+            (Some(lake), true) => println!("  {}", status::table_line(lake, d).await),
+            (None, true) => println!("  table {}: none yet (no lake at {})", d.name, conn.lake_url),
         }
         if d.format == lakefleet::catalog::SourceFormat::Csv {
             println!("  schema (v{}): {}", d.schema_version, d.schema_summary().join(", "));
@@ -110,7 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::load(cli.catalog.as_deref()).map_err(|e| Refused(e.to_string()))?;
     match &cli.command {
         Command::Datasets => {
-            datasets(&catalog);
+            datasets(&conn, &catalog).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backfill(args) => backfill::run(&conn, &catalog, &backfill::Request::from(args)).await,

@@ -210,7 +210,28 @@ pub async fn run(
     bar.finish();
     println!("{}", summary(&s));
     print_failures(&s);
+    if let Some(ds) = catalog.get(&s.dataset).filter(|d| d.table) {
+        let lake = Lake::open(&conn.lake_url)?;
+        println!("{}", table_line(&lake, ds).await);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `table mta-turnstile: version 11, 12 live files, 2400 rows`: what the
+/// dataset's Delta table holds now.
+pub async fn table_line(lake: &Lake, ds: &lakefleet::catalog::Dataset) -> String {
+    match lakefleet::table::Table::new(lake, ds).snapshot().await {
+        Ok(snap) => match snap.version {
+            None => format!("table {}: none yet (no partition committed)", ds.name),
+            Some(v) => format!(
+                "table {}: version {v}, {} live files, {} rows",
+                ds.name,
+                snap.files.len(),
+                snap.rows()
+            ),
+        },
+        Err(e) => format!("table {}: unreadable: {e}", ds.name),
+    }
 }
 
 /// Follows a backfill until every partition is done or parked. A Redis

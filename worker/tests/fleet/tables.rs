@@ -114,6 +114,11 @@ async fn a_backfill_commits_each_partition_once_and_deltalake_and_duckdb_read_th
     assert_eq!(deltalake_read(path, None), format!("{total_rows} {entries_sum} 12 11"));
     let years = expect.iter().map(|(k, _, _)| &k[19..23]).collect::<std::collections::BTreeSet<_>>().len();
     assert_eq!(duckdb_read(path), format!("{total_rows} {entries_sum} {years}"));
+    let shown = format!("table mta-turnstile: version 11, 12 live files, {total_rows} rows");
+    let status = f.producer(&["status", &backfill_id(&out)]);
+    assert!(stdout(&status).contains(&shown), "{}", stdout(&status));
+    let datasets = f.producer(&["datasets"]);
+    assert!(stdout(&datasets).contains(&shown), "{}", stdout(&datasets));
     let m = workers[0].metrics().await;
     let n = metric(&m, "lakefleet_table_commits_total", &[("outcome", "committed")]);
     let m1 = workers[1].metrics().await;
