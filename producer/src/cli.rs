@@ -75,6 +75,9 @@ pub enum Command {
     /// Examples: producer vacuum --dataset mta-turnstile
     ///           producer vacuum --dataset nyc-tlc-yellow --older-than 30d --dry-run
     Vacuum(VacuumArgs),
+    /// A dataset's table, for the engines that query it.
+    #[command(subcommand)]
+    Table(TableCommand),
     /// Serve backfill progress and queue depths on /metrics for Prometheus.
     ///
     /// Gauges: lakefleet_backfill_partitions{backfill,dataset,state} (planned,
@@ -82,6 +85,35 @@ pub enum Command {
     /// most recent backfills, lakefleet_queue_messages{queue} for the work,
     /// retry and parking queues. Runs until SIGTERM or Ctrl-C.
     Exporter(ExporterArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// Print the DDL that puts a dataset's table into a warehouse: BigQuery
+    /// (a BigLake table over the Delta table on gs://, or a Hive-partitioned
+    /// Parquet external table for a dataset with `table = false`), or a DuckDB
+    /// view (`delta_scan`). Prints only: run it in the warehouse.
+    ///
+    /// Examples: producer table ddl --dataset mta-turnstile --bigquery my-proj.lake.mta_turnstile --connection my-proj.us.lake
+    ///           producer table ddl --dataset mta-turnstile --duckdb
+    Ddl(DdlArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("engine").required(true).args(["bigquery", "duckdb"])))]
+pub struct DdlArgs {
+    #[arg(long)]
+    pub dataset: String,
+    /// BigQuery table to create: PROJECT.DATASET.TABLE (the lake must be on gs://).
+    #[arg(long, value_name = "PROJECT.DATASET.TABLE")]
+    pub bigquery: Option<String>,
+    /// BigQuery connection (PROJECT.REGION.CONNECTION) whose service account
+    /// reads the bucket; default: the project's default connection.
+    #[arg(long, requires = "bigquery", value_name = "PROJECT.REGION.CONNECTION")]
+    pub connection: Option<String>,
+    /// A DuckDB view over the table.
+    #[arg(long)]
+    pub duckdb: bool,
 }
 
 #[derive(Debug, Args)]

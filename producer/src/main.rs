@@ -7,6 +7,7 @@
 
 mod backfill;
 mod cli;
+mod ddl;
 mod dlq;
 mod exporter;
 mod progress;
@@ -133,6 +134,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule(args) => schedule::run(&conn, &catalog, args).await,
         Command::Hosts(args) => status::hosts(&conn, args).await,
         Command::Vacuum(args) => status::vacuum(&conn, &catalog, args).await,
+        Command::Table(cli::TableCommand::Ddl(args)) => {
+            let ds = catalog.require(&args.dataset).map_err(Refused)?;
+            println!("{}", ddl::ddl(ds, &conn.lake_url, args).map_err(Refused)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

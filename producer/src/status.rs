@@ -223,12 +223,7 @@ pub async fn table_line(lake: &Lake, ds: &lakefleet::catalog::Dataset) -> String
     match lakefleet::table::Table::new(lake, ds).snapshot().await {
         Ok(snap) => match snap.version {
             None => format!("table {}: none yet (no partition committed)", ds.name),
-            Some(v) => format!(
-                "table {}: version {v}, {} live files, {} rows",
-                ds.name,
-                snap.files.len(),
-                snap.rows()
-            ),
+            Some(v) => format!("table {}: version {v}, {} live files, {} rows", ds.name, snap.files.len(), snap.rows()),
         },
         Err(e) => format!("table {}: unreadable: {e}", ds.name),
     }
