@@ -155,6 +155,10 @@ fn default_max_slice_rows() -> u64 {
     DEFAULT_MAX_SLICE_ROWS
 }
 
+fn default_checkpoint_interval() -> u64 {
+    100
+}
+
 fn default_max_source_bytes() -> u64 {
     DEFAULT_MAX_SOURCE_BYTES
 }
@@ -345,6 +349,10 @@ pub struct Dataset {
     /// Parquet files, written in place.
     #[serde(default = "default_true")]
     pub table: bool,
+    /// A Delta checkpoint every this many table versions (readers and new
+    /// workers read it and the commits after it, not the whole log).
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: u64,
     /// Whether a source with a header and no rows is a valid (empty)
     /// partition; otherwise it is parked as `empty_source`.
     #[serde(default)]
@@ -566,6 +574,9 @@ impl Dataset {
                 "field `max_retry_after_seconds`: {} must be between 1 and 86400 (a day)",
                 self.max_retry_after_seconds
             ));
+        }
+        if self.checkpoint_interval == 0 {
+            return Err("field `checkpoint_interval`: must be at least 1 (a checkpoint every N table versions)".into());
         }
         if self.max_slice_rows == 0 {
             return Err("field `max_slice_rows`: must be at least 1".into());

@@ -240,3 +240,67 @@ async fn racing_committers_make_one_add_per_partition_on_a_local_folder_and_on_s
         assert_eq!(parts.len(), 4, "{name}: {parts:?}");
     }
 }
+
+/// mta-turnstile's schema under another name, checkpointed every 5 versions.
+const CHECKPOINTED: &str = r#"[[dataset]]
+name = "mta-ckpt"
+cadence = "weekly"
+url_template = "http://web.mta.info/developers/data/nyct/turnstile/turnstile_{yymmdd}.txt"
+first = "2014-10-18"
+checkpoint_interval = 5
+columns = [
+  { source = "C/A", name = "ca", type = "string" }, { source = "UNIT", name = "unit", type = "string" },
+  { source = "SCP", name = "scp", type = "string" }, { source = "STATION", name = "station", type = "string" },
+  { source = "LINENAME", name = "linename", type = "string" }, { source = "DIVISION", name = "division", type = "string" },
+  { source = "DATE", name = "date", type = "date", format = "%m/%d/%Y" }, { source = "TIME", name = "time", type = "string" },
+  { source = "DESC", name = "desc", type = "string" }, { source = "ENTRIES", name = "entries", type = "int64" },
+  { source = "EXITS", name = "exits", type = "int64" },
+]
+derived = [ { name = "observed_at", type = "timestamp", from = ["DATE", "TIME"], format = "%m/%d/%Y %H:%M:%S" } ]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_bound_the_log_and_every_reader_reads_through_them() {
+    let src = Source::start().await;
+    let f = Fleet::local("tables-ckpt").with_catalog(CHECKPOINTED);
+    let expect = serve_mta_weeks(&src, 12, 100, 140, &[]);
+    let w = f.worker(&["--concurrency", "4"]);
+    w.ready().await;
+    let out = f.backfill("mta-ckpt", &week(0).to_string(), &week(11).to_string(), &["--mirror", &src.base]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (12, 0), "{s:?}");
+    let dir = f.lake_dir.clone().unwrap();
+    let log = dir.join("mta-ckpt/_delta_log");
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint")).unwrap()).unwrap();
+    assert_eq!(last["version"], 10, "{last}");
+    assert!(log.join(format!("{:020}.checkpoint.parquet", 5)).exists());
+    assert!(log.join(format!("{:020}.checkpoint.parquet", 10)).exists());
+    // The commits the checkpoint covers go (as a log cleanup would): every
+    // reader must find the table whole in the checkpoint and version 11.
+    for v in 0..=10 {
+        std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
+    }
+    let total_rows: usize = expect.iter().map(|(_, n, _)| n).sum();
+    let path = dir.join("mta-ckpt");
+    let read = deltalake_read(path.to_str().unwrap(), None);
+    assert!(read.starts_with(&format!("{total_rows} ")) && read.ends_with(" 12 11"), "{read}");
+    assert!(duckdb_read(path.to_str().unwrap()).starts_with(&format!("{total_rows} ")));
+    let cat = lakefleet::catalog::Catalog::with_file(std::path::Path::new(
+        &f.env.iter().find(|(k, _)| k == "LAKEFLEET_CATALOG").unwrap().1,
+    ))
+    .unwrap();
+    let lake = f.lake();
+    let snap = Table::new(&lake, cat.get("mta-ckpt").unwrap()).snapshot().await.unwrap();
+    assert_eq!((snap.version, snap.files.len(), snap.txns.len(), snap.rows()), (Some(11), 12, 12, total_rows as u64));
+    // A new worker (no view of the log yet) skips what the table holds.
+    f.forget_redis().await;
+    let w2 = f.worker(&[]);
+    w2.ready().await;
+    let again =
+        f.backfill("mta-ckpt", &week(0).to_string(), &week(11).to_string(), &["--mirror", &src.base, "--force"]);
+    let s = wait_finished(&f, &again, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (12, 0), "{s:?}");
+    assert_eq!(metric(&w2.metrics().await, "lakefleet_uploads_total", &[("result", "written")]), 0.0);
+    f.cleanup().await;
+}

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod checkpoint;
+
 use crate::catalog::{ColumnType, Dataset};
 use crate::lake::{Lake, LakeError};
 
@@ -44,6 +46,12 @@ pub struct Snapshot {
     /// epoch): readers of earlier versions may still read them until a
     /// vacuum past the retention deletes them.
     pub removed: BTreeMap<String, i64>,
+    /// The actions a checkpoint repeats, as the log wrote them: protocol,
+    /// metaData, and each live add and kept remove.
+    protocol: Option<Value>,
+    metadata: Option<Value>,
+    adds: BTreeMap<String, Value>,
+    removes: BTreeMap<String, Value>,
     /// Application transactions: appId -> version.
     pub txns: HashMap<String, u64>,
     /// The table's schema (Delta's JSON schema string).
@@ -67,6 +75,21 @@ pub struct AddFile {
 }
 
 impl Snapshot {
+    /// The actions of a checkpoint of this snapshot: protocol, metaData,
+    /// transactions, live files, and the removes a vacuum has not passed.
+    pub fn checkpoint_actions(&self) -> Vec<Value> {
+        let now = now_ms();
+        let mut out: Vec<Value> = Vec::new();
+        out.extend(self.protocol.iter().map(|p| json!({"protocol": p})));
+        out.extend(self.metadata.iter().map(|m| json!({"metaData": m})));
+        let mut txns: Vec<(&String, &u64)> = self.txns.iter().collect();
+        txns.sort();
+        out.extend(txns.into_iter().map(|(id, v)| json!({"txn": {"appId": id, "version": v, "lastUpdated": now}})));
+        out.extend(self.adds.values().map(|a| json!({"add": a})));
+        out.extend(self.removes.values().map(|r| json!({"remove": r})));
+        out
+    }
+
     /// The version the table records for application transaction `app_id` (0: none).
     pub fn txn(&self, app_id: &str) -> u64 {
         self.txns.get(app_id).copied().unwrap_or(0)
@@ -85,11 +108,15 @@ impl Snapshot {
                 let f =
                     add_file(a).ok_or_else(|| format!("version {version}, line {}: an add without a path", i + 1))?;
                 self.removed.remove(&f.path);
+                self.removes.remove(&f.path);
+                self.adds.insert(f.path.clone(), a.clone());
                 self.files.insert(f.path.clone(), f);
             } else if let Some(r) = v.get("remove") {
                 if let Some(p) = r.get("path").and_then(Value::as_str) {
                     let p = unescape(p);
                     self.files.remove(&p);
+                    self.adds.remove(&p);
+                    self.removes.insert(p.clone(), r.clone());
                     self.removed.insert(p, r.get("deletionTimestamp").and_then(Value::as_i64).unwrap_or(0));
                 }
             } else if let Some(t) = v.get("txn") {
@@ -98,7 +125,10 @@ impl Snapshot {
                 {
                     self.txns.insert(id.to_string(), ver);
                 }
+            } else if let Some(p) = v.get("protocol") {
+                self.protocol = Some(p.clone());
             } else if let Some(m) = v.get("metaData") {
+                self.metadata = Some(m.clone());
                 self.schema_string = m.get("schemaString").and_then(Value::as_str).map(str::to_string);
                 self.table_id = m.get("id").and_then(Value::as_str).map(str::to_string);
             } else if let Some(c) = v.get("commitInfo") {
@@ -269,6 +299,11 @@ impl<'a> Table<'a> {
     /// version, one GET each, until the next is not there (a fresh snapshot
     /// reads from version 0).
     pub async fn refresh(&self, snap: &mut Snapshot) -> Result<(), TableError> {
+        if snap.version.is_none()
+            && let Some(c) = self.read_checkpoint().await?
+        {
+            *snap = c;
+        }
         loop {
             let next = snap.version.map_or(0, |v| v + 1);
             match self.lake.get_opt(&self.log_key(next)).await? {
@@ -280,6 +315,58 @@ impl<'a> Table<'a> {
                 None => return Ok(()),
             }
         }
+    }
+
+    fn last_checkpoint_key(&self) -> String {
+        format!("{}/_delta_log/_last_checkpoint", self.ds.name)
+    }
+
+    fn checkpoint_key(&self, version: u64) -> String {
+        format!("{}/_delta_log/{version:020}.checkpoint.parquet", self.ds.name)
+    }
+
+    /// The table at its last checkpoint, if `_last_checkpoint` names one
+    /// that can be read (else the log is read from version 0).
+    async fn read_checkpoint(&self) -> Result<Option<Snapshot>, TableError> {
+        let Some(last) = self.lake.get_opt(&self.last_checkpoint_key()).await? else { return Ok(None) };
+        let Some(version) = serde_json::from_slice::<Value>(&last).ok().and_then(|v| v.get("version")?.as_u64()) else {
+            tracing::warn!(table = %self.ds.name, "_last_checkpoint is not readable; reading the log from version 0");
+            return Ok(None);
+        };
+        let Some(bytes) = self.lake.get_opt(&self.checkpoint_key(version)).await? else {
+            tracing::warn!(table = %self.ds.name, version, "the checkpoint _last_checkpoint names is missing; reading the log from version 0");
+            return Ok(None);
+        };
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| self.log_err(format!("{}: {e}", self.checkpoint_key(version))))?;
+        let mut snap = Snapshot::default();
+        let mut text = String::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| self.log_err(format!("{}: {e}", self.checkpoint_key(version))))?;
+            text.push_str(&checkpoint::lines(&batch));
+        }
+        snap.apply(version, &text).map_err(|m| self.log_err(m))?;
+        Ok(Some(snap))
+    }
+
+    /// Writes the checkpoint of `snap` (at its version) and points
+    /// `_last_checkpoint` at it.
+    pub async fn write_checkpoint(&self, snap: &Snapshot) -> Result<(), TableError> {
+        let Some(version) = snap.version else { return Ok(()) };
+        let actions = snap.checkpoint_actions();
+        let batch = checkpoint::batch(&actions);
+        let mut out = Vec::new();
+        let write = |out: &mut Vec<u8>| -> parquet::errors::Result<()> {
+            let mut w = parquet::arrow::ArrowWriter::try_new(out, batch.schema(), None)?;
+            w.write(&batch)?;
+            w.close().map(|_| ())
+        };
+        write(&mut out).map_err(|e| self.log_err(format!("writing checkpoint {version}: {e}")))?;
+        self.lake.put_small(&self.checkpoint_key(version), out).await?;
+        let last = json!({"version": version, "size": actions.len()}).to_string();
+        self.lake.put_small(&self.last_checkpoint_key(), last.into_bytes()).await?;
+        Ok(())
     }
 
     /// The table as the log says now.
@@ -390,6 +477,14 @@ impl<'a> Table<'a> {
             let version = cache.version.map_or(0, |v| v + 1);
             if self.lake.create_small(&self.log_key(version), body.clone().into_bytes()).await? {
                 cache.apply(version, &body).map_err(|m| self.log_err(m))?;
+                // Every `checkpoint_interval` versions, the writer of that
+                // version checkpoints the table (a failure costs readers
+                // time, never correctness: the commit stands).
+                if version > 0 && version % self.ds.checkpoint_interval == 0 {
+                    if let Err(e) = self.write_checkpoint(cache).await {
+                        tracing::warn!(table = %self.ds.name, version, error = %e, "checkpoint not written");
+                    }
+                }
                 return Ok(Committed::Written { version, attempts: attempt });
             }
             // Another writer took this version: read it and try again, after
