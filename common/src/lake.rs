@@ -261,6 +261,33 @@ impl Lake {
         Ok(out)
     }
 
+    /// The row count in a Parquet object's footer (only the footer is read:
+    /// its last 8 bytes, then the metadata they point at). `size` is the
+    /// object's size, as listed.
+    pub async fn parquet_rows(&self, key: &str, size: u64) -> Result<u64, LakeError> {
+        let path = self.path(key);
+        let store_err = |source| LakeError::Store { key: self.display(key), source };
+        let bad = |message: String| LakeError::Store {
+            key: self.display(key),
+            source: object_store::Error::Generic { store: "lake", source: message.into() },
+        };
+        if size < 12 {
+            return Err(bad(format!("{size} bytes: not a Parquet file")));
+        }
+        let tail = self.store.get_range(&path, size - 8..size).await.map_err(store_err)?;
+        if tail.len() != 8 || &tail[4..] != b"PAR1" {
+            return Err(bad("no Parquet footer at the end".into()));
+        }
+        let len = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+        if len + 8 > size || len > crate::convert::MAX_FOOTER_BYTES {
+            return Err(bad(format!("a footer of {len} bytes in a file of {size}")));
+        }
+        let footer = self.store.get_range(&path, size - 8 - len..size - 8).await.map_err(store_err)?;
+        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
+            .map_err(|e| bad(format!("unreadable footer: {e}")))?;
+        Ok(meta.file_metadata().num_rows().max(0) as u64)
+    }
+
     /// Deletes an object (absent is fine).
     pub async fn delete(&self, key: &str) -> Result<(), LakeError> {
         match self.store.delete(&self.path(key)).await {

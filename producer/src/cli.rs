@@ -97,6 +97,17 @@ pub enum TableCommand {
     /// Examples: producer table ddl --dataset mta-turnstile --bigquery my-proj.lake.mta_turnstile --connection my-proj.us.lake
     ///           producer table ddl --dataset mta-turnstile --duckdb
     Ddl(DdlArgs),
+    /// Make a folder of objects written before tables existed (or with
+    /// `table = false`) the dataset's Delta table: every object named as one
+    /// of the dataset's partitions is committed in one version, its row count
+    /// read from its footer only. Idempotent: run it again and it adds only
+    /// what the table does not hold.
+    ///
+    /// Example: producer table init --dataset mta-turnstile
+    Init {
+        #[arg(long)]
+        dataset: String,
+    },
 }
 
 #[derive(Debug, Args)]

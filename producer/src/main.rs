@@ -134,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule(args) => schedule::run(&conn, &catalog, args).await,
         Command::Hosts(args) => status::hosts(&conn, args).await,
         Command::Vacuum(args) => status::vacuum(&conn, &catalog, args).await,
+        Command::Table(cli::TableCommand::Init { dataset }) => status::table_init(&conn, &catalog, dataset).await,
         Command::Table(cli::TableCommand::Ddl(args)) => {
             let ds = catalog.require(&args.dataset).map_err(Refused)?;
             println!("{}", ddl::ddl(ds, &conn.lake_url, args).map_err(Refused)?);

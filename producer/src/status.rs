@@ -69,6 +69,35 @@ pub async fn vacuum(conn: &Connections, catalog: &Catalog, args: &crate::cli::Va
     Ok(ExitCode::SUCCESS)
 }
 
+/// `producer table init --dataset X`.
+pub async fn table_init(conn: &Connections, catalog: &Catalog, dataset: &str) -> anyhow::Result<ExitCode> {
+    let ds = catalog.require(dataset).map_err(crate::Refused)?;
+    let lake = Lake::open(&conn.lake_url)?;
+    let table = lakefleet::table::Table::new(&lake, ds);
+    let mut snap = lakefleet::table::Snapshot::default();
+    let (committed, found, rows) = table.init_from_folder(&mut snap).await?;
+    match committed {
+        lakefleet::table::Committed::Written { version, .. } => println!(
+            "table {}: version {version} committed from the folder's objects ({found} partition file(s), {rows} rows read from their footers)",
+            ds.name
+        ),
+        lakefleet::table::Committed::AlreadyCommitted { .. } if found == 0 => {
+            return Err(crate::Refused(format!(
+                "{}/{}: no object named as one of {}'s partitions ({{dataset}}_{{partition}}.parquet); nothing to commit",
+                redact(&conn.lake_url),
+                ds.name,
+                ds.name
+            ))
+            .into());
+        }
+        lakefleet::table::Committed::AlreadyCommitted { .. } => {
+            println!("table {}: already holds every partition file of the folder ({found}); nothing to add", ds.name)
+        }
+    }
+    println!("{}", table_line(&lake, ds).await);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `producer hosts [resume HOST]`.
 pub async fn hosts(conn: &Connections, args: &crate::cli::HostsArgs) -> anyhow::Result<ExitCode> {
     let state = State::connect(&conn.redis_url, &conn.prefix).await?;

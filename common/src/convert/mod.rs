@@ -37,7 +37,7 @@ use chrono::NaiveDate;
 
 use crate::catalog::{ColumnType, Dataset, SourceFormat};
 
-pub use self::parquet::MAGIC as PARQUET_MAGIC;
+pub use self::parquet::{MAGIC as PARQUET_MAGIC, MAX_FOOTER_BYTES};
 
 /// Rows per Arrow batch of a CSV source. 16Ki rows instead of 64Ki: the
 /// same CPU, 11-12 MiB less peak memory per conversion (MTA 10 weeks 44 ->

@@ -436,37 +436,59 @@ impl<'a> Table<'a> {
     /// commit or an earlier one. `cache` is this process's snapshot of the
     /// table (brought up to date here).
     pub async fn commit(&self, cache: &mut Snapshot, c: &PartitionCommit) -> Result<Committed, TableError> {
-        let app = app_id(&self.ds.name, &c.partition);
+        self.commit_all(cache, std::slice::from_ref(c), if c.generation > 1 { "REFRESH" } else { "WRITE" }).await
+    }
+
+    /// Commits the partitions of `all` that the table does not record yet
+    /// (at their generation) in one version; `AlreadyCommitted` when it
+    /// records every one. `operation` names the commit in its history.
+    pub async fn commit_all(
+        &self,
+        cache: &mut Snapshot,
+        all: &[PartitionCommit],
+        operation: &str,
+    ) -> Result<Committed, TableError> {
         let root = format!("{}/", self.ds.name);
-        let path = c.key.strip_prefix(&root).unwrap_or(&c.key).to_string();
         for attempt in 1..=MAX_COMMIT_ATTEMPTS {
             self.refresh(cache).await?;
-            if cache.txn(&app) >= c.generation {
+            let todo: Vec<&PartitionCommit> =
+                all.iter().filter(|c| cache.txn(&app_id(&self.ds.name, &c.partition)) < c.generation).collect();
+            if todo.is_empty() {
                 return Ok(Committed::AlreadyCommitted { attempts: attempt });
             }
             let now = now_ms();
             let mut actions = self.metadata_actions(cache)?;
-            for old in cache.files.values().filter(|f| f.partition.as_deref() == Some(&c.partition) && f.path != path) {
-                actions.push(json!({"remove": {
-                    "path": old.path, "deletionTimestamp": now, "dataChange": true,
-                    "extendedFileMetadata": true, "partitionValues": old.partition_values, "size": old.size,
+            for c in &todo {
+                let path = c.key.strip_prefix(&root).unwrap_or(&c.key).to_string();
+                for old in
+                    cache.files.values().filter(|f| f.partition.as_deref() == Some(&c.partition) && f.path != path)
+                {
+                    actions.push(json!({"remove": {
+                        "path": old.path, "deletionTimestamp": now, "dataChange": true,
+                        "extendedFileMetadata": true, "partitionValues": old.partition_values, "size": old.size,
+                    }}));
+                }
+                let stats = json!({"numRecords": c.rows}).to_string();
+                actions.push(json!({"add": {
+                    "path": path,
+                    "partitionValues": {PARTITION_COLUMN: c.year.to_string()},
+                    "size": c.size,
+                    "modificationTime": now,
+                    "dataChange": true,
+                    "stats": stats,
+                    "tags": {PARTITION_TAG: c.partition},
                 }}));
+                let app = app_id(&self.ds.name, &c.partition);
+                actions.push(json!({"txn": {"appId": app, "version": c.generation, "lastUpdated": now}}));
             }
-            let stats = json!({"numRecords": c.rows}).to_string();
-            actions.push(json!({"add": {
-                "path": path,
-                "partitionValues": {PARTITION_COLUMN: c.year.to_string()},
-                "size": c.size,
-                "modificationTime": now,
-                "dataChange": true,
-                "stats": stats,
-                "tags": {PARTITION_TAG: c.partition},
-            }}));
-            actions.push(json!({"txn": {"appId": app, "version": c.generation, "lastUpdated": now}}));
+            let params = match todo.as_slice() {
+                [one] => json!({"partition": one.partition, "generation": one.generation}),
+                many => json!({"partitions": many.len()}),
+            };
             actions.push(json!({"commitInfo": {
                 "timestamp": now,
-                "operation": if c.generation > 1 { "REFRESH" } else { "WRITE" },
-                "operationParameters": {"partition": c.partition, "generation": c.generation},
+                "operation": operation,
+                "operationParameters": params,
                 "engineInfo": concat!("lakefleet/", env!("CARGO_PKG_VERSION")),
             }}));
             let mut body = String::new();
@@ -480,10 +502,11 @@ impl<'a> Table<'a> {
                 // Every `checkpoint_interval` versions, the writer of that
                 // version checkpoints the table (a failure costs readers
                 // time, never correctness: the commit stands).
-                if version > 0 && version % self.ds.checkpoint_interval == 0 {
-                    if let Err(e) = self.write_checkpoint(cache).await {
-                        tracing::warn!(table = %self.ds.name, version, error = %e, "checkpoint not written");
-                    }
+                if version > 0
+                    && version % self.ds.checkpoint_interval == 0
+                    && let Err(e) = self.write_checkpoint(cache).await
+                {
+                    tracing::warn!(table = %self.ds.name, version, error = %e, "checkpoint not written");
                 }
                 return Ok(Committed::Written { version, attempts: attempt });
             }
@@ -493,6 +516,62 @@ impl<'a> Table<'a> {
             tokio::time::sleep(Duration::from_millis(base + jitter(base))).await;
         }
         Err(TableError::Contention { table: self.ds.name.clone(), attempts: MAX_COMMIT_ATTEMPTS })
+    }
+
+    /// Makes a folder of objects written without a table (before tables
+    /// existed, or with `table = false`) a table: every object whose name is
+    /// one of the dataset's partitions (`{dataset}_{partition}[.{gen}].parquet`;
+    /// the highest generation of a partition) is committed, its row count
+    /// read from its footer only. Idempotent: partitions the table records
+    /// are left alone. Returns the commit and what it added (files, rows).
+    pub async fn init_from_folder(&self, cache: &mut Snapshot) -> Result<(Committed, usize, u64), TableError> {
+        let root = format!("{}/", self.ds.name);
+        let mut best: BTreeMap<String, (u64, String, u64)> = BTreeMap::new();
+        for (key, size, _) in self.lake.list_meta(&root).await? {
+            let rel = key.strip_prefix(&root).unwrap_or(&key);
+            if rel.starts_with('_') || rel.contains("/_") {
+                continue;
+            }
+            let Some((partition, generation)) = self.partition_of(rel) else { continue };
+            if best.get(&partition).is_none_or(|(g, _, _)| generation > *g) {
+                best.insert(partition, (generation, key.clone(), size));
+            }
+        }
+        let mut commits = Vec::new();
+        let mut rows = 0;
+        for (partition, (generation, key, size)) in best {
+            let date: chrono::NaiveDate = partition.parse().map_err(|_| self.log_err(format!("{key}: no date")))?;
+            let n = self.lake.parquet_rows(&key, size).await?;
+            rows += n;
+            commits.push(PartitionCommit {
+                partition,
+                key,
+                size,
+                rows: n,
+                generation,
+                year: chrono::Datelike::year(&date),
+            });
+        }
+        let added = commits.len();
+        let committed = self.commit_all(cache, &commits, "CONVERT").await?;
+        Ok((committed, added, rows))
+    }
+
+    /// The partition (`2022-01-08`) and generation of an object of the
+    /// dataset's folder, from its name.
+    fn partition_of(&self, rel: &str) -> Option<(String, u64)> {
+        let name = rel.rsplit('/').next()?;
+        let stem = name.strip_prefix(&format!("{}_", self.ds.name))?.strip_suffix(".parquet")?;
+        let (label, generation) = match stem.split_once('.') {
+            Some((l, g)) => (l, g.parse().ok()?),
+            None => (stem, 1),
+        };
+        let date = match label.len() {
+            7 => chrono::NaiveDate::parse_from_str(&format!("{label}-01"), "%Y-%m-%d").ok()?,
+            _ => label.parse().ok()?,
+        };
+        (self.ds.object_key(date).ends_with(&format!("/{}_{label}.parquet", self.ds.name)))
+            .then(|| (date.to_string(), generation))
     }
 }
 

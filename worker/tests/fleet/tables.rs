@@ -304,3 +304,46 @@ async fn checkpoints_bound_the_log_and_every_reader_reads_through_them() {
     assert_eq!(metric(&w2.metrics().await, "lakefleet_uploads_total", &[("result", "written")]), 0.0);
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lake_written_without_tables_becomes_a_table_with_one_command() {
+    let src = Source::start().await;
+    let f = Fleet::local("tables-init");
+    let expect = serve_mta_weeks(&src, 5, 150, 150, &[]);
+    let plain = f.worker(&["--no-tables"]);
+    plain.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(4), &[]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 5);
+    let dir = f.lake_dir.clone().unwrap();
+    assert!(!dir.join("mta-turnstile/_delta_log").exists(), "--no-tables writes plain files");
+    drop(plain);
+
+    let out = f.producer(&["table", "init", "--dataset", "mta-turnstile"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let total: usize = expect.iter().map(|(_, n, _)| n).sum();
+    assert!(
+        stdout(&out)
+            .contains(&format!("version 0 committed from the folder's objects (5 partition file(s), {total} rows")),
+        "{}",
+        stdout(&out)
+    );
+    let again = f.producer(&["table", "init", "--dataset", "mta-turnstile"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(stdout(&again).contains("nothing to add"), "{}", stdout(&again));
+    assert_eq!(log_entries(&dir, "mta-turnstile").len(), 1, "idempotent: one commit");
+    let path = dir.join("mta-turnstile");
+    let read = deltalake_read(path.to_str().unwrap(), None);
+    assert!(read.starts_with(&format!("{total} ")) && read.ends_with(" 5 0"), "{read}");
+
+    // Workers with tables now skip what the table holds, even when Redis forgot it.
+    f.forget_redis().await;
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(4), &["--force"]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 5);
+    assert_eq!(metric(&w.metrics().await, "lakefleet_uploads_total", &[("result", "written")]), 0.0);
+    let empty = f.producer(&["table", "init", "--dataset", "nyc-tlc-fhv"]);
+    assert_eq!(empty.status.code(), Some(2), "{}", stdout(&empty));
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
