@@ -9,6 +9,7 @@
 //! `LAKEFLEET_DISRUPTIVE_TESTS=1` (CI sets it), never on a developer's laptop
 //! by default.
 
+pub mod gcs;
 pub mod soda;
 pub mod tlc;
 
@@ -338,11 +339,14 @@ impl Fleet {
     }
 
     pub fn lake(&self) -> lakefleet::lake::Lake {
+        // Build the store from this fleet's variables, not the process environment.
+        let get = |k: &str| self.env.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
         if self.lake_dir.is_some() {
             lakefleet::lake::Lake::open(&self.lake_url).unwrap()
+        } else if self.lake_url.starts_with("gs://") {
+            lakefleet::lake::Lake::open_gcs_with(&self.lake_url, &get("GOOGLE_BASE_URL"), &get("GOOGLE_BEARER_TOKEN"))
+                .unwrap()
         } else {
-            // Build the S3 store from this fleet's variables, not the process environment.
-            let get = |k: &str| self.env.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
             lakefleet::lake::Lake::open_s3_with(
                 &self.lake_url,
                 &get("AWS_ENDPOINT"),

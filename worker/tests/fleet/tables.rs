@@ -347,3 +347,42 @@ async fn a_lake_written_without_tables_becomes_a_table_with_one_command() {
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lake_on_gcs_is_a_table_committed_once_through_the_xml_api() {
+    let gcs = lakefleet_testkit::gcs::Gcs::start().await;
+    let src = Source::start().await;
+    let mut f = Fleet::local("gcs");
+    if let Some(d) = f.lake_dir.take() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    f.lake_url = format!("gs://{}/lake", gcs.bucket);
+    f.env = gcs.env();
+    let expect = serve_mta_weeks(&src, 4, 300, 160, &[]);
+    // One worker's objects go up as multipart uploads, the other's as single PUTs.
+    let workers = [f.worker(&[]), f.worker(&["--single-put-max", "1000"])];
+    for w in &workers {
+        w.ready().await;
+    }
+    let out = f.backfill_mta(&src, week(0), week(3), &[]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (4, 0), "{s:?}");
+    oracle(&f, &expect, &[]).await;
+    let lake = f.lake();
+    let cat = lakefleet::catalog::Catalog::builtin();
+    let snap = Table::new(&lake, cat.get("mta-turnstile").unwrap()).snapshot().await.unwrap();
+    let total: usize = expect.iter().map(|(_, n, _)| n).sum();
+    assert_eq!((snap.version, snap.files.len(), snap.rows()), (Some(3), 4, total as u64));
+    assert!(gcs.names("lake/mta-turnstile/_delta_log/").len() == 4, "{:?}", gcs.names("lake/"));
+
+    // Racing committers on GCS: the create-if-absent (generation-match 0) decides.
+    let refused = gcs.refused_creates();
+    let entries = race(
+        lakefleet::lake::Lake::open_gcs_with(&format!("gs://{}/race", gcs.bucket), &gcs.base, "test-token").unwrap(),
+    )
+    .await;
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries.iter().map(|(_, a)| count(a, "add")).sum::<usize>(), 4);
+    eprintln!("conditional creates refused on the fake GCS: {}", gcs.refused_creates() - refused);
+    f.cleanup().await;
+}
