@@ -21,12 +21,15 @@ struct Object {
     modified: chrono::DateTime<chrono::Utc>,
 }
 
+/// A multipart upload under way: bucket, object name, part number -> bytes.
+type Upload = (String, String, BTreeMap<u32, Vec<u8>>);
+
 #[derive(Default)]
 struct State {
     /// (bucket, name) -> object.
     objects: BTreeMap<(String, String), Object>,
-    /// upload id -> (bucket, name, part number -> bytes).
-    uploads: HashMap<String, (String, String, BTreeMap<u32, Vec<u8>>)>,
+    /// upload id -> the upload's parts.
+    uploads: HashMap<String, Upload>,
     generation: u64,
     /// Conditional creates refused with 412 (another writer's object was there).
     refused_creates: u64,
