@@ -516,6 +516,12 @@ async fn commit(ctx: &Ctx, c: &Checked<'_>, task: &Task, generation: u64, size: 
         generation,
         year: chrono::Datelike::year(&c.date),
     };
+    // A test hook: a pause between the object's upload and its commit, so
+    // that a test can kill the worker there (`LAKEFLEET_TEST_PAUSE_BEFORE_COMMIT_MS`).
+    if let Some(ms) = std::env::var("LAKEFLEET_TEST_PAUSE_BEFORE_COMMIT_MS").ok().and_then(|v| v.parse().ok()) {
+        info!(task = %task.label(), pause_ms = ms, "uploaded; pausing before the commit (test hook)");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let start = Instant::now();
     let mut snaps = ctx.snapshots.lock().await;
     let snap = snaps.entry(c.ds.name.clone()).or_default();

@@ -386,3 +386,104 @@ async fn a_lake_on_gcs_is_a_table_committed_once_through_the_xml_api() {
     eprintln!("conditional creates refused on the fake GCS: {}", gcs.refused_creates() - refused);
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_between_its_write_and_its_commit_leaves_each_partition_once() {
+    let src = Source::start().await;
+    let mut f = Fleet::local("tables-kill");
+    let expect = serve_mta_weeks(&src, 2, 200, 170, &[]);
+    // Worker A uploads, then pauses before committing: it is killed there.
+    f.env.push(("LAKEFLEET_TEST_PAUSE_BEFORE_COMMIT_MS".into(), "60000".into()));
+    let mut a = f.worker(&[]);
+    f.env.pop();
+    a.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(1), &[]);
+    let dir = f.lake_dir.clone().unwrap();
+    eventually(Duration::from_secs(30), "both objects written, nothing committed", || {
+        let paused = a.log().matches("pausing before the commit").count();
+        async move { paused == 2 }
+    })
+    .await;
+    assert_eq!(f.objects().await.len(), 2);
+    assert!(!dir.join("mta-turnstile/_delta_log").exists(), "nothing committed yet");
+    a.kill9();
+    // Worker B gets the deliveries again: the objects are there, the table
+    // does not record them; it verifies them and commits each once.
+    let b = f.worker(&[]);
+    b.ready().await;
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (2, 0), "{s:?}");
+    let entries = log_entries(&dir, "mta-turnstile");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries.iter().map(|(_, a)| count(a, "add")).sum::<usize>(), 2);
+    let m = b.metrics().await;
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "already_present")]), 2.0);
+    assert_eq!(metric(&m, "lakefleet_table_commits_total", &[("outcome", "committed")]), 2.0);
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
+
+fn counts_catalog(columns: &str) -> String {
+    format!(
+        "[[dataset]]\nname = \"counts\"\ncadence = \"monthly\"\nurl_template = \"http://example.org/counts_{{yyyy}}-{{mm}}.csv\"\nfirst = \"2020-01-01\"\ncolumns = [ {columns} ]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_added_column_is_a_metadata_commit_and_a_retyped_one_is_refused_naming_it() {
+    let src = Source::start().await;
+    let v1 = r#"{ source = "station", type = "string" }, { source = "entries", type = "int64" }"#;
+    let v2 = format!(r#"{v1}, {{ source = "exits", type = "int64" }}"#);
+    let v3 = r#"{ source = "station", type = "string" }, { source = "entries", type = "float64" }, { source = "exits", type = "int64" }"#;
+    let f = Fleet::local("tables-schema").with_catalog(&counts_catalog(v1));
+    let catalog = f.env.iter().find(|(k, _)| k == "LAKEFLEET_CATALOG").unwrap().1.clone();
+    src.put("counts_2020-01.csv", b"station,entries\nA,1\nB,2\nC,3\n".to_vec());
+    src.put("counts_2020-02.csv", b"station,entries,exits\nA,4,40\nB,5,50\n".to_vec());
+    src.put("counts_2020-03.csv", b"station,entries,exits\nA,6,60\n".to_vec());
+    let month = |m: &str, w: &WorkerProc| {
+        let out = f.backfill("counts", &format!("2020-{m}-01"), &format!("2020-{m}-01"), &["--mirror", &src.base]);
+        assert_eq!(out.status.code(), Some(0), "{}", w.log());
+        out
+    };
+    let mut w = f.worker(&[]);
+    w.ready().await;
+    let out = month("01", &w);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(30)).await.done, 1);
+    w.kill9();
+
+    // The catalog gains a nullable column: the next commit carries the new schema.
+    std::fs::write(&catalog, counts_catalog(&v2)).unwrap();
+    let mut w = f.worker(&[]);
+    w.ready().await;
+    let out = month("02", &w);
+    let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
+    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    let dir = f.lake_dir.clone().unwrap();
+    let entries = log_entries(&dir, "counts");
+    assert_eq!(entries.len(), 2);
+    let meta = entries[1].1.iter().find_map(|a| a.get("metaData")).expect("a metadata commit");
+    assert!(meta["schemaString"].as_str().unwrap().contains("\"exits\""), "{meta}");
+    let path = dir.join("counts");
+    let read = python(
+        "import sys\nfrom deltalake import DeltaTable\nt = DeltaTable(sys.argv[1]).to_pyarrow_table()\nprint(t.num_rows, t['exits'].null_count, sorted(t.column_names))",
+        &[path.to_str().unwrap()],
+    );
+    assert_eq!(read, "5 3 ['entries', 'exits', 'station', 'year']");
+    w.kill9();
+
+    // A column retyped in a way the old files cannot satisfy is refused.
+    std::fs::write(&catalog, counts_catalog(v3)).unwrap();
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = month("03", &w);
+    let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
+    assert_eq!((s.done, s.dead.len()), (0, 1), "{s:?}");
+    let parked = f.parked().await;
+    assert_eq!(parked[0].reason, "schema_mismatch", "{parked:?}");
+    assert!(
+        parked[0].error.contains("column entries is \"double\" in the catalog but \"long\" in the table's files"),
+        "{parked:?}"
+    );
+    assert_eq!(log_entries(&dir, "counts").len(), 2, "nothing committed");
+    f.cleanup().await;
+}
