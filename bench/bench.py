@@ -387,6 +387,50 @@ def end_to_end(work, s3_endpoint, repeat):
         http.terminate()
 
 
+def tables(work, s3_endpoint, repeat):
+    """End to end with every partition committed into the dataset's Delta
+    table (the default) against plain files (--no-tables), side by side:
+    the same 26 weeks, 2 workers pinned to cores 0 and 1, runs alternating."""
+    mirror, first, last, total, _ = mta_weeks(work)
+    catalog = mirror_catalog(work)
+    http, base_url = serve_folder(mirror)
+    print("\n## Tables on vs off: 26 weekly files (%.0f MB), 2 workers (--concurrency 1, one core each); best of %d,"
+          " runs alternating" % (total / 1e6, repeat))
+    print("| lake | tables | seconds | files/s | time vs tables off |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    try:
+        lakes = [("local folder", lambda tag: (os.path.join(work, "lake-" + tag), {}))]
+        if s3_endpoint:
+            lakes.append(("S3 (moto)", lambda tag: ("s3://bench/" + tag, {
+                "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"})))
+        for lake_name, lake in lakes:
+            runs = {"off": [], "on": []}
+            for rep in range(repeat):
+                for mode in ("off", "on"):
+                    tag = "tables-%s-%s-%d-%d" % (lake_name.split()[0].lower(), mode, rep, os.getpid())
+                    url, env = lake(tag)
+                    forget_redis("bench-tables-%d" % os.getpid())
+                    f = Fleet("bench-tables-%d" % os.getpid(), url, dict(env, LAKEFLEET_CATALOG=catalog))
+                    extra = ["--no-tables"] if mode == "off" else []
+                    for i in range(2):
+                        f.worker("--concurrency", "1", *extra, cpu=i)
+                    start = time.perf_counter()
+                    r = f.producer("backfill", "--dataset", "mta-turnstile-mirror", "--from", str(first), "--to",
+                                   str(last), "--mirror", base_url, "--wait", "--wait-timeout", "900")
+                    secs = time.perf_counter() - start
+                    if r.returncode != 0:
+                        raise SystemExit(r.stdout + r.stderr)
+                    runs[mode].append(secs)
+                    f.stop()
+            off = min(runs["off"])
+            for mode in ("off", "on"):
+                secs = min(runs[mode])
+                print("| %s | %s | %.2f | %.2f | %.3f |" % (lake_name, mode, secs, 26 / secs, secs / off))
+    finally:
+        http.terminate()
+
+
 def mta_weeks(work, n=26):
     """n generated MTA weeks (210k rows each) in work/mirror: (dir, first, last, bytes, urls-path names)."""
     import datetime
@@ -642,7 +686,7 @@ def fleet_profile(work):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", choices=["conversion", "parquet", "e2e", "peer", "overhead", "profile"],
+    ap.add_argument("--only", choices=["conversion", "parquet", "e2e", "tables", "peer", "overhead", "profile"],
                     help="run one section (profile, which needs perf, runs only when asked)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per conversion figure (best is kept)")
     ap.add_argument("--s3", help="endpoint of an S3-compatible server with a bucket named bench")
@@ -656,6 +700,8 @@ def main():
             parquet_conversion(work, args.repeat)
         if args.only in (None, "e2e"):
             end_to_end(work, args.s3, args.repeat)
+        if args.only in (None, "tables"):
+            tables(work, args.s3, args.repeat)
         if args.only in (None, "peer"):
             peer(work, args.s3, args.repeat)
         if args.only in (None, "overhead"):

@@ -933,6 +933,27 @@ pub async fn oracle(f: &Fleet, in_lake: &[(String, usize, String)], parked: &[(&
         assert_eq!(rows(&batches), *n, "{key}");
         assert_eq!(&kv["lakefleet.source_sha256"], sha, "{key}");
     }
+    // Where the dataset is a table, it holds exactly these objects, each
+    // partition once, at its first generation unless refreshed.
+    let lake = f.lake();
+    let cat = lakefleet::catalog::Catalog::builtin();
+    let mut datasets: Vec<&str> = in_lake.iter().filter_map(|(k, _, _)| k.split('/').next()).collect();
+    datasets.dedup();
+    for name in datasets {
+        let Some(ds) = cat.get(name) else { continue };
+        let snap = lakefleet::table::Table::new(&lake, ds).snapshot().await.unwrap();
+        if snap.version.is_none() {
+            continue;
+        }
+        let mut live: Vec<String> = snap.files.keys().map(|p| format!("{name}/{p}")).collect();
+        live.sort();
+        let mut want: Vec<&str> =
+            in_lake.iter().map(|(k, _, _)| k.as_str()).filter(|k| k.starts_with(&format!("{name}/"))).collect();
+        want.sort();
+        assert_eq!(live, want, "the table of {name} holds exactly the expected objects");
+        let partitions: std::collections::BTreeSet<_> = snap.files.values().map(|f| f.partition.clone()).collect();
+        assert_eq!(partitions.len(), snap.files.len(), "one live file per partition in {name}");
+    }
     let msgs = f.drain(&topo.parking).await;
     let mut got: Vec<(String, String)> = msgs
         .iter()
