@@ -24,8 +24,8 @@ pub enum PlanError {
     Reversed { from: NaiveDate, to: NaiveDate },
     #[error("{dataset}: {date} is before the first available partition {first}{note}")]
     BeforeFirst { dataset: String, date: NaiveDate, first: NaiveDate, note: String },
-    #[error("{dataset}: {date} is after the last available partition {last}")]
-    AfterLast { dataset: String, date: NaiveDate, last: NaiveDate },
+    #[error("{dataset}: {date} is after the last available partition {last}{note}")]
+    AfterLast { dataset: String, date: NaiveDate, last: NaiveDate, note: String },
     #[error(
         "{dataset}: the range reaches {date}, past the latest published partition {latest} (today is {today}); a file that is not published yet is never requested"
     )]
@@ -99,7 +99,12 @@ pub fn plan(ds: &Dataset, from: NaiveDate, to: NaiveDate, today: NaiveDate) -> R
     if let Some(last) = ds.last
         && last_partition > last
     {
-        return Err(PlanError::AfterLast { dataset: ds.name.clone(), date: last_partition, last });
+        return Err(PlanError::AfterLast {
+            dataset: ds.name.clone(),
+            date: last_partition,
+            last,
+            note: ds.ended().map(|e| format!(": {e}")).unwrap_or_default(),
+        });
     }
     let latest = latest_published(ds, today);
     if to > today || last_partition > latest {
@@ -185,10 +190,17 @@ mod tests {
         let e = plan(mta, d("2014-10-01"), d("2014-11-01"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("before the first available partition 2014-10-18"), "{e}");
         assert!(e.to_string().contains("older wide layout"), "{e}");
-        // today is Saturday 2026-11-21: it is published, next week is not.
-        let ok = plan(mta, d("2026-11-15"), d("2026-11-21"), d(TODAY)).unwrap();
+        // The weekly feed ended: a range past its last file names its successor.
+        let e = plan(mta, d("2023-04-01"), d("2023-06-30"), d(TODAY)).unwrap_err();
+        assert!(e.to_string().contains("the feed ended with its partition 2023-05-06"), "{e}");
+        assert!(e.to_string().contains("dataset mta-subway-hourly-ridership continues its data"), "{e}");
+        assert_eq!(dates(&plan(mta, d("2023-04-30"), d("2023-05-06"), d(TODAY)).unwrap()), ["2023-05-06"]);
+        // As if it still published: today is Saturday 2026-11-21: it is published, next week is not.
+        let mut live = mta.clone();
+        live.last = None;
+        let ok = plan(&live, d("2026-11-15"), d("2026-11-21"), d(TODAY)).unwrap();
         assert_eq!(dates(&ok), ["2026-11-21"]);
-        let e = plan(mta, d("2026-11-01"), d("2026-11-28"), d(TODAY)).unwrap_err();
+        let e = plan(&live, d("2026-11-01"), d("2026-11-28"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("latest published partition 2026-11-21"), "{e}");
         let y = cat.get("dtc-nyc-tlc-yellow").unwrap();
         let e = plan(y, d("2021-06-01"), d("2021-09-30"), d(TODAY)).unwrap_err();

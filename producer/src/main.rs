@@ -66,6 +66,9 @@ async fn datasets(conn: &lakefleet::config::Connections, catalog: &Catalog) {
         if !d.description.is_empty() {
             println!("  {}", d.description);
         }
+        if let Some(ended) = d.ended() {
+            println!("  ended: {ended}");
+        }
         match &d.socrata {
             Some(s) => {
                 println!("  portal: {}  time column: {}  ({} rows per page)", s.portal, s.time_column, s.page_rows);

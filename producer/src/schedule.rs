@@ -59,7 +59,10 @@ async fn run_once(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) ->
 
 pub async fn run(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
     for name in &args.datasets {
-        catalog.require(name).map_err(crate::Refused)?;
+        let ds = catalog.require(name).map_err(crate::Refused)?;
+        if let Some(ended) = ds.ended() {
+            return Err(crate::Refused(format!("{name}: not scheduled: {ended}")).into());
+        }
     }
     if args.once {
         return run_once(conn, catalog, args).await;

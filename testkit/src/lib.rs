@@ -94,6 +94,28 @@ fn mta_backfill_args<'a>(src: &'a Source, from: &'a str, to: &'a str, extra: &[&
     backfill_args("mta-turnstile", from, to, &[&["--mirror", src.base.as_str()], extra].concat())
 }
 
+/// `mta-live`: the built-in mta-turnstile as a feed that still publishes
+/// (without its last partition), for tests of the publication calendar and
+/// the schedule, whose newest week must be due today.
+pub fn mta_live_catalog() -> String {
+    let builtin = include_str!("../../common/src/catalog/builtin.toml");
+    let start = builtin.find("[[dataset]]\nname = \"mta-turnstile\"").expect("mta-turnstile is built in");
+    let end = builtin[start..].find("# ----").map_or(builtin.len(), |e| start + e);
+    builtin[start..end]
+        .replace("name = \"mta-turnstile\"", "name = \"mta-live\"")
+        .lines()
+        .filter(|l| !l.starts_with("last =") && !l.starts_with("successor ="))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// [`mta_live_catalog`]'s dataset.
+pub fn mta_live() -> lakefleet::catalog::Dataset {
+    let path = tmpdir("mta-live").join("catalog.toml");
+    std::fs::write(&path, mta_live_catalog()).unwrap();
+    lakefleet::catalog::Catalog::with_file(&path).unwrap().get("mta-live").unwrap().clone()
+}
+
 /// Whether the disruptive tests (stopping, restarting or reconfiguring the
 /// shared RabbitMQ and Redis) may run: `LAKEFLEET_DISRUPTIVE_TESTS=1`. When
 /// not, the test says so on stderr and returns early.

@@ -299,6 +299,10 @@ pub struct Dataset {
     /// Last available partition; none means "still publishing".
     #[serde(default)]
     pub last: Option<NaiveDate>,
+    /// A feed that ended at `last`: the dataset that continues its data
+    /// (named when a range past `last`, or a schedule, is refused).
+    #[serde(default)]
+    pub successor: Option<String>,
     /// Why partitions before `first` are refused, shown to the user.
     #[serde(default)]
     pub before_first_note: Option<String>,
@@ -459,6 +463,15 @@ impl Dataset {
             Cadence::Daily | Cadence::Weekly => date.format("%Y-%m-%d").to_string(),
             Cadence::Monthly => date.format("%Y-%m").to_string(),
         }
+    }
+
+    /// For a feed that ended (`last` and `successor` set): the sentence that
+    /// says so and names the dataset that continues it.
+    pub fn ended(&self) -> Option<String> {
+        let (last, next) = (self.last?, self.successor.as_ref()?);
+        Some(format!(
+            "the feed ended with its partition {last} and publishes no more; dataset {next} continues its data"
+        ))
     }
 
     /// The object key of a partition's ingestion `generation`: the first (1)
@@ -911,6 +924,16 @@ impl Catalog {
         for ds in parse_entries(&text, &label)? {
             cat.datasets.insert(ds.name.clone(), ds);
         }
+        for ds in cat.datasets.values() {
+            if let Some(next) = &ds.successor
+                && !cat.datasets.contains_key(next)
+            {
+                return Err(CatalogError {
+                    path: label,
+                    message: format!("dataset {:?}: field `successor`: no dataset {next:?} in the catalog", ds.name),
+                });
+            }
+        }
         Ok(cat)
     }
 
@@ -1055,6 +1078,20 @@ mod tests {
     /// The error of loading `toml` as a user catalog (empty when it loads).
     fn load_error(toml: &str) -> String {
         Catalog::with_file(&catalog_file("c.toml", toml)).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_feed_that_ended_names_the_dataset_that_continues_it() {
+        let cat = Catalog::builtin();
+        for ds in cat.iter() {
+            if let Some(next) = &ds.successor {
+                assert!(cat.get(next).is_some(), "{}: successor {next}", ds.name);
+                assert!(ds.last.is_some(), "{}: a successor without a last partition", ds.name);
+            }
+        }
+        let mta = cat.get("mta-turnstile").unwrap();
+        assert_eq!(mta.last, Some("2023-05-06".parse().unwrap()));
+        assert!(mta.ended().unwrap().contains("dataset mta-subway-hourly-ridership continues its data"));
     }
 
     #[test]

@@ -309,13 +309,12 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_404_for_the_newest_week_waits_on_the_calendar_instead_of_being_parked() {
     let src = Source::start().await;
-    let f = Fleet::local("notyet");
-    let cat = lakefleet::catalog::Catalog::builtin();
-    let latest =
-        lakefleet::plan::latest_published(cat.get("mta-turnstile").unwrap(), chrono::Local::now().date_naive());
+    let f = Fleet::local("notyet").with_catalog(&mta_live_catalog());
+    let latest = lakefleet::plan::latest_published(&mta_live(), chrono::Local::now().date_naive());
     let w = f.worker(&[]);
     w.ready().await;
-    let out = f.backfill_mta(&src, latest, latest, &[]);
+    let day = latest.to_string();
+    let out = f.backfill("mta-live", &day, &day, &["--mirror", &src.base]);
     assert_eq!(out.status.code(), Some(0));
     // The built-in asks again in 6 hours: the task waits in that calendar queue.
     let wait = f.topology().wait_queue(Duration::from_secs(6 * 3600));
@@ -441,8 +440,7 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
     let f = Fleet::local("calendar").with_catalog(&format!("{patient}\n{hasty}"));
     // The newest week: due, and not on the source yet.
     let today = chrono::Local::now().date_naive();
-    let ds = lakefleet::catalog::Catalog::builtin().get("mta-turnstile").unwrap().clone();
-    let newest = lakefleet::plan::latest_published(&ds, today);
+    let newest = lakefleet::plan::latest_published(&mta_live(), today);
     let name = mta_name(newest);
     let w = f.worker(&[]);
     w.ready().await;
