@@ -188,10 +188,16 @@ impl Soda {
         if ext != "csv" {
             return json_error(400, "this test portal answers count(*) as JSON and rows as CSV");
         }
+        // `field` or `field AS name`: the header says the name.
         let mut idx = Vec::new();
-        for f in select.split(',') {
+        let mut names = Vec::new();
+        for item in select.split(',') {
+            let (f, name) = item.split_once(" AS ").unwrap_or((item, item));
             match col(f) {
-                Some(i) => idx.push(i),
+                Some(i) => {
+                    idx.push(i);
+                    names.push(name.to_string());
+                }
                 None => return json_error(400, &format!("No such column: {f}")),
             }
         }
@@ -217,7 +223,11 @@ impl Soda {
         if times > 1 {
             fired.push(PageFault::Overlong(times));
         }
-        let mut out = idx.iter().map(|&i| quote(&data.fields[i])).collect::<Vec<_>>().join(",");
+        if offset > 0 && has(&PageFault::SwapColumnsAfterFirstPage) && names.len() >= 2 {
+            let n = names.len();
+            names.swap(n - 2, n - 1);
+        }
+        let mut out = names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(",");
         out.push('\n');
         for _ in 0..times {
             for r in in_slice.iter().skip(offset).take(limit) {

@@ -587,7 +587,13 @@ async fn convert_and_upload(
                 Some(s) => s.pace(ds.max_requests_per_second_per_host),
                 None => lakefleet::source::unpaced(),
             };
-            let pages = ctx.fetcher.socrata_pages(&q, count, page_rows, pace, on_chunk).await;
+            let mut pages = ctx.fetcher.socrata_pages(&q, count, page_rows, pace.clone(), on_chunk.clone()).await;
+            // The portal refused the query: the dataset id may spell some
+            // fields the old way (data.ny.gov's 2014 turnstile set).
+            if let (Err(FetchError::Status { status: 400, detail, .. }), Some(old)) = (&pages, q.aliased()) {
+                info!(task = %task.label(), portal = detail.as_deref().unwrap_or(""), select = %old.select.join(","), "query refused: asking again with the id's older field names");
+                pages = ctx.fetcher.socrata_pages(&old, count, page_rows, pace, on_chunk).await;
+            }
             (throttled(ctx, ds, &host, pages).await.map_err(fetch)?, Some(count))
         }
         None => {

@@ -274,6 +274,12 @@ pub struct SocrataId {
     /// For reading: where the portal's id ends (checked against the next id's first).
     #[serde(default)]
     pub last: Option<NaiveDate>,
+    /// Older spellings this id may use for some fields (field -> old name):
+    /// when the portal refuses the query (400, e.g. "No such column:
+    /// line_name"), the slice is asked again selecting `old AS field`; when
+    /// neither spelling exists, the partition parks with the portal's words.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// One catalog entry.
@@ -445,6 +451,7 @@ impl Dataset {
             portal: mirror.unwrap_or(&s.portal).trim_end_matches('/').to_string(),
             id: id.id.clone(),
             select: self.columns.iter().filter_map(|c| c.source.clone()).collect(),
+            aliases: id.aliases.clone(),
             time_column: s.time_column.clone(),
             start,
             end,

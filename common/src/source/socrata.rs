@@ -17,6 +17,9 @@ pub struct Query {
     pub id: String,
     /// The fields, in the dataset's column order (the CSV header).
     pub select: Vec<String>,
+    /// Older spellings of some fields on this dataset id (field -> old
+    /// name), used by [`aliased`](Self::aliased).
+    pub aliases: std::collections::BTreeMap<String, String>,
     pub time_column: String,
     /// The slice: `start <= time_column < end`.
     pub start: NaiveDate,
@@ -24,6 +27,29 @@ pub struct Query {
 }
 
 impl Query {
+    /// The same slice selecting each field that has an older spelling as
+    /// `old AS field` (the CSV header keeps the field's current name); `None`
+    /// when no field has one.
+    pub fn aliased(&self) -> Option<Query> {
+        if !self.select.iter().any(|f| self.aliases.contains_key(f)) {
+            return None;
+        }
+        let select = self
+            .select
+            .iter()
+            .map(|f| match self.aliases.get(f) {
+                Some(old) => format!("{old} AS {f}"),
+                None => f.clone(),
+            })
+            .collect();
+        Some(Query { select, aliases: Default::default(), ..self.clone() })
+    }
+
+    /// The names of the CSV header the query asks for (`old AS field` is `field`).
+    pub fn header(&self) -> Vec<String> {
+        self.select.iter().map(|f| f.rsplit(" AS ").next().unwrap_or(f).to_string()).collect()
+    }
+
     fn where_clause(&self) -> String {
         let (c, f) = (&self.time_column, "%Y-%m-%dT%H:%M:%S");
         let (s, e) = (self.start.and_hms_opt(0, 0, 0).unwrap(), self.end.and_hms_opt(0, 0, 0).unwrap());
@@ -132,7 +158,8 @@ impl Fetcher {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let (me, q) = (self.clone(), q.clone());
         let pump = tokio::spawn(async move {
-            let mut page = Page { tx: &tx, on_chunk: &on_chunk, select: &q.select, limit: page_rows };
+            let header = q.header();
+            let mut page = Page { tx: &tx, on_chunk: &on_chunk, select: &header, limit: page_rows };
             let Some(mut rows) = page.send(&mut first, &first_url, 0).await else { return };
             let mut k = 1;
             while rows < count {

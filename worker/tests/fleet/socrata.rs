@@ -171,3 +171,95 @@ async fn an_unknown_id_and_a_rejected_query_park_with_the_portals_message() {
     assert!(f.objects().await.is_empty());
     f.cleanup().await;
 }
+
+const ARCHIVE_2022: [&str; 11] =
+    ["c_a", "unit", "scp", "station", "line_name", "division", "date", "time", "description", "entries", "exits"];
+
+/// `n` turnstile readings (4 a day, every 4 hours) from `first`, as the
+/// archive serves them: `date` a floating timestamp at midnight, `time`
+/// text; some counters written as `N.0` (Socrata numbers). Their entries sum.
+fn archive_rows(first: &str, n: usize) -> (Vec<Vec<String>>, i64) {
+    let day0 = chrono::NaiveDate::parse_from_str(first, "%Y-%m-%d").unwrap();
+    let mut sum = 0;
+    let rows = (0..n)
+        .map(|i| {
+            let day = day0 + chrono::Days::new((i / 6) as u64 % 7);
+            let entries = 6_999_000 + i as i64;
+            sum += entries;
+            let entries = if i % 5 == 0 { format!("{entries}.0") } else { entries.to_string() };
+            vec![
+                "A002".into(),
+                "R051".into(),
+                format!("02-00-{:02}", i % 4),
+                "59 ST".into(),
+                "NQR456W".into(),
+                "BMT".into(),
+                day.format("%Y-%m-%dT00:00:00.000").to_string(),
+                format!("{:02}:00:00", (i % 6) * 4),
+                "REGULAR".into(),
+                entries,
+                (2_300_000 + i).to_string(),
+            ]
+        })
+        .collect();
+    (rows, sum)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_turnstile_archive_lands_2014_and_2022_weeks_in_mta_turnstiles_schema() {
+    let soda = Soda::start().await;
+    // 2014's set spells two fields the old way; 2022's the current way.
+    let mut fields_2014 = ARCHIVE_2022.map(String::from).to_vec();
+    fields_2014[4] = "linename".into();
+    fields_2014[8] = "desc".into();
+    let (rows_2014, sum_2014) = archive_rows("2014-01-04", 120);
+    let (rows_2022, sum_2022) = archive_rows("2022-01-01", 90);
+    soda.put("i55r-43gk", SodaData { fields: fields_2014, time_field: "date".into(), rows: rows_2014 });
+    soda.put(
+        "k7j9-jnct",
+        SodaData { fields: ARCHIVE_2022.map(String::from).to_vec(), time_field: "date".into(), rows: rows_2022 },
+    );
+    let f = Fleet::local("turnstile-archive");
+    let workers = [f.worker(&[]), f.worker(&[])];
+    for w in &workers {
+        w.ready().await;
+    }
+    for week in ["2014-01-11", "2022-01-08"] {
+        let out = f.backfill("mta-turnstile-archive", week, week, &["--mirror", &soda.base]);
+        let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+        assert_eq!((s.done, s.dead.len()), (1, 0), "{week}: {s:?}");
+    }
+    let cat = lakefleet::catalog::Catalog::builtin();
+    let weekly = lakefleet::convert::arrow_schema(cat.get("mta-turnstile").unwrap());
+    for (week, n, sum) in [("2014-01-11", 120, sum_2014), ("2022-01-08", 90, sum_2022)] {
+        let key = format!("mta-turnstile-archive/year={}/mta-turnstile-archive_{week}.parquet", &week[..4]);
+        let (batches, _) = read_parquet(f.read_object(&key).await);
+        assert_eq!(rows(&batches), n, "{week}");
+        assert_eq!(sum_i64(&batches, "entries"), sum, "{week}: N.0 counters read as N");
+        // The weekly files' schema: the same names, types and order.
+        let got: Vec<(String, arrow_schema::DataType)> =
+            batches[0].schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        let want: Vec<(String, arrow_schema::DataType)> =
+            weekly.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        assert_eq!(got, want, "{week}");
+        let b = &batches[0];
+        let linename = b.column_by_name("linename").unwrap().as_string::<i32>().value(0).to_string();
+        assert_eq!(linename, "NQR456W", "{week}");
+        let ts =
+            b.column_by_name("observed_at").unwrap().as_primitive::<arrow_array::types::TimestampMillisecondType>();
+        let first_day = if week.starts_with("2014") { "2014-01-04" } else { "2022-01-01" };
+        assert_eq!(lakefleet::timefmt::millis_to_string(ts.value(1)), format!("{first_day} 04:00:00"));
+    }
+    // 2014's first page was refused, then asked with the old names under the new ones.
+    let reqs = soda.requests();
+    assert!(reqs.iter().any(|r| r.target.contains("i55r-43gk.csv") && r.status == 400), "a refusal");
+    assert!(
+        reqs.iter().any(|r| r.target.contains("i55r-43gk.csv")
+            && r.target.contains("linename+AS+line_name")
+            && r.status == 200),
+        "{:?}",
+        reqs.iter().map(|r| &r.target).collect::<Vec<_>>()
+    );
+    assert!(!reqs.iter().any(|r| r.target.contains("k7j9-jnct.csv") && r.status == 400), "2022 asked once");
+    f.cleanup().await;
+}
