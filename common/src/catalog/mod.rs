@@ -87,6 +87,11 @@ pub struct Column {
     /// Whether empty fields become nulls (true) or fail the row (false).
     #[serde(default = "default_true")]
     pub nullable: bool,
+    /// Numbers written with a thousands separator (`","`: `"2,122"` is
+    /// 2122), as portal exports and spreadsheets write them; int64 and
+    /// float64 columns of CSV sources. A misplaced separator fails the row.
+    #[serde(default)]
+    pub thousands: Option<char>,
 }
 
 /// An output column computed from several source columns joined by a space,
@@ -606,6 +611,18 @@ impl Dataset {
         }
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.columns.iter().enumerate() {
+            if let Some(sep) = c.thousands {
+                if !matches!(c.ty, ColumnType::Int64 | ColumnType::Float64) || self.format == SourceFormat::Parquet {
+                    return Err(format!(
+                        "field `columns[{i}].thousands`: a thousands separator is for int64 and float64 columns of CSV and Socrata sources"
+                    ));
+                }
+                if !",. '_".contains(sep) || (sep == '.' && c.ty == ColumnType::Float64) {
+                    return Err(format!(
+                        "field `columns[{i}].thousands`: {sep:?} is not a thousands separator (use ',', '.', ' ', an apostrophe or '_'; '.' for int64 columns only)"
+                    ));
+                }
+            }
             if c.source.is_none() && (self.format != SourceFormat::Parquet || c.name.is_none()) {
                 return Err(format!(
                     "field `columns[{i}].source`: {}",

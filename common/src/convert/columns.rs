@@ -32,6 +32,10 @@ pub(super) enum Col {
     Str(Text),
     I64(Int64Builder),
     F64(Float64Builder),
+    /// Numbers written with a thousands separator (`"2,122"`): the column's
+    /// declared `thousands`.
+    I64Grouped(Int64Builder, u8),
+    F64Grouped(Float64Builder, u8),
     Date(Date32Builder, DateTimeFormat, LastDay),
     Ts(TimestampMillisecondBuilder, DateTimeFormat, LastDay),
 }
@@ -126,11 +130,21 @@ impl Col {
         }
     }
 
+    /// The same column reading numbers grouped by `sep` (a catalog column's
+    /// `thousands`); other types are unchanged.
+    pub(super) fn grouped(self, sep: Option<char>) -> Col {
+        match (self, sep) {
+            (Col::I64(b), Some(s)) => Col::I64Grouped(b, s as u8),
+            (Col::F64(b), Some(s)) => Col::F64Grouped(b, s as u8),
+            (c, _) => c,
+        }
+    }
+
     pub(super) fn type_name(&self) -> &'static str {
         match self {
             Col::Str(_) => "string",
-            Col::I64(_) => "int64",
-            Col::F64(_) => "float64",
+            Col::I64(_) | Col::I64Grouped(..) => "int64",
+            Col::F64(_) | Col::F64Grouped(..) => "float64",
             Col::Date(..) => "date",
             Col::Ts(..) => "timestamp",
         }
@@ -180,6 +194,16 @@ impl Col {
                 let parse = |r| short(chunk, text, r, col).and_then(float_word).or_else(|| parse_f64(trimmed(r)));
                 parsed(b, n, trimmed, nullable, parse, || "float64".into())?
             }
+            Col::I64Grouped(b, sep) => {
+                let sep = *sep;
+                let parse = |r| ungroup(trimmed(r), sep).and_then(|d| parse_i64(&d));
+                parsed(b, n, trimmed, nullable, parse, || grouped_name("int64", sep))?
+            }
+            Col::F64Grouped(b, sep) => {
+                let sep = *sep;
+                let parse = |r| ungroup(trimmed(r), sep).and_then(|d| parse_f64(&d));
+                parsed(b, n, trimmed, nullable, parse, || grouped_name("float64", sep))?
+            }
             Col::Date(b, f, last) => {
                 let parse = |r| f.parse_days_with(trimmed(r), last);
                 parsed(b, n, trimmed, nullable, parse, || typed("date", f))?
@@ -208,6 +232,14 @@ impl Col {
             }
             Col::I64(b) => parsed(b, 1, one, nullable, |_| parse_i64(v), || "int64".into()).map_err(|(_, m)| m),
             Col::F64(b) => parsed(b, 1, one, nullable, |_| parse_f64(v), || "float64".into()).map_err(|(_, m)| m),
+            Col::I64Grouped(b, sep) => {
+                let (sep, parse) = (*sep, |_| ungroup(v, *sep).and_then(|d| parse_i64(&d)));
+                parsed(b, 1, one, nullable, parse, || grouped_name("int64", sep)).map_err(|(_, m)| m)
+            }
+            Col::F64Grouped(b, sep) => {
+                let (sep, parse) = (*sep, |_| ungroup(v, *sep).and_then(|d| parse_f64(&d)));
+                parsed(b, 1, one, nullable, parse, || grouped_name("float64", sep)).map_err(|(_, m)| m)
+            }
             Col::Date(b, f, last) => {
                 let parse = |_| f.parse_days_with(v, last);
                 parsed(b, 1, one, nullable, parse, || typed("date", f)).map_err(|(_, m)| m)
@@ -222,8 +254,8 @@ impl Col {
     pub(super) fn finish(&mut self) -> ArrayRef {
         match self {
             Col::Str(b) => Arc::new(b.finish()),
-            Col::I64(b) => Arc::new(b.finish()),
-            Col::F64(b) => Arc::new(b.finish()),
+            Col::I64(b) | Col::I64Grouped(b, _) => Arc::new(b.finish()),
+            Col::F64(b) | Col::F64Grouped(b, _) => Arc::new(b.finish()),
             Col::Date(b, ..) => Arc::new(b.finish()),
             Col::Ts(b, ..) => Arc::new(b.finish()),
         }
@@ -326,6 +358,27 @@ fn float_word((w, n): (u64, usize)) -> Option<f64> {
 }
 
 /// Integers, accepting the integral floats (`2.0`) that pandas-exported CSVs hold.
+/// `"2,122"` -> `2122` for separator `,`: digit groups of three after the
+/// first (1-3 digits), then an optional fraction; a number without
+/// separators is fine too. `None` when the grouping is wrong (`"21,22"`).
+fn ungroup(v: &[u8], sep: u8) -> Option<Vec<u8>> {
+    let (sign, body) = match v.first() {
+        Some(b'-' | b'+') => (&v[..1], &v[1..]),
+        _ => (&v[..0], v),
+    };
+    let int_end = body.iter().position(|&c| c == b'.' && sep != b'.').unwrap_or(body.len());
+    let (int, frac) = body.split_at(int_end);
+    let groups: Vec<&[u8]> = int.split(|&c| c == sep).collect();
+    let ok = groups.iter().all(|g| !g.is_empty() && g.iter().all(u8::is_ascii_digit))
+        && (groups.len() == 1 || groups[0].len() <= 3)
+        && groups[1..].iter().all(|g| g.len() == 3);
+    ok.then(|| [sign, &groups.concat(), frac].concat())
+}
+
+fn grouped_name(ty: &str, sep: u8) -> String {
+    format!("{ty} (thousands separator {:?})", sep as char)
+}
+
 pub(super) fn parse_i64(v: &[u8]) -> Option<i64> {
     // Up to 18 plain digits cannot overflow: no checks per digit.
     if !v.is_empty() && v.len() <= 18 && v.iter().all(u8::is_ascii_digit) {

@@ -87,7 +87,8 @@ impl<'a> CsvRows<'a> {
         let names: Vec<String> = ds.columns.iter().map(Dataset::output_name).collect();
         let nullable: Vec<bool> = ds.columns.iter().map(|c| c.nullable).collect();
         let reserve = initial_rows(ncols + ds.derived.len());
-        let mut cols: Vec<Col> = ds.columns.iter().map(|c| Col::new(c.ty, c.format.as_deref(), reserve)).collect();
+        let mut cols: Vec<Col> =
+            ds.columns.iter().map(|c| Col::new(c.ty, c.format.as_deref(), reserve).grouped(c.thousands)).collect();
         let derived_idx: Vec<Vec<usize>> = ds
             .derived
             .iter()

@@ -477,6 +477,50 @@ mod tests {
     }
 
     #[test]
+    fn numbers_with_a_declared_thousands_separator_read_as_numbers() {
+        let ds: Dataset = toml::from_str(
+            r#"name = "export"
+cadence = "monthly"
+url_template = "http://127.0.0.1:9/export_{yyyy}-{mm}.csv"
+first = "2020-01-01"
+columns = [
+  { source = "station", type = "string" },
+  { source = "ridership", type = "int64", thousands = "," },
+  { source = "fare", type = "float64", thousands = "," },
+  { source = "plain", type = "int64" },
+]"#,
+        )
+        .unwrap();
+        ds.validate().unwrap();
+        let csv =
+            "station,ridership,fare,plain\nA,\"2,122\",\"1,234,567.5\",7\nB,999,12.25,8\nC,\"-1,000\",\"0.5\",9\n";
+        let mut out = Vec::new();
+        convert(&ds, csv.as_bytes(), &mut out, &Provenance::file("export_2020-01.csv")).unwrap();
+        let reader =
+            ::parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(out), 1024).unwrap();
+        let b = reader.into_iter().next().unwrap().unwrap();
+        use arrow_array::cast::AsArray;
+        let ints: Vec<i64> = b.column(1).as_primitive::<arrow_array::types::Int64Type>().values().to_vec();
+        assert_eq!(ints, [2122, 999, -1000]);
+        let floats: Vec<f64> = b.column(2).as_primitive::<arrow_array::types::Float64Type>().values().to_vec();
+        assert_eq!(floats, [1_234_567.5, 12.25, 0.5]);
+        // A misplaced separator fails the row, naming it; an undeclared one too.
+        let bad = "station,ridership,fare,plain\nA,\"21,22\",1,7\n";
+        let e = convert(&ds, bad.as_bytes(), Vec::new(), &Provenance::file("export_2020-01.csv")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 2, column 2 (ridership): cannot parse \"21,22\" as int64 (thousands separator ',')"),
+            "{e}"
+        );
+        let bad = "station,ridership,fare,plain\nA,1,1,\"2,122\"\n";
+        let e = convert(&ds, bad.as_bytes(), Vec::new(), &Provenance::file("export_2020-01.csv")).unwrap_err();
+        assert!(e.to_string().contains("cannot parse \"2,122\" as int64"), "{e}");
+        let mut wrong = ds.clone();
+        wrong.columns[0].thousands = Some(',');
+        assert!(wrong.validate().unwrap_err().contains("columns[0].thousands"));
+    }
+
+    #[test]
     fn a_too_long_record_names_its_line() {
         let long = "x".repeat(3 << 20);
         let csv = format!("{HEADER}{ROW}{ROW}A002,R051,02-00-00,{long},N,BMT,01/01/2022,03:00:00,REGULAR,7,8\n");

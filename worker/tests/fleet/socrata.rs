@@ -26,15 +26,22 @@ const FIELDS: [&str; 12] = [
 const TOKEN: &str = "app-token-s3cr3t-9f1c";
 
 /// `n` hourly ridership rows of `month` (`2024-12`), and their ridership sum.
-fn ridership(month: &str, n: usize) -> (Vec<Vec<String>>, i64) {
+/// Socrata numbers: some whole values come as `12.0`, and row 7 of a month
+/// has a fraction (`.5`), which lands as it is.
+fn ridership(month: &str, n: usize) -> (Vec<Vec<String>>, f64) {
     let start =
         chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").unwrap().and_hms_opt(0, 0, 0).unwrap();
-    let mut sum = 0;
+    let mut sum = 0.0;
     let rows = (0..n)
         .map(|i| {
             let ts = start + chrono::Duration::hours((i / 100) as i64);
-            let riders = ((i * 7) % 50) as i64;
-            sum += riders;
+            let whole = (i * 7) % 50;
+            let riders = match i % 10 {
+                3 => format!("{whole}.0"),
+                _ if i == 7 => format!("{whole}.5"),
+                _ => whole.to_string(),
+            };
+            sum += riders.parse::<f64>().unwrap();
             let station = if i % 100 == 42 {
                 "Times Sq-42 St (N,Q,R,W,S,1,2,3,7) \"A\"".to_string()
             } else {
@@ -48,7 +55,7 @@ fn ridership(month: &str, n: usize) -> (Vec<Vec<String>>, i64) {
                 ["Manhattan", "Brooklyn", "Queens", "Bronx"][i % 4].into(),
                 ["metrocard", "omny"][i % 2].into(),
                 "Metrocard - Full Fare".into(),
-                riders.to_string(),
+                riders,
                 (i % 3).to_string(),
                 "40.7527".into(),
                 "-73.9772".into(),
@@ -105,9 +112,14 @@ async fn a_monthly_backfill_lands_every_slice_once_with_exactly_the_counted_rows
     assert_eq!(objects.len(), 4, "each slice once: {objects:?}");
     for (k, (m, n)) in months.iter().enumerate() {
         let (batches, _) = read_parquet(f.read_object(&key(m)).await);
-        let (want_rows, want_sum) = if *m == "2025-02" { (n + 1, sums[k] + 1000) } else { (*n, sums[k]) };
+        let (want_rows, want_sum) = if *m == "2025-02" { (n + 1, sums[k] + 1000.0) } else { (*n, sums[k]) };
         assert_eq!(rows(&batches), want_rows, "{m}");
-        assert_eq!(sum_i64(&batches, "ridership"), want_sum, "{m}");
+        let got: f64 = batches
+            .iter()
+            .map(|b| b.column_by_name("ridership").unwrap().as_primitive::<arrow_array::types::Float64Type>())
+            .flat_map(|a| a.iter().flatten().collect::<Vec<_>>())
+            .sum();
+        assert_eq!(got, want_sum, "{m}: whole values, `12.0` and a fraction land as they are");
         assert_eq!(batches[0].num_columns(), 11, "georeference is not selected");
     }
     let (batches, _) = read_parquet(f.read_object(&key("2024-11")).await);
