@@ -27,6 +27,11 @@ pub enum Layout {
     Y2009,
     /// 2010-02: lower snake case, text `vendor_id`/`payment_type`, INT64 `rate_code`, `__index_level_0__`.
     Y2010,
+    /// 2010-01 and 2010-04..12: `rate_code` text (integer-like or empty),
+    /// `store_and_fwd_flag` text `0`/`1`/`0.0` or empty (not Y/N),
+    /// `payment_type` mixed-case abbreviations (`CAS`, `Cas`, `CRE`, `Cre`,
+    /// `No Charge`, `Dispute`), no leaked index.
+    Y2010Text,
     /// 2011-02: zone ids, INT64 codes and timestamps, `airport_fee` and
     /// `congestion_surcharge` as the `null` type (INT32 physical).
     Y2011,
@@ -36,6 +41,9 @@ pub enum Layout {
     Y2023,
     /// 2025-01: 2023's layout plus `cbd_congestion_fee`.
     Y2025,
+    /// 2026-06: 2025's layout plus `request_source` (its type is not known
+    /// here: written as text).
+    Y2026,
 }
 
 /// How to write one file.
@@ -210,8 +218,33 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
             ("total_amount", some_f(&total)),
             ("__index_level_0__", i64s((0..n as i64).map(Some).collect())),
         ],
-        Layout::Y2011 | Layout::Y2018 | Layout::Y2023 | Layout::Y2025 => {
-            let modern_ids = fx.layout == Layout::Y2023 || fx.layout == Layout::Y2025;
+        Layout::Y2010Text => vec![
+            ("vendor_id", code_text(&vendor, ["CMT", "VTS"])),
+            ("pickup_datetime", text_ts(&pickup)),
+            ("dropoff_datetime", text_ts(&dropoff)),
+            ("passenger_count", some_i(&passengers)),
+            ("trip_distance", some_f(&dist)),
+            ("pickup_longitude", some_f(&lon)),
+            ("pickup_latitude", some_f(&lat)),
+            ("rate_code", strs((0..n).map(|i| Some(["1", "", "2", "1"][i % 4].to_string())).collect())),
+            ("store_and_fwd_flag", strs((0..n).map(|i| Some(["0", "1", "", "0.0"][i % 4].to_string())).collect())),
+            ("dropoff_longitude", some_f(&lon)),
+            ("dropoff_latitude", some_f(&lat)),
+            (
+                "payment_type",
+                strs(
+                    (0..n).map(|i| Some(["CAS", "Cas", "CRE", "Cre", "No Charge", "Dispute"][i % 6].into())).collect(),
+                ),
+            ),
+            ("fare_amount", some_f(&fare)),
+            ("surcharge", consts(0.5)),
+            ("mta_tax", consts(0.5)),
+            ("tip_amount", some_f(&tip)),
+            ("tolls_amount", consts(0.0)),
+            ("total_amount", some_f(&total)),
+        ],
+        Layout::Y2011 | Layout::Y2018 | Layout::Y2023 | Layout::Y2025 | Layout::Y2026 => {
+            let modern_ids = matches!(fx.layout, Layout::Y2023 | Layout::Y2025 | Layout::Y2026);
             let ids = |v: &[i64]| if modern_ids { i32s(v) } else { some_i(v) };
             let codes = |v: &[i64]| -> ArrayRef {
                 if fx.layout == Layout::Y2018 {
@@ -251,8 +284,11 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
                 Layout::Y2011 | Layout::Y2018 => ("airport_fee", nulls()),
                 _ => ("Airport_fee", consts(1.25)),
             });
-            if fx.layout == Layout::Y2025 {
+            if matches!(fx.layout, Layout::Y2025 | Layout::Y2026) {
                 c.push(("cbd_congestion_fee", consts(0.75)));
+            }
+            if fx.layout == Layout::Y2026 {
+                c.push(("request_source", strs((0..n).map(|i| Some(["app", "street"][i % 2].into())).collect())));
             }
             c
         }
@@ -271,7 +307,7 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
     let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     let bytes = w.into_inner().unwrap();
-    let text = matches!(fx.layout, Layout::Y2009 | Layout::Y2010);
+    let text = matches!(fx.layout, Layout::Y2009 | Layout::Y2010 | Layout::Y2010Text);
     TlcFile {
         name: format!("yellow_tripdata_{}.parquet", fx.month.format("%Y-%m")),
         bytes,
@@ -302,4 +338,131 @@ pub fn physical_types(bytes: &[u8]) -> Vec<(String, String)> {
 /// The `DataType` of column `name` of the dataset schema that every month must have.
 pub fn lake_type(schema: &Schema, name: &str) -> DataType {
     schema.field_with_name(name).unwrap().data_type().clone()
+}
+
+/// FHV months, by the type drift the facts name: `PUlocationID` and
+/// `DOlocationID` DOUBLE or INT64, `SR_Flag` the `null` type, DOUBLE or INT64;
+/// every era has the same 7 columns with their irregular casing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FhvLayout {
+    /// 2015-01: zones DOUBLE (mostly empty), SR_Flag null-typed.
+    F2015,
+    /// 2017-05: zones DOUBLE, SR_Flag DOUBLE.
+    F2017,
+    /// 2019-05: zones INT64, SR_Flag null-typed.
+    F2019,
+    /// 2023-02: zones and SR_Flag INT64.
+    F2023,
+}
+
+/// The FHV columns, as published (facts file).
+pub const FHV_COLUMNS: [&str; 7] = [
+    "dispatching_base_num",
+    "pickup_datetime",
+    "dropOff_datetime",
+    "PUlocationID",
+    "DOlocationID",
+    "SR_Flag",
+    "Affiliated_base_number",
+];
+
+/// A written FHV month: the file, its zone id sum and `SR_Flag` values.
+pub struct FhvFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub rows: usize,
+    pub zone_sum: i64,
+    pub sr_flags: usize,
+}
+
+fn write(cols: Vec<(&str, ArrayRef)>, compression: Compression) -> Vec<u8> {
+    let schema = Arc::new(Schema::new(
+        cols.iter().map(|(name, a)| Field::new(*name, a.data_type().clone(), true)).collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let props = WriterProperties::builder().set_compression(compression).build();
+    let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.into_inner().unwrap()
+}
+
+/// Writes `fhv_tripdata_{month}.parquet` in `layout`.
+pub fn fhv(layout: FhvLayout, month: &str, n: usize, seed: u64) -> FhvFile {
+    let mut rng = Rng::new(seed);
+    let start = format!("{month}-01").parse::<NaiveDate>().unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let start_us = start.and_utc().timestamp_micros();
+    let pickup: Vec<i64> = (0..n).map(|_| start_us + rng.below(27 * 86_400) as i64 * 1_000_000).collect();
+    let zones: Vec<i64> = (0..n).map(|_| 1 + rng.below(265) as i64).collect();
+    let ts = |v: &[i64]| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v.to_vec())) };
+    let dropoff: Vec<i64> = pickup.iter().map(|p| p + 900_000_000).collect();
+    let (zone_col, zone_sum): (ArrayRef, i64) = match layout {
+        FhvLayout::F2015 => {
+            // Mostly empty in 2015: every third row has a zone.
+            let v: Vec<Option<f64>> =
+                zones.iter().enumerate().map(|(i, &z)| (i % 3 == 0).then_some(z as f64)).collect();
+            let sum = zones.iter().enumerate().filter(|(i, _)| i % 3 == 0).map(|(_, z)| z).sum();
+            (f64s(v), sum)
+        }
+        FhvLayout::F2017 => (f64s(zones.iter().map(|&z| Some(z as f64)).collect()), zones.iter().sum()),
+        FhvLayout::F2019 | FhvLayout::F2023 => (i64s(zones.iter().map(|&z| Some(z)).collect()), zones.iter().sum()),
+    };
+    let (sr, sr_flags): (ArrayRef, usize) = match layout {
+        FhvLayout::F2015 | FhvLayout::F2019 => (Arc::new(NullArray::new(n)), 0),
+        FhvLayout::F2017 => (f64s((0..n).map(|i| (i % 4 == 0).then_some(1.0)).collect()), n.div_ceil(4)),
+        FhvLayout::F2023 => (i64s((0..n).map(|i| (i % 4 == 0).then_some(1)).collect()), n.div_ceil(4)),
+    };
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("dispatching_base_num", strs((0..n).map(|i| Some(format!("B0{:04}", i % 50))).collect())),
+        ("pickup_datetime", ts(&pickup)),
+        ("dropOff_datetime", ts(&dropoff)),
+        ("PUlocationID", zone_col.clone()),
+        ("DOlocationID", zone_col),
+        ("SR_Flag", sr),
+        ("Affiliated_base_number", strs((0..n).map(|i| Some(format!("B0{:04}", i % 50))).collect())),
+    ];
+    FhvFile {
+        name: format!("fhv_tripdata_{month}.parquet"),
+        bytes: write(cols, Compression::SNAPPY),
+        rows: n,
+        zone_sum,
+        sr_flags,
+    }
+}
+
+/// A green month of 2013-2016 as files converted from the old CSVs carry it:
+/// the modern green columns with codes DOUBLE, `ehail_fee` the `null` type,
+/// and pickup/dropoff coordinates (`Pickup_longitude`, ...).
+pub fn green_with_coordinates(month: &str, n: usize, seed: u64) -> (String, Vec<u8>, f64) {
+    let mut rng = Rng::new(seed);
+    let start_us =
+        format!("{month}-01").parse::<NaiveDate>().unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
+    let pickup: Vec<i64> = (0..n).map(|_| start_us + rng.below(27 * 86_400) as i64 * 1_000_000).collect();
+    let lon: Vec<f64> = (0..n).map(|_| -73.95 + rng.below(1000) as f64 / 10_000.0).collect();
+    let lat: Vec<f64> = (0..n).map(|_| 40.70 + rng.below(1000) as f64 / 10_000.0).collect();
+    let some_f = |v: &[f64]| f64s(v.iter().map(|&x| Some(x)).collect());
+    let ts = |v: Vec<i64>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v)) };
+    let dcode = |x: f64| f64s(vec![Some(x); n]);
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("VendorID", i64s(vec![Some(2); n])),
+        ("lpep_pickup_datetime", ts(pickup.clone())),
+        ("lpep_dropoff_datetime", ts(pickup.iter().map(|p| p + 600_000_000).collect())),
+        ("store_and_fwd_flag", strs(vec![Some("N".into()); n])),
+        ("RatecodeID", dcode(1.0)),
+        ("Pickup_longitude", some_f(&lon)),
+        ("Pickup_latitude", some_f(&lat)),
+        ("Dropoff_longitude", some_f(&lon)),
+        ("Dropoff_latitude", some_f(&lat)),
+        ("passenger_count", dcode(1.0)),
+        ("trip_distance", dcode(2.5)),
+        ("fare_amount", dcode(10.0)),
+        ("extra", dcode(0.5)),
+        ("mta_tax", dcode(0.5)),
+        ("tip_amount", dcode(1.0)),
+        ("tolls_amount", dcode(0.0)),
+        ("ehail_fee", Arc::new(NullArray::new(n))),
+        ("total_amount", dcode(12.0)),
+        ("payment_type", dcode(1.0)),
+        ("trip_type", dcode(1.0)),
+    ];
+    (format!("green_tripdata_{month}.parquet"), write(cols, Compression::GZIP(GzipLevel::default())), lon.iter().sum())
 }

@@ -413,7 +413,7 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     let generation = match ctx.tables && checked.ds.table {
         false => None,
         true => {
-            let current = table_generation(ctx, checked.ds, part).await?;
+            let current = table_generation(ctx, checked.ds, part, task.refresh || task.overwrite).await?;
             if current >= 1 && !task.refresh && !task.overwrite {
                 info!(task = %task.label(), generation = current, "already in the dataset's table: nothing to do");
                 soft("recording the skip", ctx.state.record_unchanged(&task.backfill_id, part).await);
@@ -495,11 +495,16 @@ pub fn clean_spool(dir: &std::path::Path) -> usize {
     removed
 }
 
-/// The generation of `partition` that `ds`'s table records (0: none).
-async fn table_generation(ctx: &Ctx, ds: &Dataset, partition: &str) -> Result<u64, Failure> {
+/// The generation of `partition` that `ds`'s table records (0: none), as
+/// this worker's view of the log says; read up to date first when the view
+/// is empty or `exact` (a refresh picks the next generation from it). A
+/// stale view only costs a conversion the commit then finds done.
+async fn table_generation(ctx: &Ctx, ds: &Dataset, partition: &str, exact: bool) -> Result<u64, Failure> {
     let mut snaps = ctx.snapshots.lock().await;
     let snap = snaps.entry(ds.name.clone()).or_default();
-    lakefleet::table::Table::new(&ctx.lake, ds).refresh(snap).await?;
+    if exact || snap.version.is_none() {
+        lakefleet::table::Table::new(&ctx.lake, ds).refresh(snap).await?;
+    }
     Ok(snap.txn(&lakefleet::table::app_id(&ds.name, partition)))
 }
 

@@ -450,7 +450,14 @@ impl<'a> Table<'a> {
     ) -> Result<Committed, TableError> {
         let root = format!("{}/", self.ds.name);
         for attempt in 1..=MAX_COMMIT_ATTEMPTS {
-            self.refresh(cache).await?;
+            // Optimistic first attempt: a view of the log this process keeps
+            // is tried as it is (one PUT, no read). If another writer
+            // committed since, that version is taken and the create fails:
+            // only then are the missed entries read. A create that succeeds
+            // proves the view was whole, so the txn check below was exact.
+            if attempt > 1 || cache.version.is_none() {
+                self.refresh(cache).await?;
+            }
             let todo: Vec<&PartitionCommit> =
                 all.iter().filter(|c| cache.txn(&app_id(&self.ds.name, &c.partition)) < c.generation).collect();
             if todo.is_empty() {

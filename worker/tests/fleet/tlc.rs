@@ -249,3 +249,127 @@ async fn lossy_values_unknown_columns_and_truncated_files_park_with_reasons_that
     oracle(&f, &only, &[]).await;
     f.cleanup().await;
 }
+
+/// The eras the facts file names beyond the first fixtures, each through a
+/// real backfill into its dataset's one schema: yellow 2010-01 (text codes),
+/// 2026-06 (`request_source`), FHV's casing and type switches, green
+/// 2013-2016 with coordinates.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_eras_the_facts_name_land_in_each_datasets_one_schema() {
+    use lakefleet_testkit::tlc::{FHV_COLUMNS, FhvLayout, fhv, green_with_coordinates};
+    // The fixtures follow the facts: 2010-01's published physical schema,
+    // FHV's seven columns with their casing, in every era.
+    let y2010 = yellow(&Fixture::new(Layout::Y2010Text, "2010-01", 600, 21));
+    let ours: BTreeSet<(String, String)> = physical_types(&y2010.bytes).into_iter().collect();
+    assert_eq!(ours, reference("2010-01"), "the 2010-01 fixture vs the TLC's");
+    let y2026 = yellow(&Fixture::new(Layout::Y2026, "2026-06", 500, 22));
+    let fhvs = [
+        (FhvLayout::F2015, "2015-01"),
+        (FhvLayout::F2017, "2017-05"),
+        (FhvLayout::F2019, "2019-05"),
+        (FhvLayout::F2023, "2023-02"),
+    ]
+    .map(|(l, m)| (m, fhv(l, m, 400, 23)));
+    for (m, f) in &fhvs {
+        let names: Vec<String> = physical_types(&f.bytes).into_iter().map(|(n, _)| n).collect();
+        let mut want: Vec<String> = FHV_COLUMNS.map(String::from).to_vec();
+        want.sort();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, want, "fhv {m}");
+    }
+    let (green_name, green_bytes, lon_sum) = green_with_coordinates("2014-03", 300, 24);
+
+    let src = Source::start().await;
+    src.put(&y2010.name, y2010.bytes.clone());
+    src.put(&y2026.name, y2026.bytes.clone());
+    for (_, f) in &fhvs {
+        src.put(&f.name, f.bytes.clone());
+    }
+    src.put(&green_name, green_bytes);
+    let f = Fleet::local("tlc-facts");
+    let workers = [f.worker(&[]), f.worker(&[])];
+    for w in &workers {
+        w.ready().await;
+    }
+    let months: Vec<(&str, String)> =
+        [("nyc-tlc-yellow", "2010-01"), ("nyc-tlc-yellow", "2026-06"), ("nyc-tlc-green", "2014-03")]
+            .into_iter()
+            .map(|(d, m)| (d, m.to_string()))
+            .chain(fhvs.iter().map(|(m, _)| ("nyc-tlc-fhv", m.to_string())))
+            .collect();
+    for (ds, m) in &months {
+        let out = f.backfill(ds, &format!("{m}-01"), &format!("{m}-01"), &["--mirror", &src.base]);
+        assert_eq!(out.status.code(), Some(0), "{ds} {m}");
+        let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+        assert_eq!((s.done, s.dead.len()), (1, 0), "{ds} {m} lands, not parks: {s:?}");
+    }
+    let cat = lakefleet::catalog::Catalog::builtin();
+    let read = |ds: &str, m: &str| {
+        let key = format!("{ds}/year={}/{ds}_{m}.parquet", &m[..4]);
+        let f = &f;
+        async move { read_parquet(f.read_object(&key).await).0 }
+    };
+    let same_schema = |ds: &str, b: &[RecordBatch]| {
+        let want = lakefleet::convert::arrow_schema(cat.get(ds).unwrap());
+        let got: Vec<(String, DataType)> =
+            b[0].schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        let want: Vec<(String, DataType)> =
+            want.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        assert_eq!(got, want, "{ds}");
+    };
+    // Yellow 2010-01: text codes as published, rate codes read from text (empty: null).
+    let b = read("nyc-tlc-yellow", "2010-01").await;
+    same_schema("nyc-tlc-yellow", &b);
+    assert_eq!(rows(&b), 600);
+    assert_eq!(non_null(&b, "ratecode_id"), 450, "every fourth rate_code is empty");
+    assert_eq!(non_null(&b, "payment_type_name"), 600);
+    let flags: BTreeSet<String> = b
+        .iter()
+        .flat_map(|x| {
+            x.column_by_name("store_and_fwd_flag")
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        ["", "0", "0.0", "1"].map(String::from).into_iter().collect(),
+        "as published (empty text stays empty)"
+    );
+    let pay: BTreeSet<String> = b
+        .iter()
+        .flat_map(|x| {
+            x.column_by_name("payment_type_name")
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(pay.contains("Cas") && pay.contains("CAS") && pay.contains("No Charge"), "{pay:?}");
+    // Yellow 2026-06: request_source lands.
+    let b = read("nyc-tlc-yellow", "2026-06").await;
+    assert_eq!((rows(&b), non_null(&b, "request_source")), (500, 500));
+    // FHV: zones and SR_Flag across DOUBLE, INT64 and the null type.
+    for (m, file) in &fhvs {
+        let b = read("nyc-tlc-fhv", m).await;
+        same_schema("nyc-tlc-fhv", &b);
+        assert_eq!(rows(&b), file.rows, "fhv {m}");
+        assert_eq!(i64_sum(&b, "pu_location_id"), file.zone_sum, "fhv {m}");
+        assert_eq!(non_null(&b, "sr_flag"), file.sr_flags, "fhv {m}");
+        assert_eq!(non_null(&b, "dropoff_datetime"), file.rows, "dropOff_datetime is read: fhv {m}");
+    }
+    // Green 2014: coordinates kept.
+    let b = read("nyc-tlc-green", "2014-03").await;
+    same_schema("nyc-tlc-green", &b);
+    assert_eq!(rows(&b), 300);
+    assert!((f64_sum(&b, "pickup_longitude") - lon_sum).abs() < 1e-6);
+    f.cleanup().await;
+}
