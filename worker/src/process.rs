@@ -24,6 +24,13 @@ use tracing::{info, warn};
 
 use crate::outcome::{Done, Outcome};
 
+tokio::task_local! {
+    /// The task's share of `--concurrency`: given back when its object is
+    /// written, before its table commit, so that the commit (object store
+    /// round trips) overlaps the next task's conversion.
+    pub static PERMIT: std::cell::RefCell<Option<tokio::sync::OwnedSemaphorePermit>>;
+}
+
 /// Everything a task needs, shared by all tasks of a worker.
 pub struct Ctx {
     pub catalog: Catalog,
@@ -679,6 +686,7 @@ async fn convert_and_upload(
     drop(spool);
     // The done marker comes after the commit.
     if let Some(g) = generation {
+        let _ = PERMIT.try_with(|p| p.borrow_mut().take());
         commit(ctx, c, task, g, size, stats.rows).await?;
     }
     let marker = DoneMarker {

@@ -71,10 +71,11 @@ pub async fn run(
                     Some(Ok(delivery)) => {
                         let permit = permits.clone().acquire_owned().await.expect("semaphore open");
                         let (ctx, publish) = (ctx.clone(), publish.clone());
-                        tasks.spawn(async move {
-                            handle(ctx, publish, delivery).await;
-                            drop(permit);
-                        });
+                        // The permit goes with the task, which gives it back
+                        // once its object is written (its commit overlaps the
+                        // next task's conversion), or when it ends.
+                        let held = std::cell::RefCell::new(Some(permit));
+                        tasks.spawn(crate::process::PERMIT.scope(held, handle(ctx, publish, delivery)));
                     }
                     Some(Err(e)) => {
                         warn!(error = %e, "consumer error; reconnecting");
@@ -141,7 +142,9 @@ async fn open(
     let conn = topology::connect(amqp_url, &format!("lakefleet-worker {}", ctx.worker_id)).await?;
     let setup = async {
         let consume = conn.create_channel().await?;
-        consume.basic_qos(concurrency as u16, Default::default()).await?;
+        // One delivery more than conversions at once: while a task commits
+        // into its dataset's table, the next one can convert.
+        consume.basic_qos(concurrency.saturating_add(1).min(u16::MAX as usize) as u16, Default::default()).await?;
         let publish = topology::confirm_channel(&conn).await?;
         ctx.topo.declare(&publish).await?;
         let tag = format!("{}-{}", ctx.worker_id, uuid_suffix());

@@ -450,14 +450,9 @@ impl<'a> Table<'a> {
     ) -> Result<Committed, TableError> {
         let root = format!("{}/", self.ds.name);
         for attempt in 1..=MAX_COMMIT_ATTEMPTS {
-            // Optimistic first attempt: a view of the log this process keeps
-            // is tried as it is (one PUT, no read). If another writer
-            // committed since, that version is taken and the create fails:
-            // only then are the missed entries read. A create that succeeds
-            // proves the view was whole, so the txn check below was exact.
-            if attempt > 1 || cache.version.is_none() {
-                self.refresh(cache).await?;
-            }
+            // The entries other writers committed since this process last
+            // read the log (usually one GET that finds nothing new).
+            self.refresh(cache).await?;
             let todo: Vec<&PartitionCommit> =
                 all.iter().filter(|c| cache.txn(&app_id(&self.ds.name, &c.partition)) < c.generation).collect();
             if todo.is_empty() {
@@ -517,10 +512,12 @@ impl<'a> Table<'a> {
                 }
                 return Ok(Committed::Written { version, attempts: attempt });
             }
-            // Another writer took this version: read it and try again, after
-            // a jittered pause that grows with the attempts.
-            let base = 10u64 << attempt.min(6);
-            tokio::time::sleep(Duration::from_millis(base + jitter(base))).await;
+            // Another writer took this version: read it and try again at
+            // once, then after a jittered pause that grows with the attempts.
+            if attempt > 1 {
+                let base = 10u64 << attempt.min(6);
+                tokio::time::sleep(Duration::from_millis(base + jitter(base))).await;
+            }
         }
         Err(TableError::Contention { table: self.ds.name.clone(), attempts: MAX_COMMIT_ATTEMPTS })
     }
