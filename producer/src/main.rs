@@ -84,7 +84,7 @@ async fn datasets(conn: &lakefleet::config::Connections, catalog: &Catalog) {
             (Some(lake), true) => println!("  {}", status::table_line(lake, d).await),
             (None, true) => println!("  table {}: none yet (no lake at {})", d.name, conn.lake_url),
         }
-        if d.format == lakefleet::catalog::SourceFormat::Csv {
+        if d.format != lakefleet::catalog::SourceFormat::Parquet {
             println!("  schema (v{}): {}", d.schema_version, d.schema_summary().join(", "));
         } else {
             println!("  schema (v{}), each column with the source names it accepts:", d.schema_version);

@@ -235,6 +235,15 @@ async fn datasets_lists_the_catalog_and_a_bad_catalog_is_refused() {
         assert!(text.contains(&format!("{name}  (")), "{name}: {text}");
     }
     assert!(text.contains("entries: int64") && text.contains("observed_at: timestamp"), "{text}");
+    // The weekly feed's end and the dataset that continues it; the archive's ids.
+    assert!(text.contains("mta-turnstile  (weekly (Saturdays), 2014-10-18 .. 2023-05-06"), "{text}");
+    assert!(
+        text.contains("ended: the feed ended with its partition 2023-05-06 and publishes no more; dataset mta-subway-hourly-ridership continues its data"),
+        "{text}"
+    );
+    for id in ["i55r-43gk  2014-01-04 .. 2014-12-27", "k7j9-jnct  2022-01-01 .. 2022-12-31"] {
+        assert!(text.contains(&format!("https://data.ny.gov/resource/{id}")), "{id}: {text}");
+    }
     // Parquet datasets: each column with the source names it accepts, and the eras.
     assert!(
         text.contains(
