@@ -194,12 +194,15 @@ async fn a_dictionary_bomb_parks_at_its_first_delivery_in_bounded_memory() {
     src.put("green_tripdata_2024-01.parquet", bomb);
     // A value longer than max_record_bytes (1 MiB), under 3 rows.
     src.put("green_tripdata_2024-02.parquet", dictionary_bomb(2 << 20, 3));
+    // An error page a proxy served with 200 under the Parquet name.
+    let page = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+    src.put("green_tripdata_2024-03.parquet", page.as_bytes().to_vec());
     let w = f.worker(&["--concurrency", "1"]);
     w.ready().await;
-    let out = f.backfill("nyc-tlc-green", "2024-01-01", "2024-02-29", &["--mirror", &src.base]);
+    let out = f.backfill("nyc-tlc-green", "2024-01-01", "2024-03-31", &["--mirror", &src.base]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len(), s.retried), (0, 2, 0), "{s:?}");
+    assert_eq!((s.done, s.dead.len(), s.retried), (0, 3, 0), "{s:?}");
     let rss = peak_rss(w.pid());
     eprintln!("worker peak RSS after the dictionary bomb: {} MiB", rss / MIB);
     assert!(rss > 0 && rss < 128 * MIB, "peak RSS {} MiB", rss / MIB);
@@ -216,6 +219,12 @@ async fn a_dictionary_bomb_parks_at_its_first_delivery_in_bounded_memory() {
     assert!(
         long.error.contains("row 1 (row group 1), column store_and_fwd_flag -> store_and_fwd_flag: a value of 2097152 bytes, longer than max_record_bytes 1048576"),
         "{long:?}"
+    );
+    let html = of("2024-03-01");
+    assert_eq!(html.reason, "corrupt_source", "{html:?}");
+    assert!(
+        html.error.contains("green_tripdata_2024-03.parquet: not a Parquet file, which dataset nyc-tlc-green reads: it starts with \"<?xml"),
+        "{html:?}"
     );
     assert!(f.objects().await.is_empty(), "nothing in the lake");
     f.cleanup().await;
