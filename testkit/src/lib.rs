@@ -16,9 +16,11 @@ pub mod tlc;
 mod data;
 mod fleet;
 mod oracle;
+mod readers;
 mod servers;
 
 pub use data::*;
 pub use fleet::*;
 pub use oracle::*;
+pub use readers::*;
 pub use servers::*;

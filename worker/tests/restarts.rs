@@ -214,3 +214,59 @@ async fn producer_reports_unconfirmed_publishes_when_the_broker_goes_away() {
     assert!(err.contains("2022-01-01") && err.contains("2022-03-26"), "names the partitions: {err}");
     f.cleanup().await;
 }
+
+/// Issue 20's scenario: 4 workers at concurrency 4 backfill 24 partitions;
+/// one worker is killed -9 between its object write and its commit, another
+/// mid-download, and Redis restarts. The table holds each partition exactly
+/// once at generation 1, and python deltalake and DuckDB read its rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_workers_two_kills_and_a_redis_restart_commit_each_partition_once() {
+    let Some(_serial) = turn("four_workers_two_kills_and_a_redis_restart_commit_each_partition_once").await else {
+        return;
+    };
+    let src = Source::start().await;
+    let mut f = Fleet::local("chaos-tables");
+    let expect = serve_mta_weeks(&src, 24, 400, 700, &[Fault::Slow(3, Duration::from_millis(600))]);
+    f.env.push(("LAKEFLEET_TEST_PAUSE_BEFORE_COMMIT_MS".into(), "60000".into()));
+    let mut a = f.worker(&["--concurrency", "4"]);
+    f.env.pop();
+    let mut b = f.worker(&["--concurrency", "4"]);
+    let others = [f.worker(&["--concurrency", "4"]), f.worker(&["--concurrency", "4"])];
+    for w in [&a, &b].into_iter().chain(&others) {
+        w.ready().await;
+    }
+    let out = f.backfill_mta(&src, week(0), week(23), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    // A: killed with an object written and its commit not made.
+    let start = Instant::now();
+    while !a.log().contains("pausing before the commit") {
+        assert!(start.elapsed() < Duration::from_secs(60), "worker A never reached a commit: {}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.kill9();
+    // B: killed mid-download.
+    wait_in_flight(&b, 1.0).await;
+    b.kill9();
+    {
+        let _down = RedisDown::stop();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    settle(&f, 24, Duration::from_secs(180)).await;
+    // The oracle checks the objects and that the table holds exactly them, one per partition.
+    oracle(&f, &expect, &[]).await;
+    let dir = f.lake_dir.clone().unwrap();
+    let entries = log_entries(&dir, "mta-turnstile");
+    let adds: usize = entries.iter().map(|(_, a)| count(a, "add")).sum();
+    assert_eq!(adds, 24, "one Add per partition in the whole log");
+    for (v, actions) in &entries {
+        for t in actions.iter().filter_map(|a| a.get("txn")) {
+            assert_eq!(t["version"], 1, "version {v}: generation 1");
+        }
+    }
+    let total: usize = expect.iter().map(|(_, n, _)| n).sum();
+    let path = dir.join("mta-turnstile");
+    let read = deltalake_read(path.to_str().unwrap(), None);
+    assert!(read.starts_with(&format!("{total} ")) && read.contains(" 24 "), "{read}");
+    assert!(duckdb_read(path.to_str().unwrap()).starts_with(&format!("{total} ")));
+    f.cleanup().await;
+}

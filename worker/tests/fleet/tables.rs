@@ -9,68 +9,6 @@ use std::time::Duration;
 use lakefleet::table::{Committed, PartitionCommit, Snapshot, Table};
 use lakefleet_testkit::*;
 
-/// Runs a python script with `args`; its stdout, trimmed (the test fails
-/// with the script's stderr when it fails).
-fn python(script: &str, args: &[&str]) -> String {
-    // Exit without the interpreter's teardown: deltalake's threads made it
-    // abort there now and then ("terminate called without an active
-    // exception"), after the answer was printed.
-    let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
-    let out = std::process::Command::new("python3").arg("-c").arg(&script).args(args).output().expect("python3");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// `rows sum(entries) files` of the table at `path` (and `version`), by python deltalake.
-fn deltalake_read(path: &str, version: Option<u64>) -> String {
-    let script = r#"
-import sys
-from deltalake import DeltaTable
-v = None if sys.argv[2] == "latest" else int(sys.argv[2])
-t = DeltaTable(sys.argv[1], version=v)
-data = t.to_pyarrow_table()
-import pyarrow.compute as pc
-print(data.num_rows, pc.sum(data["entries"]).as_py(), len(t.file_uris()), t.version())
-"#;
-    let v = version.map(|v| v.to_string()).unwrap_or_else(|| "latest".into());
-    python(script, &[path, &v])
-}
-
-/// `rows sum(entries) years` of the table at `path`, by DuckDB's delta extension.
-fn duckdb_read(path: &str) -> String {
-    let script = r#"
-import sys, os, glob, duckdb, duckdb_extension_delta
-ext = glob.glob(os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*", "delta.duckdb_extension"))[0]
-con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
-con.execute(f"INSTALL '{ext}'")
-con.execute("LOAD delta")
-r = con.execute(f"SELECT count(*), sum(entries), count(DISTINCT year) FROM delta_scan('{sys.argv[1]}')").fetchone()
-print(*r)
-"#;
-    python(script, &[path])
-}
-
-/// The log's entries: (version, its actions) in order.
-fn log_entries(dir: &std::path::Path, dataset: &str) -> Vec<(u64, Vec<serde_json::Value>)> {
-    let log = dir.join(dataset).join("_delta_log");
-    let mut out: Vec<(u64, Vec<serde_json::Value>)> = std::fs::read_dir(&log)
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let v: u64 = name.strip_suffix(".json")?.parse().ok()?;
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            Some((v, text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()))
-        })
-        .collect();
-    out.sort_by_key(|(v, _)| *v);
-    out
-}
-
-fn count(actions: &[serde_json::Value], kind: &str) -> usize {
-    actions.iter().filter(|a| a.get(kind).is_some()).count()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backfill_commits_each_partition_once_and_deltalake_and_duckdb_read_the_table() {
     let src = Source::start().await;
