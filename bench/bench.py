@@ -319,6 +319,16 @@ def serve_folder(folder):
     return http, "http://127.0.0.1:%d" % port
 
 
+def bench_lakes(work, s3_endpoint):
+    """The lakes a fleet benchmark writes to: (name, tag -> (LAKE_URL, extra env))."""
+    lakes = [("local folder", lambda tag: (os.path.join(work, "lake-" + tag), {}))]
+    if s3_endpoint:
+        lakes.append(("S3 (moto)", lambda tag: ("s3://bench/" + tag, {
+            "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"})))
+    return lakes
+
+
 def end_to_end(work, s3_endpoint, repeat):
     gen = os.path.join(HERE, "gen.py")
     mirror, first, last, total, _ = mta_weeks(work)
@@ -331,11 +341,7 @@ def end_to_end(work, s3_endpoint, repeat):
     print("| lake | workers | seconds | files/s | MB/s | peak RSS MiB per worker | speed-up vs 1 worker |")
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
     try:
-        lakes = [("local folder", lambda tag: (os.path.join(work, "lake-" + tag), {}))]
-        if s3_endpoint:
-            lakes.append(("S3 (moto)", lambda tag: ("s3://bench/" + tag, {
-                "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"})))
+        lakes = bench_lakes(work, s3_endpoint)
         for lake_name, lake in lakes:
             base = None
             for n in (1, 2):
@@ -399,11 +405,7 @@ def tables(work, s3_endpoint, repeat):
     print("| lake | tables | seconds | files/s | time vs tables off |")
     print("| --- | --- | ---: | ---: | ---: |")
     try:
-        lakes = [("local folder", lambda tag: (os.path.join(work, "lake-" + tag), {}))]
-        if s3_endpoint:
-            lakes.append(("S3 (moto)", lambda tag: ("s3://bench/" + tag, {
-                "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"})))
+        lakes = bench_lakes(work, s3_endpoint)
         for lake_name, lake in lakes:
             runs = {"off": [], "on": []}
             for rep in range(repeat):

@@ -80,19 +80,26 @@ fn mta_backfill_args<'a>(src: &'a Source, from: &'a str, to: &'a str, extra: &[&
     backfill_args("mta-turnstile", from, to, &[&["--mirror", src.base.as_str()], extra].concat())
 }
 
-/// `mta-live`: the built-in mta-turnstile as a feed that still publishes
-/// (without its last partition), for tests of the publication calendar and
-/// the schedule, whose newest week must be due today.
-pub fn mta_live_catalog() -> String {
+/// The built-in mta-turnstile entry as a user catalog's entry `name`, a feed
+/// that still publishes (without its last partition and successor), with
+/// `options` (TOML lines, e.g. `max_downloads_per_host = 2`) added.
+pub fn mta_catalog(name: &str, options: &str) -> String {
     let builtin = include_str!("../../common/src/catalog/builtin.toml");
     let start = builtin.find("[[dataset]]\nname = \"mta-turnstile\"").expect("mta-turnstile is built in");
     let end = builtin[start..].find("# ----").map_or(builtin.len(), |e| start + e);
-    builtin[start..end]
-        .replace("name = \"mta-turnstile\"", "name = \"mta-live\"")
+    let entry = builtin[start..end]
         .lines()
         .filter(|l| !l.starts_with("last =") && !l.starts_with("successor ="))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    entry.replace("name = \"mta-turnstile\"", &format!("name = \"{name}\"\n{options}"))
+}
+
+/// `mta-live`: the built-in mta-turnstile as a feed that still publishes,
+/// for tests of the publication calendar and the schedule, whose newest
+/// week must be due today.
+pub fn mta_live_catalog() -> String {
+    mta_catalog("mta-live", "")
 }
 
 /// [`mta_live_catalog`]'s dataset.

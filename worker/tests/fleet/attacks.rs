@@ -279,33 +279,15 @@ fn footers_zones_and_years_that_readers_cannot_take_are_refused_naming_them() {
     assert!(!err.contains("header does not match"), "{err}");
 }
 
-/// Two datasets on one source host (the same files, two names).
-fn two_on_one_host() -> String {
-    let entry = |name: &str| {
-        format!(
-            r#"[[dataset]]
-name = "{name}"
-cadence = "weekly"
-url_template = "http://web.mta.info/developers/data/nyct/turnstile/turnstile_{{yymmdd}}.txt"
-first = "2014-10-18"
-columns = [
-  {{ source = "C/A", name = "ca", type = "string" }}, {{ source = "UNIT", name = "unit", type = "string" }},
-  {{ source = "SCP", name = "scp", type = "string" }}, {{ source = "STATION", name = "station", type = "string" }},
-  {{ source = "LINENAME", name = "linename", type = "string" }}, {{ source = "DIVISION", name = "division", type = "string" }},
-  {{ source = "DATE", name = "date", type = "date", format = "%m/%d/%Y" }}, {{ source = "TIME", name = "time", type = "string" }},
-  {{ source = "DESC", name = "desc", type = "string" }}, {{ source = "ENTRIES", name = "entries", type = "int64" }},
-  {{ source = "EXITS", name = "exits", type = "int64" }},
-]
-"#
-        )
-    };
-    format!("{}\n{}", entry("mta-first"), entry("mta-second"))
+/// Two datasets on one source host (the same files, two names), with `options`.
+fn two_on_one_host(options: &str) -> String {
+    format!("{}\n{}", mta_catalog("mta-first", options), mta_catalog("mta-second", options))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_31_year_retry_after_is_capped_shown_and_lifted_and_other_datasets_wait_without_parking() {
     let src = Source::start().await;
-    let f = Fleet::local("retry-after").with_catalog(&two_on_one_host());
+    let f = Fleet::local("retry-after").with_catalog(&two_on_one_host(""));
     serve_mta_weeks(&src, 2, 50, 7, &[]);
     src.fault(&mta_name(week(0)), &[Fault::Throttle(1_000_000_000)]);
     let w = f.worker(&["--concurrency", "2"]);
@@ -359,9 +341,7 @@ async fn a_31_year_retry_after_is_capped_shown_and_lifted_and_other_datasets_wai
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_workers_host_slots_free_within_a_minute() {
     let src = Source::start().await;
-    let mut toml = two_on_one_host();
-    toml = toml.replacen("first = \"2014-10-18\"", "first = \"2014-10-18\"\nmax_downloads_per_host = 4", 1);
-    let f = Fleet::local("dead-slots").with_catalog(&toml);
+    let f = Fleet::local("dead-slots").with_catalog(&two_on_one_host("max_downloads_per_host = 4"));
     serve_mta_weeks(&src, 5, 50, 9, &[]);
     // The first download of weeks 0-3 trickles for two minutes: four slots held.
     for i in 0..4 {

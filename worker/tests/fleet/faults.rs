@@ -351,23 +351,9 @@ async fn a_task_slower_than_the_task_timeout_is_abandoned_and_retried() {
 
 /// mta-turnstile's schema under another name, with fleet-wide limits for its source host.
 fn polite_catalog(concurrent: u32, per_second: u32) -> String {
-    format!(
-        r#"[[dataset]]
-name = "mta-polite"
-cadence = "weekly"
-url_template = "http://web.mta.info/developers/data/nyct/turnstile/turnstile_{{yymmdd}}.txt"
-first = "2014-10-18"
-max_downloads_per_host = {concurrent}
-max_requests_per_second_per_host = {per_second}
-columns = [
-  {{ source = "C/A", name = "ca", type = "string" }}, {{ source = "UNIT", name = "unit", type = "string" }},
-  {{ source = "SCP", name = "scp", type = "string" }}, {{ source = "STATION", name = "station", type = "string" }},
-  {{ source = "LINENAME", name = "linename", type = "string" }}, {{ source = "DIVISION", name = "division", type = "string" }},
-  {{ source = "DATE", name = "date", type = "date", format = "%m/%d/%Y" }}, {{ source = "TIME", name = "time", type = "string" }},
-  {{ source = "DESC", name = "desc", type = "string" }}, {{ source = "ENTRIES", name = "entries", type = "int64" }},
-  {{ source = "EXITS", name = "exits", type = "int64" }},
-]
-"#
+    mta_catalog(
+        "mta-polite",
+        &format!("max_downloads_per_host = {concurrent}\nmax_requests_per_second_per_host = {per_second}"),
     )
 }
 

@@ -179,28 +179,10 @@ async fn racing_committers_make_one_add_per_partition_on_a_local_folder_and_on_s
     }
 }
 
-/// mta-turnstile's schema under another name, checkpointed every 5 versions.
-const CHECKPOINTED: &str = r#"[[dataset]]
-name = "mta-ckpt"
-cadence = "weekly"
-url_template = "http://web.mta.info/developers/data/nyct/turnstile/turnstile_{yymmdd}.txt"
-first = "2014-10-18"
-checkpoint_interval = 5
-columns = [
-  { source = "C/A", name = "ca", type = "string" }, { source = "UNIT", name = "unit", type = "string" },
-  { source = "SCP", name = "scp", type = "string" }, { source = "STATION", name = "station", type = "string" },
-  { source = "LINENAME", name = "linename", type = "string" }, { source = "DIVISION", name = "division", type = "string" },
-  { source = "DATE", name = "date", type = "date", format = "%m/%d/%Y" }, { source = "TIME", name = "time", type = "string" },
-  { source = "DESC", name = "desc", type = "string" }, { source = "ENTRIES", name = "entries", type = "int64" },
-  { source = "EXITS", name = "exits", type = "int64" },
-]
-derived = [ { name = "observed_at", type = "timestamp", from = ["DATE", "TIME"], format = "%m/%d/%Y %H:%M:%S" } ]
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoints_bound_the_log_and_every_reader_reads_through_them() {
     let src = Source::start().await;
-    let f = Fleet::local("tables-ckpt").with_catalog(CHECKPOINTED);
+    let f = Fleet::local("tables-ckpt").with_catalog(&mta_catalog("mta-ckpt", "checkpoint_interval = 5"));
     let expect = serve_mta_weeks(&src, 12, 100, 140, &[]);
     let w = f.worker(&["--concurrency", "4"]);
     w.ready().await;

@@ -55,6 +55,16 @@ fn i64_sum(batches: &[RecordBatch], col: &str) -> i64 {
     batches.iter().flat_map(|b| b.column_by_name(col).unwrap().as_primitive::<Int64Type>().iter().flatten()).sum()
 }
 
+/// The distinct values of a text column.
+fn texts(batches: &[RecordBatch], col: &str) -> BTreeSet<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(col).unwrap().as_string::<i32>().iter().flatten().map(String::from).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn non_null(batches: &[RecordBatch], col: &str) -> usize {
     batches.iter().map(|b| b.column_by_name(col).unwrap()).map(|a| a.len() - a.null_count()).sum()
 }
@@ -324,35 +334,13 @@ async fn the_eras_the_facts_name_land_in_each_datasets_one_schema() {
     assert_eq!(rows(&b), 600);
     assert_eq!(non_null(&b, "ratecode_id"), 450, "every fourth rate_code is empty");
     assert_eq!(non_null(&b, "payment_type_name"), 600);
-    let flags: BTreeSet<String> = b
-        .iter()
-        .flat_map(|x| {
-            x.column_by_name("store_and_fwd_flag")
-                .unwrap()
-                .as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let flags = texts(&b, "store_and_fwd_flag");
     assert_eq!(
         flags,
         ["", "0", "0.0", "1"].map(String::from).into_iter().collect(),
         "as published (empty text stays empty)"
     );
-    let pay: BTreeSet<String> = b
-        .iter()
-        .flat_map(|x| {
-            x.column_by_name("payment_type_name")
-                .unwrap()
-                .as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let pay = texts(&b, "payment_type_name");
     assert!(pay.contains("Cas") && pay.contains("CAS") && pay.contains("No Charge"), "{pay:?}");
     // Yellow 2026-06: request_source lands.
     let b = read("nyc-tlc-yellow", "2026-06").await;
