@@ -35,6 +35,7 @@ async fn run(name: &str, lake: Lake, committers: usize, partitions: usize) {
                     rows: 200_000,
                     generation: 1,
                     year: chrono::Datelike::year(&date),
+                    stats: None,
                 };
                 let t = Instant::now();
                 match Table::new(&lake, &ds).commit(&mut snap, &commit).await.expect("commit") {

@@ -516,7 +516,14 @@ async fn table_generation(ctx: &Ctx, ds: &Dataset, partition: &str, exact: bool)
 }
 
 /// Commits the partition's object into its dataset's table, exactly once.
-async fn commit(ctx: &Ctx, c: &Checked<'_>, task: &Task, generation: u64, size: u64, rows: u64) -> Result<(), Failure> {
+async fn commit(
+    ctx: &Ctx,
+    c: &Checked<'_>,
+    task: &Task,
+    generation: u64,
+    (size, rows): (u64, u64),
+    stats: Option<String>,
+) -> Result<(), Failure> {
     use lakefleet::metrics::table_outcome as outcome;
     use lakefleet::table::{Committed, PartitionCommit, Table, TableError};
     let (m, ds) = (&ctx.metrics, c.ds.name.as_str());
@@ -527,6 +534,7 @@ async fn commit(ctx: &Ctx, c: &Checked<'_>, task: &Task, generation: u64, size: 
         rows,
         generation,
         year: chrono::Datelike::year(&c.date),
+        stats,
     };
     // A test hook: a pause between the object's upload and its commit, so
     // that a test can kill the worker there (`LAKEFLEET_TEST_PAUSE_BEFORE_COMMIT_MS`).
@@ -683,11 +691,13 @@ async fn convert_and_upload(
         m.rows_written.with_label_values(&[&ds.name]).inc_by(stats.rows);
         m.parquet_bytes.with_label_values(&[&ds.name]).inc_by(size);
     }
+    // The Add's statistics come from the object's own footer (still in the spool).
+    let add_stats = generation.and_then(|_| lakefleet::table::stats::of_file(&spool.0, ds));
     drop(spool);
     // The done marker comes after the commit.
     if let Some(g) = generation {
         let _ = PERMIT.try_with(|p| p.borrow_mut().take());
-        commit(ctx, c, task, g, size, stats.rows).await?;
+        commit(ctx, c, task, g, (size, stats.rows), add_stats).await?;
     }
     let marker = DoneMarker {
         object_key: c.key.clone(),

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub mod checkpoint;
+pub mod stats;
 
 use crate::catalog::{ColumnType, Dataset};
 use crate::lake::{Lake, LakeError};
@@ -208,6 +209,8 @@ pub struct PartitionCommit {
     pub rows: u64,
     /// The partition's ingestion generation: 1, then +1 per refresh.
     pub generation: u64,
+    /// The Add's statistics ([`stats::of_file`]); `None`: the row count only.
+    pub stats: Option<String>,
     /// The partition column's value (`2022`).
     pub year: i32,
 }
@@ -470,7 +473,7 @@ impl<'a> Table<'a> {
                         "extendedFileMetadata": true, "partitionValues": old.partition_values, "size": old.size,
                     }}));
                 }
-                let stats = json!({"numRecords": c.rows}).to_string();
+                let stats = c.stats.clone().unwrap_or_else(|| json!({"numRecords": c.rows}).to_string());
                 actions.push(json!({"add": {
                     "path": path,
                     "partitionValues": {PARTITION_COLUMN: c.year.to_string()},
@@ -554,6 +557,7 @@ impl<'a> Table<'a> {
                 rows: n,
                 generation,
                 year: chrono::Datelike::year(&date),
+                stats: None,
             });
         }
         let added = commits.len();

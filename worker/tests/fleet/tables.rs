@@ -52,6 +52,37 @@ async fn a_backfill_commits_each_partition_once_and_deltalake_and_duckdb_read_th
     assert_eq!(deltalake_read(path, None), format!("{total_rows} {entries_sum} 12 11"));
     let years = expect.iter().map(|(k, _, _)| &k[19..23]).collect::<std::collections::BTreeSet<_>>().len();
     assert_eq!(duckdb_read(path), format!("{total_rows} {entries_sum} {years}"));
+    // Every Add carries its object's statistics (from the object's footer).
+    let add = entries[0].1.iter().find_map(|a| a.get("add")).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(add["stats"].as_str().unwrap()).unwrap();
+    assert_eq!(stats["numRecords"], 200, "{stats}");
+    let ts = |k: &str| stats[k]["observed_at"].as_str().unwrap_or_default().to_string();
+    assert!(ts("minValues") < ts("maxValues") && ts("minValues").len() == 23, "{stats}");
+    assert!(stats["maxValues"]["date"].as_str().is_some_and(|t| t.starts_with("202")), "{stats}");
+    assert!(stats["minValues"]["entries"].is_i64() && stats["maxValues"]["entries"].is_i64(), "{stats}");
+    assert_eq!(stats["nullCount"]["entries"], 0, "{stats}");
+    // Readers skip files by them: predicates through delta_scan count what a
+    // scan of every file counts.
+    let filtered = python(
+        r#"
+import sys, os, glob, duckdb, duckdb_extension_delta
+ext = glob.glob(os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*", "delta.duckdb_extension"))[0]
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute(f"INSTALL '{ext}'")
+con.execute("LOAD delta")
+p = sys.argv[1]
+for where in ["observed_at >= TIMESTAMP '2022-02-05 00:00:00' AND observed_at < TIMESTAMP '2022-02-19 00:00:00'", "entries > 5000000", "date = DATE '2022-01-03'"]:
+    a = con.execute(f"SELECT count(*) FROM delta_scan('{p}') WHERE {where}").fetchone()[0]
+    b = con.execute(f"SELECT count(*) FROM read_parquet('{p}/*/*.parquet') WHERE {where}").fetchone()[0]
+    print(a, b)
+"#,
+        &[dir.join("mta-turnstile").to_str().unwrap()],
+    );
+    for line in filtered.lines() {
+        let (a, b) = line.split_once(' ').unwrap();
+        assert_eq!(a, b, "delta_scan vs a scan of the files: {filtered}");
+    }
+    assert!(filtered.lines().any(|l| !l.starts_with("0 ")), "some predicate selects rows: {filtered}");
     let shown = format!("table mta-turnstile: version 11, 12 live files, {total_rows} rows");
     let status = f.producer(&["status", &backfill_id(&out)]);
     assert!(stdout(&status).contains(&shown), "{}", stdout(&status));
@@ -136,6 +167,7 @@ async fn race(lake: lakefleet::lake::Lake) -> Vec<(u64, Vec<serde_json::Value>)>
                 rows: 10,
                 generation: 1,
                 year: chrono::Datelike::year(&date),
+                stats: None,
             };
             let mut snap = Snapshot::default();
             Table::new(&lake, &ds).commit(&mut snap, &c).await.unwrap()

@@ -1,0 +1,90 @@
+//! An Add's statistics, from the object's own Parquet footer: the row count,
+//! every column's null count, and min/max of numbers, dates and timestamps
+//! (text columns carry none: the encoder does not compute them). Readers use
+//! them to skip files (`WHERE observed_at >= ...`), so a value is given only
+//! when every row group has it.
+
+use std::path::Path;
+
+use arrow_schema::{DataType, TimeUnit};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+use serde_json::{Map, Value, json};
+
+use crate::catalog::Dataset;
+
+/// The statistics of the Parquet file at `path`, written for `ds`, as the
+/// JSON string an Add carries; `None` when the footer cannot be read.
+pub fn of_file(path: &Path, ds: &Dataset) -> Option<String> {
+    let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
+    let meta = reader.metadata();
+    let schema = crate::convert::arrow_schema(ds);
+    let rows: i64 = meta.row_groups().iter().map(|rg| rg.num_rows()).sum();
+    let (mut mins, mut maxs, mut nulls) = (Map::new(), Map::new(), Map::new());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let stats: Option<Vec<(&Statistics, i64)>> =
+            meta.row_groups().iter().map(|rg| rg.column(i).statistics().map(|s| (s, rg.num_rows()))).collect();
+        let Some(stats) = stats else { continue };
+        let Some(n) = stats.iter().map(|(s, _)| s.null_count_opt()).sum::<Option<u64>>() else { continue };
+        nulls.insert(field.name().clone(), json!(n));
+        // Row groups whose values are all null have no min/max: leave them out.
+        let valued: Vec<&Statistics> =
+            stats.iter().filter(|(s, rows)| s.null_count_opt() != Some(*rows as u64)).map(|(s, _)| *s).collect();
+        if let Some((lo, hi)) = range(&valued, field.data_type()) {
+            mins.insert(field.name().clone(), lo);
+            maxs.insert(field.name().clone(), hi);
+        }
+    }
+    Some(json!({"numRecords": rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}).to_string())
+}
+
+/// Min and max over the row groups, in Delta's JSON form for the column's
+/// type (numbers; `2022-01-08` for dates; `2022-01-08T04:00:00.000` for
+/// timestamps without a zone). `None` when a row group with values lacks one.
+fn range(stats: &[&Statistics], ty: &DataType) -> Option<(Value, Value)> {
+    if stats.is_empty() {
+        return None;
+    }
+    match ty {
+        DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, None) => {
+            let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+            for s in stats {
+                let Statistics::Int64(v) = s else { return None };
+                lo = lo.min(*v.min_opt()?);
+                hi = hi.max(*v.max_opt()?);
+            }
+            Some(match ty {
+                DataType::Int64 => (json!(lo), json!(hi)),
+                _ => (json!(ntz(lo)?), json!(ntz(hi)?)),
+            })
+        }
+        DataType::Float64 => {
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            for s in stats {
+                let Statistics::Double(v) = s else { return None };
+                lo = lo.min(*v.min_opt()?);
+                hi = hi.max(*v.max_opt()?);
+            }
+            (lo.is_finite() && hi.is_finite()).then(|| (json!(lo), json!(hi)))
+        }
+        DataType::Date32 => {
+            let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+            for s in stats {
+                let Statistics::Int32(v) = s else { return None };
+                lo = lo.min(*v.min_opt()?);
+                hi = hi.max(*v.max_opt()?);
+            }
+            let day = |d: i32| {
+                chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(d as i64))
+            };
+            Some((json!(day(lo)?.to_string()), json!(day(hi)?.to_string())))
+        }
+        _ => None,
+    }
+}
+
+/// Milliseconds since 1970-01-01 (wall clock) as Delta writes a
+/// `timestamp_ntz` statistic.
+fn ntz(ms: i64) -> Option<String> {
+    Some(chrono::DateTime::from_timestamp_millis(ms)?.naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f").to_string())
+}
