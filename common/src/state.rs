@@ -120,29 +120,38 @@ return 0",
     )
 });
 
-/// One download slot of a source host, shared by the fleet: returns 0 when
-/// the slot was taken, else the milliseconds to wait (the host is paused by a
-/// 429, all its slots are taken, or its requests of the last second reached
-/// the rate). Redis's clock is the one clock of the fleet.
-/// KEYS: slots (zset token -> expiry ms), pause (until ms), starts (zset of
-/// request starts); ARGV: token, max concurrent, max per second, slot TTL ms.
-static HOST_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+/// One start at a source host, shared by the fleet: returns 0 when it may
+/// start now, else the milliseconds to wait (the host is paused by a 429,
+/// its requests of the last second reached the rate, or, for a download,
+/// all its slots are taken). Redis's clock is the one clock of the fleet.
+/// A download (ARGV[3] > 0) also takes a slot: a lease that expires after
+/// ARGV[4] ms unless renewed; a further request under a held slot (a
+/// Socrata page, ARGV[3] = 0) takes only the rate.
+/// KEYS: pause (until ms), starts (zset of request starts), slots (zset
+/// token -> expiry ms); ARGV: token, max per second, max concurrent (0: no
+/// slot), slot TTL ms.
+static HOST_START: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
 if pause > now then return pause - now end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 50 end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 1000)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
-  local oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2])
+local slot = tonumber(ARGV[3]) > 0
+if slot then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then return 50 end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 1000)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then
+  local oldest = tonumber(redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2])
   return math.max(1, oldest + 1000 - now)
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[3], 2000)
+if slot then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
+redis.call('ZADD', KEYS[2], now, ARGV[1] .. ':' .. now .. ':' .. redis.call('ZCARD', KEYS[2]))
+redis.call('PEXPIRE', KEYS[2], 2000)
 return 0",
     )
 });
@@ -171,26 +180,6 @@ if not exp or tonumber(exp) <= now then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1",
-    )
-});
-
-/// One more request to a host whose slot is held (a Socrata page): 0 when
-/// it may start now, else the milliseconds to wait (paused, or the rate of
-/// the last second reached). KEYS: pause, starts; ARGV: token, per second.
-static HOST_REQUEST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
-if pause > now then return pause - now end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 1000)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then
-  local oldest = tonumber(redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2])
-  return math.max(1, oldest + 1000 - now)
-end
-redis.call('ZADD', KEYS[2], now, ARGV[1] .. ':' .. now .. ':' .. redis.call('ZCARD', KEYS[2]))
-redis.call('PEXPIRE', KEYS[2], 2000)
-return 0",
     )
 });
 
@@ -573,15 +562,38 @@ impl State {
         token: &str,
         limits: HostLimits,
     ) -> redis::RedisResult<Option<Duration>> {
+        self.host_start(host, token, limits.per_second, limits.concurrent.max(1), limits.slot_ttl).await
+    }
+
+    /// Asks to start one more request to `host` under a held slot (a
+    /// Socrata page): `None` when it may, else how long to wait (the host's
+    /// pause and request rate).
+    pub async fn try_host_request(
+        &self,
+        host: &str,
+        token: &str,
+        per_second: u32,
+    ) -> redis::RedisResult<Option<Duration>> {
+        self.host_start(host, token, per_second, 0, Duration::ZERO).await
+    }
+
+    async fn host_start(
+        &self,
+        host: &str,
+        token: &str,
+        per_second: u32,
+        concurrent: u32,
+        slot_ttl: Duration,
+    ) -> redis::RedisResult<Option<Duration>> {
         let mut c = self.con.clone();
-        let wait: i64 = HOST_ACQUIRE
-            .key(self.k(&["host", host, "slots"]))
+        let wait: i64 = HOST_START
             .key(self.k(&["host", host, "pause"]))
             .key(self.k(&["host", host, "starts"]))
+            .key(self.k(&["host", host, "slots"]))
             .arg(token)
-            .arg(limits.concurrent)
-            .arg(limits.per_second)
-            .arg(limits.slot_ttl.as_millis() as u64)
+            .arg(per_second)
+            .arg(concurrent)
+            .arg(slot_ttl.as_millis() as u64)
             .invoke_async(&mut c)
             .await?;
         Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
@@ -603,25 +615,6 @@ impl State {
             .invoke_async(&mut c)
             .await?;
         Ok(held == 1)
-    }
-
-    /// Asks to start one more request to `host` (its slot held): `None` when
-    /// it may, else how long to wait (the host's pause and request rate).
-    pub async fn try_host_request(
-        &self,
-        host: &str,
-        token: &str,
-        per_second: u32,
-    ) -> redis::RedisResult<Option<Duration>> {
-        let mut c = self.con.clone();
-        let wait: i64 = HOST_REQUEST
-            .key(self.k(&["host", host, "pause"]))
-            .key(self.k(&["host", host, "starts"]))
-            .arg(token)
-            .arg(per_second)
-            .invoke_async(&mut c)
-            .await?;
-        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
     }
 
     /// Every host with slots held or a pause, by name.

@@ -197,52 +197,45 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
             ("Tolls_Amt", consts(0.0)),
             ("Total_Amt", some_f(&total)),
         ],
-        Layout::Y2010 => vec![
-            ("vendor_id", code_text(&vendor, ["CMT", "VTS"])),
-            ("pickup_datetime", text_ts(&pickup)),
-            ("dropoff_datetime", text_ts(&dropoff)),
-            ("passenger_count", some_i(&passengers)),
-            ("trip_distance", some_f(&dist)),
-            ("pickup_longitude", some_f(&lon)),
-            ("pickup_latitude", some_f(&lat)),
-            ("rate_code", some_i(&vec![1; n])),
-            ("store_and_fwd_flag", strs(vec![None; n])),
-            ("dropoff_longitude", some_f(&lon)),
-            ("dropoff_latitude", some_f(&lat)),
-            ("payment_type", code_text(&payment, ["CAS", "CRD"])),
-            ("fare_amount", some_f(&fare)),
-            ("surcharge", consts(0.5)),
-            ("mta_tax", consts(0.5)),
-            ("tip_amount", some_f(&tip)),
-            ("tolls_amount", consts(0.0)),
-            ("total_amount", some_f(&total)),
-            ("__index_level_0__", i64s((0..n as i64).map(Some).collect())),
-        ],
-        Layout::Y2010Text => vec![
-            ("vendor_id", code_text(&vendor, ["CMT", "VTS"])),
-            ("pickup_datetime", text_ts(&pickup)),
-            ("dropoff_datetime", text_ts(&dropoff)),
-            ("passenger_count", some_i(&passengers)),
-            ("trip_distance", some_f(&dist)),
-            ("pickup_longitude", some_f(&lon)),
-            ("pickup_latitude", some_f(&lat)),
-            ("rate_code", strs((0..n).map(|i| Some(["1", "", "2", "1"][i % 4].to_string())).collect())),
-            ("store_and_fwd_flag", strs((0..n).map(|i| Some(["0", "1", "", "0.0"][i % 4].to_string())).collect())),
-            ("dropoff_longitude", some_f(&lon)),
-            ("dropoff_latitude", some_f(&lat)),
-            (
-                "payment_type",
-                strs(
-                    (0..n).map(|i| Some(["CAS", "Cas", "CRE", "Cre", "No Charge", "Dispute"][i % 6].into())).collect(),
-                ),
-            ),
-            ("fare_amount", some_f(&fare)),
-            ("surcharge", consts(0.5)),
-            ("mta_tax", consts(0.5)),
-            ("tip_amount", some_f(&tip)),
-            ("tolls_amount", consts(0.0)),
-            ("total_amount", some_f(&total)),
-        ],
+        Layout::Y2010 | Layout::Y2010Text => {
+            // 2010-02/03: INT64 rate codes, codes as three-letter text, a leaked
+            // index; the other 2010 months: everything coded is mixed text.
+            let drift = fx.layout == Layout::Y2010;
+            let (rate, flag, pay): (ArrayRef, ArrayRef, ArrayRef) = if drift {
+                (some_i(&vec![1; n]), strs(vec![None; n]), code_text(&payment, ["CAS", "CRD"]))
+            } else {
+                let cycle = |vals: &[&str]| strs((0..n).map(|i| Some(vals[i % vals.len()].to_string())).collect());
+                (
+                    cycle(&["1", "", "2", "1"]),
+                    cycle(&["0", "1", "", "0.0"]),
+                    cycle(&["CAS", "Cas", "CRE", "Cre", "No Charge", "Dispute"]),
+                )
+            };
+            let mut c: Vec<(&str, ArrayRef)> = vec![
+                ("vendor_id", code_text(&vendor, ["CMT", "VTS"])),
+                ("pickup_datetime", text_ts(&pickup)),
+                ("dropoff_datetime", text_ts(&dropoff)),
+                ("passenger_count", some_i(&passengers)),
+                ("trip_distance", some_f(&dist)),
+                ("pickup_longitude", some_f(&lon)),
+                ("pickup_latitude", some_f(&lat)),
+                ("rate_code", rate),
+                ("store_and_fwd_flag", flag),
+                ("dropoff_longitude", some_f(&lon)),
+                ("dropoff_latitude", some_f(&lat)),
+                ("payment_type", pay),
+                ("fare_amount", some_f(&fare)),
+                ("surcharge", consts(0.5)),
+                ("mta_tax", consts(0.5)),
+                ("tip_amount", some_f(&tip)),
+                ("tolls_amount", consts(0.0)),
+                ("total_amount", some_f(&total)),
+            ];
+            if drift {
+                c.push(("__index_level_0__", i64s((0..n as i64).map(Some).collect())));
+            }
+            c
+        }
         Layout::Y2011 | Layout::Y2018 | Layout::Y2023 | Layout::Y2025 | Layout::Y2026 => {
             let modern_ids = matches!(fx.layout, Layout::Y2023 | Layout::Y2025 | Layout::Y2026);
             let ids = |v: &[i64]| if modern_ids { i32s(v) } else { some_i(v) };

@@ -241,8 +241,7 @@ async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str) -> Result<Option<Ho
 /// A 429 (or 503) with Retry-After pauses its host for the whole fleet, for
 /// at most the dataset's `max_retry_after_seconds` (the cap is logged with
 /// the value asked for); the task's own retry waits no longer either.
-async fn throttled<T>(ctx: &Ctx, ds: &Dataset, host: &str, r: Result<T, FetchError>) -> Result<T, FetchError> {
-    let mut r = r;
+async fn throttled<T>(ctx: &Ctx, ds: &Dataset, host: &str, mut r: Result<T, FetchError>) -> Result<T, FetchError> {
     if let Err(FetchError::Status { status: 429 | 503, retry_after: Some(d), .. }) = &mut r {
         let cap = Duration::from_secs(ds.max_retry_after_seconds);
         if *d > cap {

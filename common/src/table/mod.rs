@@ -18,7 +18,7 @@
 //! when the dataset has timestamps: the lake holds wall-clock times).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -43,12 +43,9 @@ pub struct Snapshot {
     pub version: Option<u64>,
     /// Live files by path (relative to the table root).
     pub files: BTreeMap<String, AddFile>,
-    /// Removed files by path, with when they were removed (ms since the
-    /// epoch): readers of earlier versions may still read them until a
-    /// vacuum past the retention deletes them.
-    pub removed: BTreeMap<String, i64>,
     /// The actions a checkpoint repeats, as the log wrote them: protocol,
-    /// metaData, and each live add and kept remove.
+    /// metaData, each live add, and each remove (readers of earlier versions
+    /// may still read a removed file until a vacuum past the retention).
     protocol: Option<Value>,
     metadata: Option<Value>,
     adds: BTreeMap<String, Value>,
@@ -76,6 +73,12 @@ pub struct AddFile {
 }
 
 impl Snapshot {
+    /// When a file was removed from the table (ms since the epoch); `None`
+    /// when no version removed it (live, or never committed).
+    pub fn removed_at(&self, path: &str) -> Option<i64> {
+        self.removes.get(path).map(|r| r.get("deletionTimestamp").and_then(Value::as_i64).unwrap_or(0))
+    }
+
     /// The actions of a checkpoint of this snapshot: protocol, metaData,
     /// transactions, live files, and the removes a vacuum has not passed.
     pub fn checkpoint_actions(&self) -> Vec<Value> {
@@ -108,7 +111,6 @@ impl Snapshot {
             if let Some(a) = v.get("add") {
                 let f =
                     add_file(a).ok_or_else(|| format!("version {version}, line {}: an add without a path", i + 1))?;
-                self.removed.remove(&f.path);
                 self.removes.remove(&f.path);
                 self.adds.insert(f.path.clone(), a.clone());
                 self.files.insert(f.path.clone(), f);
@@ -117,8 +119,7 @@ impl Snapshot {
                     let p = unescape(p);
                     self.files.remove(&p);
                     self.adds.remove(&p);
-                    self.removes.insert(p.clone(), r.clone());
-                    self.removed.insert(p, r.get("deletionTimestamp").and_then(Value::as_i64).unwrap_or(0));
+                    self.removes.insert(p, r.clone());
                 }
             } else if let Some(t) = v.get("txn") {
                 if let (Some(id), Some(ver)) =
@@ -611,7 +612,7 @@ impl Table<'_> {
             if rel.starts_with('_') || rel.contains("/_") || snap.files.contains_key(rel) {
                 continue;
             }
-            let unreferenced_since = snap.removed.get(rel).copied().unwrap_or(modified);
+            let unreferenced_since = snap.removed_at(rel).unwrap_or(modified);
             if unreferenced_since >= cutoff {
                 out.kept += 1;
                 continue;
@@ -627,10 +628,9 @@ impl Table<'_> {
 
 /// A pseudo-random number below `n` (commit backoff jitter).
 fn jitter(n: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos() ^ std::process::id() as u128);
-    h.finish() % n.max(1)
+    use std::hash::BuildHasher;
+    // A fresh RandomState is randomly keyed: hashing anything gives a random number.
+    std::collections::hash_map::RandomState::new().hash_one(0u8) % n.max(1)
 }
 
 #[cfg(test)]

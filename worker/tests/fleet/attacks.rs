@@ -150,8 +150,11 @@ async fn a_portal_that_sends_wrong_pages_lands_nothing_wrong_and_good_slices_lan
     assert_eq!(asked("huge-0001"), 1);
     let attempts: usize = lying.attempts as usize;
     assert_eq!(asked("lies-0001"), 2 * attempts, "{attempts} attempts");
-    // The endless page was read to its limit and no further: about 101 rows of it.
     assert!(f.objects().await.iter().all(|(k, _)| !k.contains("soda-where") && !k.contains("soda-lying")));
+    // The endless page (100,000 rows, about 5 MB, asked with $limit=100) was
+    // read to its limit and no further, then the good slice in full.
+    let endless = metric(&w.metrics().await, "lakefleet_source_bytes_total", &[("dataset", "soda-endless")]);
+    assert!(endless > 0.0 && endless < 1e6, "{endless} bytes read for soda-endless");
     f.cleanup().await;
 }
 
