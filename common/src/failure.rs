@@ -25,10 +25,16 @@ pub enum Reason {
     TooLarge,
     SchemaDrift,
     CorruptSource,
+    /// The dataset's Delta table asks of its writers what lakefleet does not
+    /// do (a writer feature, `delta.appendOnly` on a refresh, a CHECK
+    /// constraint): nothing was written.
+    TableUnsupported,
+    /// The lake answered 401 or 403 to the fleet's credentials.
+    LakeRefused,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NotFound,
         Reason::NotPublishedYet,
         Reason::HttpError,
@@ -43,6 +49,8 @@ impl Reason {
         Reason::TooLarge,
         Reason::SchemaDrift,
         Reason::CorruptSource,
+        Reason::TableUnsupported,
+        Reason::LakeRefused,
     ];
 
     pub fn code(self) -> &'static str {
@@ -61,6 +69,8 @@ impl Reason {
             Reason::TooLarge => "too_large",
             Reason::SchemaDrift => "schema_drift",
             Reason::CorruptSource => "corrupt_source",
+            Reason::TableUnsupported => "table_unsupported",
+            Reason::LakeRefused => "lake_refused",
         }
     }
 
@@ -149,6 +159,15 @@ impl From<crate::table::TableError> for Failure {
         use crate::table::TableError;
         match &e {
             TableError::Schema { .. } => Failure::permanent(Reason::SchemaMismatch, format!("committing: {e}")),
+            TableError::Unsupported { .. } => Failure::permanent(Reason::TableUnsupported, format!("committing: {e}")),
+            TableError::Refused { .. } => Failure::permanent(Reason::LakeRefused, format!("committing: {e}")),
+            TableError::Lake(LakeError::Store {
+                source: object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. },
+                ..
+            }) => Failure::permanent(
+                Reason::LakeRefused,
+                format!("committing: {e}: the lake refused the fleet's credentials"),
+            ),
             TableError::Lake(l) if !l.is_transient() => {
                 Failure::permanent(Reason::Conflict, format!("committing: {e}"))
             }

@@ -36,6 +36,22 @@ fn retry_config() -> object_store::RetryConfig {
     }
 }
 
+/// `url` as a folder URL (its path ends in `/`).
+fn folder_url(url: &url::Url) -> url::Url {
+    let mut u = url.clone();
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    u
+}
+
+impl KernelLake {
+    fn new(store: Arc<dyn ObjectStore>, root: url::Url) -> KernelLake {
+        KernelLake { store, root, engine: std::sync::OnceLock::new() }
+    }
+}
+
 /// What an upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Uploaded {
@@ -63,6 +79,69 @@ pub struct Lake {
     root: Path,
     url: String,
     single_put_max: u64,
+    /// What `delta_kernel` reads and writes the tables through: a client of
+    /// its own over the same bucket (the kernel runs its I/O on a runtime of
+    /// its own, so it shares no connection pool with ours), addressed by URL.
+    kernel: Arc<KernelLake>,
+}
+
+/// The lake as `delta_kernel` sees it: a store without our key prefix (the
+/// kernel maps a URL's path to the store's path) and the lake's root URL.
+pub struct KernelLake {
+    store: Arc<dyn ObjectStore>,
+    /// The lake's root as a folder URL (`file:///abs/lake/`, `s3://bucket/prefix/`).
+    pub root: url::Url,
+    engine: std::sync::OnceLock<(Arc<crate::table::Engine>, KernelRuntime)>,
+}
+
+/// The kernel's runtime, shut down without waiting when the lake goes (a
+/// lake may be dropped on an async task, where a runtime cannot be dropped).
+struct KernelRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for KernelRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for KernelLake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelLake").field("root", &self.root.as_str()).finish()
+    }
+}
+
+impl KernelLake {
+    /// The kernel's engine over this lake (made at first use: it starts the
+    /// kernel's I/O thread).
+    pub fn engine(&self) -> Arc<crate::table::Engine> {
+        self.engine
+            .get_or_init(|| {
+                use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("delta-kernel-io")
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the Delta kernel's I/O");
+                let executor = TokioMultiThreadExecutor::new(runtime.handle().clone());
+                let engine = delta_kernel_default_engine::DefaultEngine::builder(self.store.clone())
+                    .with_task_executor(Arc::new(executor))
+                    .build();
+                (Arc::new(engine), KernelRuntime(Some(runtime)))
+            })
+            .0
+            .clone()
+    }
+
+    /// The folder URL of `key` (a dataset's table root: `{root}{key}/`).
+    pub fn url_of(&self, key: &str) -> url::Url {
+        let mut u = self.root.clone();
+        let path = format!("{}{}/", u.path(), key.trim_matches('/'));
+        u.set_path(&path);
+        u
+    }
 }
 
 impl Lake {
@@ -72,69 +151,91 @@ impl Lake {
     /// `GOOGLE_*` and `AZURE_*` environment variables.
     pub fn open(url: &str) -> anyhow::Result<Lake> {
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-        let (store, root): (Arc<dyn ObjectStore>, Path) = match scheme.as_deref() {
+        match scheme.as_deref() {
             None | Some("file") => {
                 let dir = url.strip_prefix("file://").unwrap_or(url);
                 std::fs::create_dir_all(dir)
                     .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: cannot create folder: {e}"))?;
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                let abs = std::fs::canonicalize(dir).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs)
                     .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
-                (Arc::new(fs), Path::default())
+                let root = url::Url::from_directory_path(&abs)
+                    .map_err(|_| anyhow::anyhow!("LAKE_URL {url}: not an absolute folder"))?;
+                let kernel = KernelLake::new(Arc::new(object_store::local::LocalFileSystem::new()), root);
+                Ok(Lake::new(Arc::new(fs), Path::default(), url, kernel))
             }
             Some(s @ ("s3" | "s3a" | "gs" | "az" | "abfs" | "abfss")) => {
                 let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
                 let root = Path::from(parsed.path().trim_matches('/'));
-                let store: Arc<dyn ObjectStore> = match s {
-                    "s3" | "s3a" => Arc::new(
-                        object_store::aws::AmazonS3Builder::from_env()
-                            .with_url(url)
-                            .with_retry(retry_config())
-                            .build()
-                            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
-                    ),
-                    "gs" => Arc::new(
-                        object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                            .with_url(url)
-                            .with_retry(retry_config())
-                            .build()
-                            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
-                    ),
-                    _ => Arc::new(
-                        object_store::azure::MicrosoftAzureBuilder::from_env()
-                            .with_url(url)
-                            .with_retry(retry_config())
-                            .build()
-                            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?,
-                    ),
+                let build = || -> anyhow::Result<Arc<dyn ObjectStore>> {
+                    let err = |e: object_store::Error| anyhow::anyhow!("LAKE_URL {url}: {e}");
+                    Ok(match s {
+                        "s3" | "s3a" => Arc::new(
+                            object_store::aws::AmazonS3Builder::from_env()
+                                .with_url(url)
+                                .with_retry(retry_config())
+                                .build()
+                                .map_err(err)?,
+                        ),
+                        "gs" => Arc::new(
+                            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                                .with_url(url)
+                                .with_retry(retry_config())
+                                .build()
+                                .map_err(err)?,
+                        ),
+                        _ => Arc::new(
+                            object_store::azure::MicrosoftAzureBuilder::from_env()
+                                .with_url(url)
+                                .with_retry(retry_config())
+                                .build()
+                                .map_err(err)?,
+                        ),
+                    })
                 };
-                (store, root)
+                let kernel = KernelLake::new(build()?, folder_url(&parsed));
+                Ok(Lake::new(build()?, root, url, kernel))
             }
             Some(other) => anyhow::bail!(
                 "LAKE_URL (--lake-url) {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"
             ),
-        };
-        Ok(Lake::new(store, root, url))
+        }
     }
 
-    fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str) -> Lake {
-        Lake { store, root, url: url.trim_end_matches('/').to_string(), single_put_max: SINGLE_PUT_MAX }
+    fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str, kernel: KernelLake) -> Lake {
+        Lake {
+            store,
+            root,
+            url: url.trim_end_matches('/').to_string(),
+            single_put_max: SINGLE_PUT_MAX,
+            kernel: Arc::new(kernel),
+        }
+    }
+
+    /// The lake as `delta_kernel` reads and writes it.
+    pub fn kernel(&self) -> &KernelLake {
+        &self.kernel
     }
 
     /// An S3 lake with an explicit endpoint and credentials (instead of the
     /// environment), e.g. an S3-compatible server.
     pub fn open_s3_with(url: &str, endpoint: &str, key_id: &str, secret: &str) -> anyhow::Result<Lake> {
         let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_url(url)
-            .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_access_key_id(key_id)
-            .with_secret_access_key(secret)
-            .with_region("us-east-1")
-            .with_retry(retry_config())
-            .build()
-            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
-        Ok(Lake::new(Arc::new(store), Path::from(parsed.path().trim_matches('/')), url))
+        let build = || -> anyhow::Result<Arc<dyn ObjectStore>> {
+            let store = object_store::aws::AmazonS3Builder::new()
+                .with_url(url)
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_access_key_id(key_id)
+                .with_secret_access_key(secret)
+                .with_region("us-east-1")
+                .with_retry(retry_config())
+                .build()
+                .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
+            Ok(Arc::new(store))
+        };
+        let kernel = KernelLake::new(build()?, folder_url(&parsed));
+        Ok(Lake::new(build()?, Path::from(parsed.path().trim_matches('/')), url, kernel))
     }
 
     /// Objects larger than `bytes` go up as multipart uploads (default
@@ -143,15 +244,19 @@ impl Lake {
     /// HTTP) with a static bearer token: tests, never the metadata server.
     pub fn open_gcs_with(url: &str, base_url: &str, token: &str) -> anyhow::Result<Lake> {
         let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
-        let store = object_store::gcp::GoogleCloudStorageBuilder::new()
-            .with_url(url)
-            .with_config(object_store::gcp::GoogleConfigKey::BaseUrl, base_url)
-            .with_config(object_store::gcp::GoogleConfigKey::BearerToken, token)
-            .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
-            .with_retry(retry_config())
-            .build()
-            .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
-        Ok(Lake::new(Arc::new(store), Path::from(parsed.path().trim_matches('/')), url))
+        let build = || -> anyhow::Result<Arc<dyn ObjectStore>> {
+            let store = object_store::gcp::GoogleCloudStorageBuilder::new()
+                .with_url(url)
+                .with_config(object_store::gcp::GoogleConfigKey::BaseUrl, base_url)
+                .with_config(object_store::gcp::GoogleConfigKey::BearerToken, token)
+                .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+                .with_retry(retry_config())
+                .build()
+                .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
+            Ok(Arc::new(store))
+        };
+        let kernel = KernelLake::new(build()?, folder_url(&parsed));
+        Ok(Lake::new(build()?, Path::from(parsed.path().trim_matches('/')), url, kernel))
     }
 
     pub fn with_single_put_max(mut self, bytes: u64) -> Lake {

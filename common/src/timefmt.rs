@@ -97,7 +97,7 @@ impl Fixed {
             }
         }
         let mut starts: Vec<usize> = (0..len / 8).map(|k| k * 8).collect();
-        if len % 8 != 0 {
+        if !len.is_multiple_of(8) {
             starts.push(len - 8);
         }
         let words = starts

@@ -34,7 +34,7 @@ impl Progress {
             None => {
                 let d = self.done.get();
                 // Plain output: every item for small runs, every 10% for large ones.
-                if self.total <= 50 || d % (self.total / 10).max(1) == 0 || d == self.total {
+                if self.total <= 50 || d.is_multiple_of((self.total / 10).max(1)) || d == self.total {
                     eprintln!("{} {d}/{} {item}", self.what, self.total);
                 }
             }

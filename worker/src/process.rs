@@ -508,10 +508,13 @@ pub fn clean_spool(dir: &std::path::Path) -> usize {
 async fn table_generation(ctx: &Ctx, ds: &Dataset, partition: &str, exact: bool) -> Result<u64, Failure> {
     let mut snaps = ctx.snapshots.lock().await;
     let snap = snaps.entry(ds.name.clone()).or_default();
+    let table = lakefleet::table::Table::new(&ctx.lake, ds);
     if exact || snap.version.is_none() {
-        lakefleet::table::Table::new(&ctx.lake, ds).refresh(snap).await?;
+        table.refresh(snap).await?;
     }
-    Ok(snap.txn(&lakefleet::table::app_id(&ds.name, partition)))
+    let snap = snap.clone();
+    drop(snaps);
+    Ok(table.generation(&snap, partition).await?)
 }
 
 /// Commits the partition's object into its dataset's table, exactly once.

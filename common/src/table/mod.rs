@@ -1,63 +1,106 @@
 //! Each dataset's Delta Lake table, `{lake}/{dataset}/_delta_log/`: the log
 //! that says which objects make the dataset at each version.
 //!
-//! The fleet commits into it with no lock service: a worker writes its
-//! partition's object under a key that is never reused, then commits an Add
-//! (with a Remove of the partition's previous object on a refresh) together
-//! with an application transaction (`txn`) whose id names the partition and
-//! whose version is the partition's ingestion generation (1 for the first
-//! load, +1 per refresh), as a create-if-absent write of the next log entry
-//! (`PutMode::Create`: `If-None-Match: *` on S3, generation-match 0 on GCS,
-//! no-clobber locally). A worker that loses the race reads the entries it
-//! missed and tries again; one that finds the table already records its
-//! generation skips. Two workers racing on one partition make one Add.
+//! The log is read and written by `delta_kernel` (with its default engine
+//! over the lake's own object store): a snapshot is built from a listing of
+//! `_delta_log` (any checkpoint kind: single, multi-part, v2, or none, and
+//! early commits cleaned up by another tool), the table's protocol and
+//! features are checked before a write, and a commit is a create-if-absent
+//! write of the next log entry. What stays lakefleet's is small:
+//!
+//! - the commit loop: each partition's Add comes with an application
+//!   transaction (`txn`) whose id names the partition and whose version is
+//!   the partition's ingestion generation (1 for the first load, +1 per
+//!   refresh); a worker that loses the race to a version reads the log again,
+//!   skips the partitions the table now records, and tries again with
+//!   jitter; two workers racing on one partition make one Add;
+//! - what lakefleet refuses to write to ([`check_writable`]): features and
+//!   properties it cannot honour are named, never ignored;
+//! - the Adds' statistics, from the object's own footer ([`stats`]);
+//! - the vacuum policy ([`Table::vacuum`]).
 //!
 //! Readers: every engine that reads Delta (DuckDB's `delta_scan`, Spark,
-//! python `deltalake`, polars, Trino, BigQuery through BigLake). The log is
-//! plain JSON commits (protocol 1/2, or 3/7 with the `timestampNtz` feature
-//! when the dataset has timestamps: the lake holds wall-clock times).
+//! python `deltalake`, polars, Trino, BigQuery through BigLake).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use arrow_array::{Array, ArrayRef, Int64Array, MapArray, RecordBatch, StringArray, StructArray};
+use arrow_schema::{DataType as ArrowType, Field, Fields, Schema};
+use delta_kernel::committer::FileSystemCommitter;
+use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::schema::{DataType, StructField, StructType};
+use delta_kernel::table_features::TableFeature;
+use delta_kernel::transaction::{CommitResult, UpdateTableOperation};
+use delta_kernel::{Engine as _, EngineData, KernelError, SnapshotRef};
 
-pub mod checkpoint;
 pub mod stats;
 
 use crate::catalog::{ColumnType, Dataset};
 use crate::lake::{Lake, LakeError};
 
+/// The kernel's engine as lakefleet runs it: the default engine, its I/O on
+/// a multi-threaded runtime of its own (the kernel's checkpoint writer needs
+/// one), called from blocking threads of ours.
+pub type Engine =
+    delta_kernel_default_engine::DefaultEngine<delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor>;
+
 /// The partition column every table is partitioned by (`year=YYYY` folders).
 pub const PARTITION_COLUMN: &str = "year";
-/// Add tags that name the partition an object holds.
-pub const PARTITION_TAG: &str = "lakefleet.partition";
 /// Commit attempts under contention before the task goes back to the retry
 /// queue (never parked for contention alone).
 pub const MAX_COMMIT_ATTEMPTS: u32 = 25;
+/// `commitInfo.engineInfo` of every commit lakefleet writes.
+pub const ENGINE_INFO: &str = concat!("lakefleet/", env!("CARGO_PKG_VERSION"));
 
-/// What the log says at its latest version.
-#[derive(Debug, Clone, Default)]
+/// Writer features lakefleet honours. Any other feature a table requires of
+/// its writers refuses the table before anything is written.
+///
+/// - `appendOnly`: backfills append; a refresh (which removes files) is refused.
+/// - `invariants`, `checkConstraints`: allowed only while the table has no
+///   invariant nor constraint (lakefleet does not evaluate them: a table
+///   with one is refused).
+/// - `changeDataFeed`: lakefleet only adds and removes whole files, whose
+///   changes readers derive from the Adds and Removes; no `cdc` file is due.
+/// - `deletionVectors`: a refresh removes a file with its deletion vector
+///   (the kernel's Removes carry it); lakefleet writes none itself.
+/// - `timestampNtz`, `domainMetadata`, `vacuumProtocolCheck`,
+///   `columnMapping` (mode `none` only), `v2Checkpoint`: the kernel writes
+///   the log these ask for.
+/// - `variantType` (python deltalake turns it on with any property): the
+///   table may hold variant columns; the catalog has none, and a table
+///   column the catalog does not type alike is refused by the schema check.
+pub const WRITER_FEATURES: [&str; 12] = [
+    "appendOnly",
+    "invariants",
+    "checkConstraints",
+    "changeDataFeed",
+    "deletionVectors",
+    "timestampNtz",
+    "domainMetadata",
+    "vacuumProtocolCheck",
+    "v2Checkpoint",
+    "columnMapping",
+    "variantType",
+    "variantType-preview",
+];
+
+/// The table as the log says at one version.
+#[derive(Clone, Default)]
 pub struct Snapshot {
-    /// The latest version; `None`: no table yet.
+    /// The latest version read; `None`: no table yet.
     pub version: Option<u64>,
-    /// Live files by path (relative to the table root).
+    /// Live files by path (relative to the table root), filled by
+    /// [`Table::snapshot`] (a commit needs only the transactions).
     pub files: BTreeMap<String, AddFile>,
-    /// The actions a checkpoint repeats, as the log wrote them: protocol,
-    /// metaData, each live add, and each remove (readers of earlier versions
-    /// may still read a removed file until a vacuum past the retention).
-    protocol: Option<Value>,
-    metadata: Option<Value>,
-    adds: BTreeMap<String, Value>,
-    removes: BTreeMap<String, Value>,
-    /// Application transactions: appId -> version.
-    pub txns: HashMap<String, u64>,
-    /// The table's schema (Delta's JSON schema string).
-    pub schema_string: Option<String>,
-    /// The table's id (metaData.id).
-    pub table_id: Option<String>,
-    /// When the latest version was committed (ms since the epoch).
-    pub timestamp_ms: Option<i64>,
+    kernel: Option<SnapshotRef>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("version", &self.version).field("files", &self.files.len()).finish()
+    }
 }
 
 /// A live file.
@@ -68,108 +111,27 @@ pub struct AddFile {
     pub modification_time: i64,
     pub partition_values: BTreeMap<String, Option<String>>,
     pub rows: Option<u64>,
-    /// `lakefleet.partition`: the partition the file holds.
+    /// The partition the file holds, when its name is one lakefleet gives
+    /// (`{dataset}_{label}[.{generation}].parquet`); `None`: another tool's
+    /// file (a compaction, a rewrite).
     pub partition: Option<String>,
+    /// Whether a deletion vector hides some of its rows.
+    pub deletion_vector: bool,
 }
 
 impl Snapshot {
-    /// When a file was removed from the table (ms since the epoch); `None`
-    /// when no version removed it (live, or never committed).
-    pub fn removed_at(&self, path: &str) -> Option<i64> {
-        self.removes.get(path).map(|r| r.get("deletionTimestamp").and_then(Value::as_i64).unwrap_or(0))
-    }
-
-    /// The actions of a checkpoint of this snapshot: protocol, metaData,
-    /// transactions, live files, and the removes a vacuum has not passed.
-    pub fn checkpoint_actions(&self) -> Vec<Value> {
-        let now = now_ms();
-        let mut out: Vec<Value> = Vec::new();
-        out.extend(self.protocol.iter().map(|p| json!({"protocol": p})));
-        out.extend(self.metadata.iter().map(|m| json!({"metaData": m})));
-        let mut txns: Vec<(&String, &u64)> = self.txns.iter().collect();
-        txns.sort();
-        out.extend(txns.into_iter().map(|(id, v)| json!({"txn": {"appId": id, "version": v, "lastUpdated": now}})));
-        out.extend(self.adds.values().map(|a| json!({"add": a})));
-        out.extend(self.removes.values().map(|r| json!({"remove": r})));
-        out
-    }
-
-    /// The version the table records for application transaction `app_id` (0: none).
-    pub fn txn(&self, app_id: &str) -> u64 {
-        self.txns.get(app_id).copied().unwrap_or(0)
-    }
-
     /// Rows of the live files (from their stats).
     pub fn rows(&self) -> u64 {
         self.files.values().filter_map(|f| f.rows).sum()
     }
 
-    /// Applies one commit's actions (one JSON object a line).
-    fn apply(&mut self, version: u64, text: &str) -> Result<(), String> {
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let v: Value = serde_json::from_str(line).map_err(|e| format!("version {version}, line {}: {e}", i + 1))?;
-            if let Some(a) = v.get("add") {
-                let f =
-                    add_file(a).ok_or_else(|| format!("version {version}, line {}: an add without a path", i + 1))?;
-                self.removes.remove(&f.path);
-                self.adds.insert(f.path.clone(), a.clone());
-                self.files.insert(f.path.clone(), f);
-            } else if let Some(r) = v.get("remove") {
-                if let Some(p) = r.get("path").and_then(Value::as_str) {
-                    let p = unescape(p);
-                    self.files.remove(&p);
-                    self.adds.remove(&p);
-                    self.removes.insert(p, r.clone());
-                }
-            } else if let Some(t) = v.get("txn") {
-                if let (Some(id), Some(ver)) =
-                    (t.get("appId").and_then(Value::as_str), t.get("version").and_then(Value::as_u64))
-                {
-                    self.txns.insert(id.to_string(), ver);
-                }
-            } else if let Some(p) = v.get("protocol") {
-                self.protocol = Some(p.clone());
-            } else if let Some(m) = v.get("metaData") {
-                self.metadata = Some(m.clone());
-                self.schema_string = m.get("schemaString").and_then(Value::as_str).map(str::to_string);
-                self.table_id = m.get("id").and_then(Value::as_str).map(str::to_string);
-            } else if let Some(c) = v.get("commitInfo") {
-                self.timestamp_ms = c.get("timestamp").and_then(Value::as_i64).or(self.timestamp_ms);
-            }
-        }
-        self.version = Some(version);
-        Ok(())
+    /// The table's properties (`delta.appendOnly`, ...) as the log sets them.
+    pub fn properties(&self) -> BTreeMap<String, String> {
+        self.kernel
+            .as_ref()
+            .map(|k| k.table_configuration().metadata().configuration().clone().into_iter().collect())
+            .unwrap_or_default()
     }
-}
-
-/// Paths in the log are URIs: a space is `%20`.
-fn unescape(p: &str) -> String {
-    url::form_urlencoded::parse(format!("p={}", p.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| p.to_string())
-}
-
-fn add_file(a: &Value) -> Option<AddFile> {
-    let path = unescape(a.get("path")?.as_str()?);
-    let partition_values = a
-        .get("partitionValues")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string))).collect())
-        .unwrap_or_default();
-    let rows = a
-        .get("stats")
-        .and_then(Value::as_str)
-        .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        .and_then(|s| s.get("numRecords").and_then(Value::as_u64));
-    Some(AddFile {
-        path,
-        size: a.get("size").and_then(Value::as_u64).unwrap_or(0),
-        modification_time: a.get("modificationTime").and_then(Value::as_i64).unwrap_or(0),
-        partition_values,
-        rows,
-        partition: a.get("tags").and_then(|t| t.get(PARTITION_TAG)).and_then(Value::as_str).map(str::to_string),
-    })
 }
 
 /// Why a commit did not happen.
@@ -177,7 +139,7 @@ fn add_file(a: &Value) -> Option<AddFile> {
 pub enum TableError {
     #[error("{0}")]
     Lake(#[from] LakeError),
-    /// The log holds something we cannot read.
+    /// The log holds something we cannot read, or the kernel failed.
     #[error("table {table}: {message}")]
     Log { table: String, message: String },
     /// Other writers kept winning: the task goes back to the retry queue.
@@ -186,6 +148,15 @@ pub enum TableError {
     /// The dataset's schema changed in a way old files cannot satisfy.
     #[error("table {table}: {message}")]
     Schema { table: String, message: String },
+    /// The table asks of its writers what lakefleet does not do (a feature,
+    /// a property, a constraint): nothing was written.
+    #[error("table {table}: {message}")]
+    Unsupported { table: String, message: String },
+    /// The lake answered 401 or 403: the fleet's credentials may not write there.
+    #[error(
+        "table {table}: the lake refused the fleet's credentials ({message}); check the lake's credentials and permissions"
+    )]
+    Refused { table: String, message: String },
 }
 
 impl TableError {
@@ -193,8 +164,8 @@ impl TableError {
     pub fn is_transient(&self) -> bool {
         match self {
             TableError::Lake(e) => e.is_transient(),
-            TableError::Contention { .. } => true,
-            TableError::Log { .. } | TableError::Schema { .. } => false,
+            TableError::Contention { .. } | TableError::Log { .. } => true,
+            TableError::Schema { .. } | TableError::Unsupported { .. } | TableError::Refused { .. } => false,
         }
     }
 }
@@ -237,53 +208,106 @@ pub fn app_id(dataset: &str, partition: &str) -> String {
 }
 
 /// Delta's type of an output column.
-fn delta_type(t: ColumnType) -> &'static str {
+fn delta_type(t: ColumnType) -> DataType {
     match t {
-        ColumnType::String => "string",
-        ColumnType::Int64 => "long",
-        ColumnType::Float64 => "double",
-        ColumnType::Date => "date",
-        ColumnType::Timestamp => "timestamp_ntz",
+        ColumnType::String => DataType::STRING,
+        ColumnType::Int64 => DataType::LONG,
+        ColumnType::Float64 => DataType::DOUBLE,
+        ColumnType::Date => DataType::DATE,
+        ColumnType::Timestamp => DataType::TIMESTAMP_NTZ,
     }
 }
 
 /// The table's schema: the dataset's output columns, then `year`.
-pub fn schema_string(ds: &Dataset) -> String {
-    let mut fields: Vec<Value> = ds
+pub fn schema(ds: &Dataset) -> StructType {
+    let fields = ds
         .columns
         .iter()
         .map(|c| (Dataset::output_name(c), c.ty))
         .chain(ds.derived.iter().map(|d| (d.name.clone(), d.ty)))
-        .map(|(name, ty)| json!({"name": name, "type": delta_type(ty), "nullable": true, "metadata": {}}))
-        .collect();
-    fields.push(json!({"name": PARTITION_COLUMN, "type": "integer", "nullable": true, "metadata": {}}));
-    json!({"type": "struct", "fields": fields}).to_string()
+        .map(|(name, ty)| StructField::nullable(name, delta_type(ty)))
+        .chain([StructField::nullable(PARTITION_COLUMN, DataType::INTEGER)]);
+    StructType::new_unchecked(fields)
 }
 
-fn has_timestamps(ds: &Dataset) -> bool {
-    ds.columns.iter().map(|c| c.ty).chain(ds.derived.iter().map(|d| d.ty)).any(|t| t == ColumnType::Timestamp)
+/// The table's schema as Delta's JSON schema string.
+pub fn schema_string(ds: &Dataset) -> String {
+    serde_json::to_string(&schema(ds)).unwrap_or_default()
 }
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The field names and types of a Delta schema string.
-fn fields_of(schema: &str) -> Vec<(String, String)> {
-    let v: Value = serde_json::from_str(schema).unwrap_or_default();
-    v.get("fields")
-        .and_then(Value::as_array)
-        .map(|fs| {
-            fs.iter()
-                .filter_map(|f| {
-                    Some((
-                        f.get("name")?.as_str()?.to_string(),
-                        f.get("type").map(|t| t.to_string()).unwrap_or_default(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether lakefleet may write to the table `snap` is, and what it may do:
+/// `removes` when the commit removes files (a refresh). Names the feature,
+/// property or constraint it refuses.
+pub fn check_writable(snap: &delta_kernel::Snapshot, removes: bool) -> Result<(), String> {
+    let config = snap.table_configuration();
+    let protocol = config.protocol();
+    if protocol.min_writer_version() > 7 {
+        return Err(format!(
+            "requires writer version {}, newer than lakefleet writes (7)",
+            protocol.min_writer_version()
+        ));
+    }
+    for f in protocol.writer_features().unwrap_or_default() {
+        let name = f.to_string();
+        if !WRITER_FEATURES.contains(&name.as_str()) {
+            return Err(format!("requires writer feature {name}, which lakefleet does not write"));
+        }
+    }
+    let properties = config.metadata().configuration();
+    if let Some(mode) = properties.get("delta.columnMapping.mode")
+        && mode != "none"
+    {
+        return Err(format!("uses delta.columnMapping.mode = {mode}, which lakefleet does not write"));
+    }
+    if let Some(key) = properties.keys().find(|k| k.starts_with("delta.constraints.")) {
+        let name = key.trim_start_matches("delta.constraints.");
+        return Err(format!(
+            "has the CHECK constraint {name} ({}), which lakefleet does not evaluate: drop it or write the dataset to another table",
+            properties[key]
+        ));
+    }
+    if let Some(field) = snap.schema().fields().find(|f| f.metadata().contains_key("delta.invariants")) {
+        return Err(format!("column {} has an invariant, which lakefleet does not evaluate", field.name()));
+    }
+    if removes && snap.table_properties().append_only == Some(true) {
+        return Err(
+            "sets delta.appendOnly = true: a refresh removes the partition's old files, which an append-only table forbids (backfills still append; unset the property to refresh)"
+                .to_string(),
+        );
+    }
+    let _ = TableFeature::AppendOnly;
+    Ok(())
+}
+
+/// What a commit of `all` would change in the table's schema: the columns
+/// to add. A column the table has that the catalog lost, or whose type
+/// changed, is refused naming it.
+fn schema_changes(table: &StructType, ours: &StructType) -> Result<Vec<StructField>, String> {
+    for theirs in table.fields() {
+        match ours.field(theirs.name()) {
+            None => {
+                return Err(format!(
+                    "the catalog no longer has column {}, which the table's files hold; keep the column (nullable), or write the dataset under a new name (or a new table) and backfill it",
+                    theirs.name()
+                ));
+            }
+            Some(f) if f.data_type() != theirs.data_type() => {
+                return Err(format!(
+                    "column {} is {} in the catalog but {} in the table's files, which cannot be read as {}; keep its type, or write the dataset under a new name and backfill it",
+                    theirs.name(),
+                    f.data_type(),
+                    theirs.data_type(),
+                    f.data_type()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(ours.fields().filter(|f| table.field(f.name()).is_none()).cloned().collect())
 }
 
 impl<'a> Table<'a> {
@@ -291,148 +315,70 @@ impl<'a> Table<'a> {
         Table { lake, ds }
     }
 
-    fn log_key(&self, version: u64) -> String {
-        format!("{}/_delta_log/{version:020}.json", self.ds.name)
+    fn log_err(&self, message: impl std::fmt::Display) -> TableError {
+        TableError::Log { table: self.ds.name.clone(), message: message.to_string() }
     }
 
-    fn log_err(&self, message: String) -> TableError {
-        TableError::Log { table: self.ds.name.clone(), message }
+    fn url(&self) -> url::Url {
+        self.lake.kernel().url_of(&self.ds.name)
     }
 
-    /// Brings `snap` up to the latest version: reads the entries after its
-    /// version, one GET each, until the next is not there (a fresh snapshot
-    /// reads from version 0).
+    /// Runs `f` (the kernel's blocking calls) on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T, TableError> + Send + 'static,
+    ) -> Result<T, TableError> {
+        let engine = self.lake.kernel().engine();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(|e| self.log_err(format!("the kernel's thread failed: {e}")))?
+    }
+
+    /// Whether the dataset's folder has a log at all (a listing of `_delta_log/`).
+    async fn has_log(&self) -> Result<bool, TableError> {
+        let listed = self.lake.list(&format!("{}/_delta_log/", self.ds.name)).await?;
+        Ok(listed.iter().any(|(k, _)| k.ends_with(".json") || k.contains(".checkpoint")))
+    }
+
+    /// Brings `snap` up to the latest version (nothing when no table exists).
     pub async fn refresh(&self, snap: &mut Snapshot) -> Result<(), TableError> {
-        if snap.version.is_none()
-            && let Some(c) = self.read_checkpoint().await?
-        {
-            *snap = c;
+        let prior = snap.kernel.clone();
+        if prior.is_none() && !self.has_log().await? {
+            return Ok(());
         }
-        loop {
-            let next = snap.version.map_or(0, |v| v + 1);
-            match self.lake.get_opt(&self.log_key(next)).await? {
-                Some(bytes) => {
-                    let text = std::str::from_utf8(&bytes)
-                        .map_err(|_| self.log_err(format!("{} is not UTF-8", self.log_key(next))))?;
-                    snap.apply(next, text).map_err(|m| self.log_err(m))?;
-                }
-                None => return Ok(()),
-            }
-        }
-    }
-
-    fn last_checkpoint_key(&self) -> String {
-        format!("{}/_delta_log/_last_checkpoint", self.ds.name)
-    }
-
-    fn checkpoint_key(&self, version: u64) -> String {
-        format!("{}/_delta_log/{version:020}.checkpoint.parquet", self.ds.name)
-    }
-
-    /// The table at its last checkpoint, if `_last_checkpoint` names one
-    /// that can be read (else the log is read from version 0).
-    async fn read_checkpoint(&self) -> Result<Option<Snapshot>, TableError> {
-        let Some(last) = self.lake.get_opt(&self.last_checkpoint_key()).await? else { return Ok(None) };
-        let Some(version) = serde_json::from_slice::<Value>(&last).ok().and_then(|v| v.get("version")?.as_u64()) else {
-            tracing::warn!(table = %self.ds.name, "_last_checkpoint is not readable; reading the log from version 0");
-            return Ok(None);
-        };
-        let Some(bytes) = self.lake.get_opt(&self.checkpoint_key(version)).await? else {
-            tracing::warn!(table = %self.ds.name, version, "the checkpoint _last_checkpoint names is missing; reading the log from version 0");
-            return Ok(None);
-        };
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|b| b.build())
-            .map_err(|e| self.log_err(format!("{}: {e}", self.checkpoint_key(version))))?;
-        let mut snap = Snapshot::default();
-        let mut text = String::new();
-        for batch in reader {
-            let batch = batch.map_err(|e| self.log_err(format!("{}: {e}", self.checkpoint_key(version))))?;
-            text.push_str(&checkpoint::lines(&batch));
-        }
-        snap.apply(version, &text).map_err(|m| self.log_err(m))?;
-        Ok(Some(snap))
-    }
-
-    /// Writes the checkpoint of `snap` (at its version) and points
-    /// `_last_checkpoint` at it.
-    pub async fn write_checkpoint(&self, snap: &Snapshot) -> Result<(), TableError> {
-        let Some(version) = snap.version else { return Ok(()) };
-        let actions = snap.checkpoint_actions();
-        let batch = checkpoint::batch(&actions);
-        let mut out = Vec::new();
-        let write = |out: &mut Vec<u8>| -> parquet::errors::Result<()> {
-            let mut w = parquet::arrow::ArrowWriter::try_new(out, batch.schema(), None)?;
-            w.write(&batch)?;
-            w.close().map(|_| ())
-        };
-        write(&mut out).map_err(|e| self.log_err(format!("writing checkpoint {version}: {e}")))?;
-        self.lake.put_small(&self.checkpoint_key(version), out).await?;
-        let last = json!({"version": version, "size": actions.len()}).to_string();
-        self.lake.put_small(&self.last_checkpoint_key(), last.into_bytes()).await?;
+        let (url, name) = (self.url(), self.ds.name.clone());
+        let latest = self.blocking(move |engine| latest(engine, &url, &name, prior)).await?;
+        snap.version = latest.as_ref().map(|k| k.version());
+        snap.kernel = latest;
         Ok(())
     }
 
-    /// The table as the log says now.
+    /// The generation of `partition` the table records (0: none), as `snap` says.
+    pub async fn generation(&self, snap: &Snapshot, partition: &str) -> Result<u64, TableError> {
+        let Some(k) = snap.kernel.clone() else { return Ok(0) };
+        let (app, name) = (app_id(&self.ds.name, partition), self.ds.name.clone());
+        self.blocking(move |engine| {
+            k.get_app_id_version(&app, engine).map(|v| v.unwrap_or(0).max(0) as u64).map_err(|e| kernel_err(&name, e))
+        })
+        .await
+    }
+
+    /// The table as the log says now, with its live files.
     pub async fn snapshot(&self) -> Result<Snapshot, TableError> {
         let mut snap = Snapshot::default();
         self.refresh(&mut snap).await?;
+        let Some(k) = snap.kernel.clone() else { return Ok(snap) };
+        let (name, ds) = (self.ds.name.clone(), self.ds.clone());
+        snap.files = self.blocking(move |engine| live_files(engine, &k, &ds).map_err(|e| kernel_err(&name, e))).await?;
         Ok(snap)
     }
 
-    /// The actions that create the table (version 0), or change its schema.
-    fn metadata_actions(&self, snap: &Snapshot) -> Result<Vec<Value>, TableError> {
-        let ours = schema_string(self.ds);
-        let mut actions = Vec::new();
-        match &snap.schema_string {
-            Some(theirs) if *theirs == ours => return Ok(actions),
-            Some(theirs) => {
-                // Only added columns (nullable, as every column here is) are a
-                // metadata commit; anything else is refused naming the column.
-                let (old, new) = (fields_of(theirs), fields_of(&ours));
-                for (name, ty) in &old {
-                    match new.iter().find(|(n, _)| n == name) {
-                        None => {
-                            return Err(TableError::Schema {
-                                table: self.ds.name.clone(),
-                                message: format!(
-                                    "the catalog no longer has column {name}, which the table's files hold; keep the column (nullable), or write the dataset under a new name (or a new table) and backfill it"
-                                ),
-                            });
-                        }
-                        Some((_, t)) if t != ty => {
-                            return Err(TableError::Schema {
-                                table: self.ds.name.clone(),
-                                message: format!(
-                                    "column {name} is {t} in the catalog but {ty} in the table's files, which cannot be read as {t}; keep its type, or write the dataset under a new name and backfill it"
-                                ),
-                            });
-                        }
-                        Some(_) => {}
-                    }
-                }
-            }
-            None => {
-                let protocol = match has_timestamps(self.ds) {
-                    true => json!({"protocol": {"minReaderVersion": 3, "minWriterVersion": 7,
-                        "readerFeatures": ["timestampNtz"], "writerFeatures": ["timestampNtz"]}}),
-                    false => json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}),
-                };
-                actions.push(protocol);
-            }
-        }
-        let id = snap.table_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        actions.push(json!({"metaData": {
-            "id": id,
-            "name": self.ds.name,
-            "description": self.ds.description,
-            "format": {"provider": "parquet", "options": {}},
-            "schemaString": ours,
-            "partitionColumns": [PARTITION_COLUMN],
-            "configuration": {},
-            "createdTime": now_ms(),
-        }}));
-        Ok(actions)
+    /// Writes a checkpoint of the table at `snap`'s version (the kernel
+    /// writes it and `_last_checkpoint`).
+    pub async fn write_checkpoint(&self, snap: &Snapshot) -> Result<(), TableError> {
+        let Some(k) = snap.kernel.clone() else { return Ok(()) };
+        let name = self.ds.name.clone();
+        self.blocking(move |engine| k.checkpoint(engine, None).map(|_| ()).map_err(|e| kernel_err(&name, e))).await
     }
 
     /// Commits `c` exactly once: the table records generation
@@ -452,78 +398,20 @@ impl<'a> Table<'a> {
         all: &[PartitionCommit],
         operation: &str,
     ) -> Result<Committed, TableError> {
-        let root = format!("{}/", self.ds.name);
-        for attempt in 1..=MAX_COMMIT_ATTEMPTS {
-            // The entries other writers committed since this process last
-            // read the log (usually one GET that finds nothing new).
-            self.refresh(cache).await?;
-            let todo: Vec<&PartitionCommit> =
-                all.iter().filter(|c| cache.txn(&app_id(&self.ds.name, &c.partition)) < c.generation).collect();
-            if todo.is_empty() {
-                return Ok(Committed::AlreadyCommitted { attempts: attempt });
-            }
-            let now = now_ms();
-            let mut actions = self.metadata_actions(cache)?;
-            for c in &todo {
-                let path = c.key.strip_prefix(&root).unwrap_or(&c.key).to_string();
-                for old in
-                    cache.files.values().filter(|f| f.partition.as_deref() == Some(&c.partition) && f.path != path)
-                {
-                    actions.push(json!({"remove": {
-                        "path": old.path, "deletionTimestamp": now, "dataChange": true,
-                        "extendedFileMetadata": true, "partitionValues": old.partition_values, "size": old.size,
-                    }}));
-                }
-                let stats = c.stats.clone().unwrap_or_else(|| json!({"numRecords": c.rows}).to_string());
-                actions.push(json!({"add": {
-                    "path": path,
-                    "partitionValues": {PARTITION_COLUMN: c.year.to_string()},
-                    "size": c.size,
-                    "modificationTime": now,
-                    "dataChange": true,
-                    "stats": stats,
-                    "tags": {PARTITION_TAG: c.partition},
-                }}));
-                let app = app_id(&self.ds.name, &c.partition);
-                actions.push(json!({"txn": {"appId": app, "version": c.generation, "lastUpdated": now}}));
-            }
-            let params = match todo.as_slice() {
-                [one] => json!({"partition": one.partition, "generation": one.generation}),
-                many => json!({"partitions": many.len()}),
-            };
-            actions.push(json!({"commitInfo": {
-                "timestamp": now,
-                "operation": operation,
-                "operationParameters": params,
-                "engineInfo": concat!("lakefleet/", env!("CARGO_PKG_VERSION")),
-            }}));
-            let mut body = String::new();
-            for a in &actions {
-                body.push_str(&a.to_string());
-                body.push('\n');
-            }
-            let version = cache.version.map_or(0, |v| v + 1);
-            if self.lake.create_small(&self.log_key(version), body.clone().into_bytes()).await? {
-                cache.apply(version, &body).map_err(|m| self.log_err(m))?;
-                // Every `checkpoint_interval` versions, the writer of that
-                // version checkpoints the table (a failure costs readers
-                // time, never correctness: the commit stands).
-                if version > 0
-                    && version % self.ds.checkpoint_interval == 0
-                    && let Err(e) = self.write_checkpoint(cache).await
-                {
-                    tracing::warn!(table = %self.ds.name, version, error = %e, "checkpoint not written");
-                }
-                return Ok(Committed::Written { version, attempts: attempt });
-            }
-            // Another writer took this version: read it and try again at
-            // once, then after a jittered pause that grows with the attempts.
-            if attempt > 1 {
-                let base = 10u64 << attempt.min(6);
-                tokio::time::sleep(Duration::from_millis(base + jitter(base))).await;
-            }
+        let job = CommitJob {
+            url: self.url(),
+            ds: self.ds.clone(),
+            all: all.to_vec(),
+            operation: operation.to_string(),
+            prior: cache.kernel.clone(),
+            exists: cache.kernel.is_some() || self.has_log().await?,
+        };
+        let (committed, latest) = self.blocking(move |engine| job.run(engine)).await?;
+        if let Some(latest) = latest {
+            cache.version = Some(latest.version());
+            cache.kernel = Some(latest);
         }
-        Err(TableError::Contention { table: self.ds.name.clone(), attempts: MAX_COMMIT_ATTEMPTS })
+        Ok(committed)
     }
 
     /// Makes a folder of objects written without a table (before tables
@@ -540,7 +428,7 @@ impl<'a> Table<'a> {
             if rel.starts_with('_') || rel.contains("/_") {
                 continue;
             }
-            let Some((partition, generation)) = self.partition_of(rel) else { continue };
+            let Some((partition, generation)) = partition_of(self.ds, rel) else { continue };
             if best.get(&partition).is_none_or(|(g, _, _)| generation > *g) {
                 best.insert(partition, (generation, key.clone(), size));
             }
@@ -565,23 +453,341 @@ impl<'a> Table<'a> {
         let committed = self.commit_all(cache, &commits, "CONVERT").await?;
         Ok((committed, added, rows))
     }
+}
 
-    /// The partition (`2022-01-08`) and generation of an object of the
-    /// dataset's folder, from its name.
-    fn partition_of(&self, rel: &str) -> Option<(String, u64)> {
-        let name = rel.rsplit('/').next()?;
-        let stem = name.strip_prefix(&format!("{}_", self.ds.name))?.strip_suffix(".parquet")?;
-        let (label, generation) = match stem.split_once('.') {
-            Some((l, g)) => (l, g.parse().ok()?),
-            None => (stem, 1),
-        };
-        let date = match label.len() {
-            7 => chrono::NaiveDate::parse_from_str(&format!("{label}-01"), "%Y-%m-%d").ok()?,
-            _ => label.parse().ok()?,
-        };
-        (self.ds.object_key(date).ends_with(&format!("/{}_{label}.parquet", self.ds.name)))
-            .then(|| (date.to_string(), generation))
+/// The partition (`2022-01-08`) and generation of an object of `ds`'s
+/// folder, from its name (`year=2022/{dataset}_2022-01-08[.2].parquet`).
+pub fn partition_of(ds: &Dataset, rel: &str) -> Option<(String, u64)> {
+    let name = rel.rsplit('/').next()?;
+    let stem = name.strip_prefix(&format!("{}_", ds.name))?.strip_suffix(".parquet")?;
+    let (label, generation) = match stem.split_once('.') {
+        Some((l, g)) => (l, g.parse().ok()?),
+        None => (stem, 1),
+    };
+    let date = match label.len() {
+        7 => chrono::NaiveDate::parse_from_str(&format!("{label}-01"), "%Y-%m-%d").ok()?,
+        _ => label.parse().ok()?,
+    };
+    (ds.object_key(date).ends_with(&format!("/{}_{label}.parquet", ds.name))).then(|| (date.to_string(), generation))
+}
+
+/// A kernel error as lakefleet says it: a store's 401/403 is the lake
+/// refusing the fleet; an unsupported protocol or feature refuses the table.
+fn kernel_err(table: &str, e: KernelError) -> TableError {
+    let table = table.to_string();
+    let message = e.to_string();
+    match &e {
+        KernelError::ObjectStore(
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. },
+        ) => TableError::Refused { table, message },
+        KernelError::Unsupported(_) | KernelError::InvalidProtocol(_) => TableError::Unsupported { table, message },
+        _ if message.contains("403 Forbidden") || message.contains("401 Unauthorized") => {
+            TableError::Refused { table, message }
+        }
+        _ => TableError::Log { table, message },
     }
+}
+
+/// The latest snapshot: from `prior` when there is one (only the log after
+/// it is read), else from a listing of `_delta_log`.
+fn latest(
+    engine: &Engine,
+    url: &url::Url,
+    table: &str,
+    prior: Option<SnapshotRef>,
+) -> Result<Option<SnapshotRef>, TableError> {
+    let built = match prior {
+        Some(p) => delta_kernel::Snapshot::builder_from(p).build(engine),
+        None => delta_kernel::Snapshot::builder_for(url.as_str()).build(engine),
+    };
+    built.map(Some).map_err(|e| kernel_err(table, e))
+}
+
+/// Every live file of `snap`.
+fn live_files(engine: &Engine, snap: &SnapshotRef, ds: &Dataset) -> Result<BTreeMap<String, AddFile>, KernelError> {
+    struct Ctx<'d> {
+        ds: &'d Dataset,
+        files: BTreeMap<String, AddFile>,
+    }
+    let scan = snap.clone().scan_builder().build()?;
+    let mut ctx = Ctx { ds, files: BTreeMap::new() };
+    for meta in scan.scan_metadata(engine)? {
+        ctx = meta?.visit_scan_files(ctx, |ctx, f| {
+            let path = f.path.clone();
+            let partition = partition_of(ctx.ds, &path).map(|(p, _)| p);
+            ctx.files.insert(
+                path.clone(),
+                AddFile {
+                    path,
+                    size: f.size.max(0) as u64,
+                    modification_time: f.modification_time,
+                    partition_values: f.partition_values.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect(),
+                    rows: f.stats.as_ref().map(|s| s.num_records),
+                    partition,
+                    deletion_vector: f.dv_info.has_vector(),
+                },
+            );
+        })?;
+    }
+    Ok(ctx.files)
+}
+
+/// A commit, run on a blocking thread.
+struct CommitJob {
+    url: url::Url,
+    ds: Dataset,
+    all: Vec<PartitionCommit>,
+    operation: String,
+    prior: Option<SnapshotRef>,
+    exists: bool,
+}
+
+impl CommitJob {
+    fn err(&self, e: KernelError) -> TableError {
+        kernel_err(&self.ds.name, e)
+    }
+
+    fn run(mut self, engine: &Engine) -> Result<(Committed, Option<SnapshotRef>), TableError> {
+        let table = self.ds.name.clone();
+        for attempt in 1..=MAX_COMMIT_ATTEMPTS {
+            if !self.exists && self.prior.is_none() {
+                if self.all.is_empty() {
+                    return Ok((Committed::AlreadyCommitted { attempts: attempt }, None));
+                }
+                // No table yet: its first version holds these partitions.
+                if let Some(done) = self.create(engine)? {
+                    return Ok((Committed::Written { version: 0, attempts: attempt }, Some(done)));
+                }
+                // Another writer created it first: commit after its version.
+                self.exists = true;
+            }
+            let snap = latest(engine, &self.url, &table, self.prior.take())?.expect("a table");
+            self.prior = Some(snap.clone());
+            let mut todo = Vec::new();
+            for c in &self.all {
+                let recorded = snap
+                    .get_app_id_version(&app_id(&table, &c.partition), engine)
+                    .map_err(|e| self.err(e))?
+                    .unwrap_or(0)
+                    .max(0) as u64;
+                if recorded < c.generation {
+                    todo.push(c.clone());
+                }
+            }
+            if todo.is_empty() {
+                return Ok((Committed::AlreadyCommitted { attempts: attempt }, Some(snap)));
+            }
+            let removes = self.removes(engine, &snap, &todo)?;
+            check_writable(&snap, !removes.is_empty())
+                .map_err(|m| TableError::Unsupported { table: table.clone(), message: m })?;
+            let added = schema_changes(&snap.schema(), &schema(&self.ds))
+                .map_err(|m| TableError::Schema { table: table.clone(), message: m })?;
+            let op = match self.operation.as_str() {
+                "WRITE" => UpdateTableOperation::Write,
+                other => UpdateTableOperation::Custom(other.to_string()),
+            };
+            let params: Vec<(String, Option<String>)> = match todo.as_slice() {
+                [one] => vec![
+                    ("partition".into(), Some(one.partition.clone())),
+                    ("generation".into(), Some(one.generation.to_string())),
+                ],
+                many => vec![("partitions".into(), Some(many.len().to_string()))],
+            };
+            let mut builder = snap.clone().update_table(op, ENGINE_INFO, true).with_operation_parameters(params);
+            for f in added {
+                builder = builder.add_column(f);
+            }
+            let mut txn = builder.build(engine, Box::new(FileSystemCommitter::new())).map_err(|e| self.err(e))?;
+            for c in &todo {
+                txn = txn.with_transaction_id(app_id(&table, &c.partition), c.generation as i64);
+            }
+            let stats_schema = txn.stats_schema().map_err(|e| self.err(e))?;
+            txn.add_files(add_batch(engine, &self.ds.name, &todo, stats_schema).map_err(|e| self.err(e))?);
+            for r in removes {
+                txn.remove_files(r);
+            }
+            match txn.commit(engine).map_err(|e| self.err(e))? {
+                CommitResult::Committed(done) => {
+                    let version = done.commit_version();
+                    let after = match done.post_commit_snapshot() {
+                        Some(s) => s.clone(),
+                        None => latest(engine, &self.url, &table, Some(snap))?.expect("a table"),
+                    };
+                    if version > 0
+                        && version % self.ds.checkpoint_interval == 0
+                        && let Err(e) = after.checkpoint(engine, None)
+                    {
+                        tracing::warn!(table = %table, version, error = %e, "checkpoint not written");
+                    }
+                    return Ok((Committed::Written { version, attempts: attempt }, Some(after)));
+                }
+                CommitResult::Conflicted(_) => {}
+                CommitResult::Retryable(r) => {
+                    tracing::warn!(table = %table, error = %r.error, "commit failed; trying again");
+                }
+            }
+            // Another writer took this version: read it and try again at
+            // once, then after a jittered pause that grows with the attempts.
+            if attempt > 1 {
+                let base = 10u64 << attempt.min(6);
+                std::thread::sleep(Duration::from_millis(base + jitter(base)));
+            }
+        }
+        Err(TableError::Contention { table, attempts: MAX_COMMIT_ATTEMPTS })
+    }
+
+    /// Creates the table with every partition of the job as its version 0
+    /// (protocol, metadata, Adds and txns); `None` when another writer
+    /// created it first (nothing written).
+    fn create(&self, engine: &Engine) -> Result<Option<SnapshotRef>, TableError> {
+        if self.url.scheme() == "file"
+            && let Ok(dir) = self.url.to_file_path()
+        {
+            // The kernel creates a table only in a folder that exists.
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| self.err(KernelError::Generic(format!("{}: {e}", dir.display()))))?;
+        }
+        let built = delta_kernel::transaction::create_table::create_table(
+            self.url.as_str(),
+            Arc::new(schema(&self.ds)),
+            ENGINE_INFO,
+            true,
+        )
+        .with_data_layout(delta_kernel::transaction::data_layout::DataLayout::partitioned([PARTITION_COLUMN]))
+        .build(engine, Box::new(FileSystemCommitter::new()));
+        let mut txn = match built {
+            Ok(txn) => txn,
+            // Another writer created it between our listing and now.
+            Err(e) if e.to_string().contains("already exists") => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        for c in &self.all {
+            txn = txn.with_transaction_id(app_id(&self.ds.name, &c.partition), c.generation as i64);
+        }
+        if !self.all.is_empty() {
+            let stats_schema = txn.stats_schema().map_err(|e| self.err(e))?;
+            txn.add_files(add_batch(engine, &self.ds.name, &self.all, stats_schema).map_err(|e| self.err(e))?);
+        }
+        match txn.commit(engine).map_err(|e| self.err(e))? {
+            CommitResult::Committed(done) => match done.post_commit_snapshot() {
+                Some(s) => Ok(Some(s.clone())),
+                None => Ok(latest(engine, &self.url, &self.ds.name, None)?),
+            },
+            CommitResult::Conflicted(_) => Ok(None),
+            CommitResult::Retryable(r) => Err(self.err(r.error)),
+        }
+    }
+
+    /// The Removes of a refresh: every live file of a partition of `todo`
+    /// at a generation above 1 (files lakefleet named for that partition),
+    /// as the kernel's scan rows (so that they carry deletion vectors).
+    fn removes(
+        &self,
+        engine: &Engine,
+        snap: &SnapshotRef,
+        todo: &[PartitionCommit],
+    ) -> Result<Vec<delta_kernel::engine_data::FilteredEngineData>, TableError> {
+        let refreshed: HashMap<&str, &str> = todo
+            .iter()
+            .filter(|c| c.generation > 1)
+            .map(|c| (c.partition.as_str(), c.key.rsplit('/').next().unwrap_or(&c.key)))
+            .collect();
+        if refreshed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scan = snap.clone().scan_builder().build().map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for meta in scan.scan_metadata(engine).map_err(|e| self.err(e))? {
+            let meta = meta.map_err(|e| self.err(e))?;
+            let (data, selected) = meta.scan_files.into_parts();
+            let arrow = ArrowEngineData::try_from_engine_data(data).map_err(|e| self.err(e))?;
+            let batch = arrow.record_batch();
+            let paths =
+                batch.column_by_name("path").and_then(|c| c.as_any().downcast_ref::<StringArray>()).ok_or_else(
+                    || TableError::Log { table: self.ds.name.clone(), message: "scan rows without a path".into() },
+                )?;
+            let mut any = false;
+            let selection: Vec<bool> = (0..batch.num_rows())
+                .map(|i| {
+                    let live = selected.get(i).copied().unwrap_or(true);
+                    let path = paths.value(i);
+                    let hit = live
+                        && partition_of(&self.ds, path).is_some_and(|(p, _)| {
+                            refreshed.get(p.as_str()).is_some_and(|new| path.rsplit('/').next() != Some(new))
+                        });
+                    any |= hit;
+                    hit
+                })
+                .collect();
+            if any {
+                let data: Box<dyn EngineData> = arrow;
+                out.push(
+                    delta_kernel::engine_data::FilteredEngineData::try_new(data, selection).map_err(|e| self.err(e))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The Adds of `todo` in the kernel's add-files form, their statistics
+/// parsed into the table's stats schema.
+fn add_batch(
+    engine: &Engine,
+    dataset: &str,
+    todo: &[PartitionCommit],
+    stats_schema: delta_kernel::schema::SchemaRef,
+) -> Result<Box<dyn EngineData>, KernelError> {
+    let root = format!("{dataset}/");
+    let now = now_ms();
+    let paths: Vec<String> = todo.iter().map(|c| c.key.strip_prefix(&root).unwrap_or(&c.key).to_string()).collect();
+    let stats_json: Vec<String> = todo
+        .iter()
+        .map(|c| c.stats.clone().unwrap_or_else(|| serde_json::json!({"numRecords": c.rows}).to_string()))
+        .collect();
+    let strings = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("stats", ArrowType::Utf8, true)])),
+        vec![Arc::new(StringArray::from(stats_json)) as ArrayRef],
+    )?;
+    let parsed = engine.json_handler().parse_json(Box::new(ArrowEngineData::new(strings)), stats_schema)?;
+    let parsed = ArrowEngineData::try_from_engine_data(parsed)?;
+    let stats = StructArray::from(parsed.record_batch().clone());
+
+    let keys = StringArray::from(vec![PARTITION_COLUMN; todo.len()]);
+    let values = StringArray::from(todo.iter().map(|c| Some(c.year.to_string())).collect::<Vec<_>>());
+    let entries_fields =
+        Fields::from(vec![Field::new("key", ArrowType::Utf8, false), Field::new("value", ArrowType::Utf8, true)]);
+    let entries = StructArray::try_new(
+        entries_fields.clone(),
+        vec![Arc::new(keys) as ArrayRef, Arc::new(values) as ArrayRef],
+        None,
+    )?;
+    let offsets = arrow_buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(1, todo.len()));
+    let map = MapArray::try_new(
+        Arc::new(Field::new("key_value", ArrowType::Struct(entries_fields), false)),
+        offsets,
+        entries,
+        None,
+        false,
+    )?;
+    let schema = Schema::new(vec![
+        Field::new("path", ArrowType::Utf8, false),
+        Field::new("partitionValues", map.data_type().clone(), false),
+        Field::new("size", ArrowType::Int64, false),
+        Field::new("modificationTime", ArrowType::Int64, false),
+        Field::new("stats", stats.data_type().clone(), true),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(paths)) as ArrayRef,
+            Arc::new(map) as ArrayRef,
+            Arc::new(Int64Array::from(todo.iter().map(|c| c.size as i64).collect::<Vec<_>>())) as ArrayRef,
+            Arc::new(Int64Array::from(vec![now; todo.len()])) as ArrayRef,
+            Arc::new(stats) as ArrayRef,
+        ],
+    )?;
+    Ok(Box::new(ArrowEngineData::new(batch)))
 }
 
 /// What a vacuum deleted (or, dry, would delete): keys and sizes.
@@ -594,16 +800,18 @@ pub struct Vacuumed {
 
 impl Table<'_> {
     /// Deletes the objects of the dataset's folder that no version of the
-    /// table within `retention` references: files removed (by a refresh)
-    /// longer ago than the retention, and files never committed (a worker
-    /// died between its write and its commit) older than the retention.
-    /// Live files, the log and anything under a `_` folder are never
-    /// touched. `None`: the folder is not a table (nothing is deleted).
+    /// table within `retention` references: files removed longer ago than
+    /// the retention, and files never committed (a worker died between its
+    /// write and its commit) older than the retention. Live files (and
+    /// their deletion vectors), the log and anything under a `_` folder are
+    /// never touched. `None`: the folder is not a table (nothing is deleted).
     pub async fn vacuum(&self, retention: Duration, dry_run: bool) -> Result<Option<Vacuumed>, TableError> {
         let snap = self.snapshot().await?;
         if snap.version.is_none() {
             return Ok(None);
         }
+        let referenced =
+            self.referenced_since(&snap, now_ms() - retention.as_millis().min(i64::MAX as u128) as i64).await?;
         let cutoff = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
         let root = format!("{}/", self.ds.name);
         let mut out = Vacuumed::default();
@@ -612,8 +820,7 @@ impl Table<'_> {
             if rel.starts_with('_') || rel.contains("/_") || snap.files.contains_key(rel) {
                 continue;
             }
-            let unreferenced_since = snap.removed_at(rel).unwrap_or(modified);
-            if unreferenced_since >= cutoff {
+            if referenced.contains(rel) || modified >= cutoff {
                 out.kept += 1;
                 continue;
             }
@@ -624,6 +831,101 @@ impl Table<'_> {
         }
         Ok(Some(out))
     }
+
+    /// Every path (data files and deletion vector files) the log names in
+    /// an action of a commit at or after `since_ms`, or live at the newest
+    /// version: what a reader of any version inside the retention may read.
+    async fn referenced_since(&self, snap: &Snapshot, since_ms: i64) -> Result<BTreeSet<String>, TableError> {
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        for f in snap.files.values() {
+            out.insert(f.path.clone());
+        }
+        let log = format!("{}/_delta_log/", self.ds.name);
+        for (key, _, modified) in self.lake.list_meta(&log).await? {
+            if !key.ends_with(".json") || modified < since_ms {
+                continue;
+            }
+            let Some(bytes) = self.lake.get_opt(&key).await? else { continue };
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                for kind in ["add", "remove"] {
+                    let Some(a) = v.get(kind) else { continue };
+                    if let Some(p) = a.get("path").and_then(|p| p.as_str()) {
+                        out.insert(unescape(p));
+                    }
+                    if let Some(dv) = a.get("deletionVector") {
+                        out.extend(dv_file(dv));
+                    }
+                }
+            }
+        }
+        // Live files' deletion vectors (those added before the retention).
+        for line in self.live_deletion_vectors(snap).await? {
+            out.insert(line);
+        }
+        Ok(out)
+    }
+
+    /// The deletion vector files of the live files (a scan of the newest version).
+    async fn live_deletion_vectors(&self, snap: &Snapshot) -> Result<Vec<String>, TableError> {
+        if !snap.files.values().any(|f| f.deletion_vector) {
+            return Ok(Vec::new());
+        }
+        // The kernel does not expose a descriptor's file name; a live file
+        // with a deletion vector keeps every `deletion_vector_*` file.
+        let root = format!("{}/", self.ds.name);
+        Ok(self
+            .lake
+            .list(&root)
+            .await?
+            .into_iter()
+            .filter_map(|(k, _)| k.strip_prefix(&root).map(str::to_string))
+            .filter(|k| k.rsplit('/').next().is_some_and(|n| n.starts_with("deletion_vector_")))
+            .collect())
+    }
+}
+
+/// The relative path of a deletion vector's file (`u` storage: a UUID
+/// encoded in Z85 after an optional prefix), as Delta names it.
+fn dv_file(dv: &serde_json::Value) -> Option<String> {
+    let storage = dv.get("storageType")?.as_str()?;
+    let path = dv.get("pathOrInlineDv")?.as_str()?;
+    match storage {
+        "u" if path.len() >= 20 => {
+            let (prefix, encoded) = path.split_at(path.len() - 20);
+            let uuid = z85_uuid(encoded)?;
+            Some(if prefix.is_empty() {
+                format!("deletion_vector_{uuid}.bin")
+            } else {
+                format!("{prefix}/deletion_vector_{uuid}.bin")
+            })
+        }
+        "p" => Some(unescape(path.rsplit_once("/_delta_log").map_or(path, |(_, p)| p))),
+        _ => None,
+    }
+}
+
+/// A UUID from its 20 Z85 characters.
+fn z85_uuid(s: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+    let mut bytes = Vec::with_capacity(16);
+    for chunk in s.as_bytes().chunks(5) {
+        let mut v: u64 = 0;
+        for c in chunk {
+            v = v * 85 + ALPHABET.iter().position(|a| a == c)? as u64;
+        }
+        bytes.extend_from_slice(&(v as u32).to_be_bytes());
+    }
+    let u = uuid::Uuid::from_slice(&bytes).ok()?;
+    Some(u.hyphenated().to_string())
+}
+
+/// Paths in the log are URIs: a space is `%20`.
+fn unescape(p: &str) -> String {
+    url::form_urlencoded::parse(format!("p={}", p.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| p.to_string())
 }
 
 /// A pseudo-random number below `n` (commit backoff jitter).
@@ -638,33 +940,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_log_replays_into_live_files_and_transactions() {
-        let mut s = Snapshot::default();
-        let v0 = r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}
-{"metaData":{"id":"x","schemaString":"{}","partitionColumns":["year"]}}
-{"add":{"path":"year=2022/a%20b.parquet","partitionValues":{"year":"2022"},"size":10,"modificationTime":1,"dataChange":true,"stats":"{\"numRecords\":7}","tags":{"lakefleet.partition":"2022-01-08"}}}
-{"txn":{"appId":"lakefleet/d/2022-01-08","version":1,"lastUpdated":1}}"#;
-        s.apply(0, v0).unwrap();
-        assert_eq!(s.files.len(), 1);
-        assert_eq!(s.rows(), 7);
-        assert_eq!(s.txn("lakefleet/d/2022-01-08"), 1);
-        assert_eq!(s.files["year=2022/a b.parquet"].partition.as_deref(), Some("2022-01-08"));
-        let v1 = r#"{"remove":{"path":"year=2022/a%20b.parquet","deletionTimestamp":2,"dataChange":true}}
-{"add":{"path":"year=2022/c.parquet","partitionValues":{"year":"2022"},"size":11,"modificationTime":2,"dataChange":true}}
-{"txn":{"appId":"lakefleet/d/2022-01-08","version":2,"lastUpdated":2}}"#;
-        s.apply(1, v1).unwrap();
-        assert_eq!(s.files.keys().collect::<Vec<_>>(), ["year=2022/c.parquet"]);
-        assert_eq!((s.version, s.txn("lakefleet/d/2022-01-08"), s.txn("other")), (Some(1), 2, 0));
-        assert!(s.apply(2, "{not json").unwrap_err().contains("version 2, line 1"));
-    }
-
-    #[test]
     fn the_schema_is_the_output_columns_then_the_year() {
         let cat = crate::catalog::Catalog::builtin();
         let ds = cat.get("mta-turnstile").unwrap();
-        let f = fields_of(&schema_string(ds));
-        assert_eq!(f.first().map(|(n, t)| (n.as_str(), t.as_str())), Some(("ca", "\"string\"")));
-        assert_eq!(f.last().map(|(n, t)| (n.as_str(), t.as_str())), Some(("year", "\"integer\"")));
-        assert!(f.iter().any(|(_, t)| t == "\"timestamp_ntz\""), "{f:?}");
+        let s = schema(ds);
+        let names: Vec<&String> = s.fields().map(|f| f.name()).collect();
+        assert_eq!(names.first().map(|s| s.as_str()), Some("ca"));
+        assert_eq!(names.last().map(|s| s.as_str()), Some("year"));
+        assert!(s.fields().any(|f| f.data_type() == &DataType::TIMESTAMP_NTZ), "{s:?}");
+    }
+
+    #[test]
+    fn an_added_column_is_a_change_and_a_retyped_one_is_refused() {
+        let t = StructType::new_unchecked([
+            StructField::nullable("a", DataType::STRING),
+            StructField::nullable("year", DataType::INTEGER),
+        ]);
+        let ours = StructType::new_unchecked([
+            StructField::nullable("a", DataType::STRING),
+            StructField::nullable("b", DataType::LONG),
+            StructField::nullable("year", DataType::INTEGER),
+        ]);
+        let added = schema_changes(&t, &ours).unwrap();
+        assert_eq!(added.iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["b"]);
+        let retyped = StructType::new_unchecked([
+            StructField::nullable("a", DataType::LONG),
+            StructField::nullable("year", DataType::INTEGER),
+        ]);
+        assert!(schema_changes(&t, &retyped).unwrap_err().contains("column a is long"));
+        assert!(schema_changes(&ours, &t).unwrap_err().contains("no longer has column b"));
+    }
+
+    #[test]
+    fn a_deletion_vector_names_its_file() {
+        // The example of Delta's PROTOCOL.md: ab^-aqEH.-t@S}K{vb[*k^ is
+        // d2c639aa-8816-431a-aaf6-d3fe2512ff61, prefix "ab".
+        let dv = serde_json::json!({"storageType": "u", "pathOrInlineDv": "ab^-aqEH.-t@S}K{vb[*k^", "offset": 4, "sizeInBytes": 40, "cardinality": 6});
+        assert_eq!(dv_file(&dv).as_deref(), Some("ab/deletion_vector_d2c639aa-8816-431a-aaf6-d3fe2512ff61.bin"));
     }
 }

@@ -19,10 +19,10 @@ fn green_row(i: usize) -> String {
         i % 60,
         100 + i % 50,
         200 + i % 50,
-        if i % 3 == 0 { "1.0".to_string() } else { (i % 4).to_string() },
+        if i.is_multiple_of(3) { "1.0".to_string() } else { (i % 4).to_string() },
         i % 9,
-        if i % 10 == 0 { "-5.5".to_string() } else { format!("{}.25", 5 + i % 20) },
-        if i % 10 == 0 { "-6.8".to_string() } else { format!("{}.80", 6 + i % 20) },
+        if i.is_multiple_of(10) { "-5.5".to_string() } else { format!("{}.25", 5 + i % 20) },
+        if i.is_multiple_of(10) { "-6.8".to_string() } else { format!("{}.80", 6 + i % 20) },
     )
 }
 

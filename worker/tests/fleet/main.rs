@@ -8,6 +8,7 @@ mod convert;
 mod e2e;
 mod faults;
 mod hostile;
+mod interop;
 mod socrata;
 mod tables;
 mod tlc;

@@ -1,0 +1,216 @@
+//! A table shared with other tools: python `deltalake` (and a log entry as
+//! Spark writes one) touches the table first, then the fleet writes to it.
+//! Each case reads the table back with deltalake and DuckDB.
+
+use std::time::Duration;
+
+use lakefleet_testkit::*;
+
+/// A fleet with one worker that has loaded weeks `0..n` of mta-turnstile.
+async fn loaded(name: &str, n: u64) -> (Source, Fleet, WorkerProc, Vec<(String, usize, String)>) {
+    let src = Source::start().await;
+    let f = Fleet::local(name);
+    let expect = serve_mta_weeks(&src, 8, 120, 200, &[]);
+    let w = f.worker(&["--concurrency", "2"]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(n - 1), &[]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (n, 0), "{s:?}");
+    (src, f, w, expect)
+}
+
+fn table_path(f: &Fleet) -> String {
+    f.lake_dir.clone().unwrap().join("mta-turnstile").to_str().unwrap().to_string()
+}
+
+/// `rows files version` by deltalake.
+fn rows_files_version(path: &str) -> String {
+    let r = deltalake_read(path, None);
+    let parts: Vec<&str> = r.split(' ').collect();
+    format!("{} {} {}", parts[0], parts[2], parts[3])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn properties_and_a_description_another_tool_set_survive_the_fleet_s_commits() {
+    let (src, f, _w, expect) = loaded("interop-props", 2).await;
+    let path = table_path(&f);
+    python(
+        r#"
+import sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1])
+t.alter.set_table_properties({"delta.logRetentionDuration": "interval 60 days", "delta.enableChangeDataFeed": "true", "team.owner": "data-eng"}, raise_if_not_exists=False)
+t.alter.set_table_description("weekly turnstile counts")
+"#,
+        &[&path],
+    );
+    let out = f.backfill_mta(&src, week(2), week(3), &[]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (2, 0), "{s:?}");
+    let meta = python(
+        r#"
+import sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1])
+m = t.metadata()
+c = m.configuration
+print(c.get("delta.logRetentionDuration"), c.get("delta.enableChangeDataFeed"), c.get("team.owner"), "|", m.description)
+"#,
+        &[&path],
+    );
+    assert_eq!(meta, "interval 60 days true data-eng | weekly turnstile counts");
+    let rows: usize = expect[..4].iter().map(|(_, n, _)| n).sum();
+    assert!(rows_files_version(&path).starts_with(&format!("{rows} 4 ")), "{}", rows_files_version(&path));
+    assert!(duckdb_read(&path).starts_with(&format!("{rows} ")));
+    // The fleet's commits wrote no metaData: only another tool's did.
+    let dir = f.lake_dir.clone().unwrap();
+    let entries = log_entries(&dir, "mta-turnstile");
+    let with_meta: Vec<u64> = entries.iter().filter(|(_, a)| count(a, "metaData") > 0).map(|(v, _)| *v).collect();
+    assert_eq!(with_meta.len(), 3, "creation and the two alterations: {with_meta:?}");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_append_only_table_takes_new_weeks_and_refuses_a_refresh_naming_the_property() {
+    let (src, f, _w, expect) = loaded("interop-append", 2).await;
+    let path = table_path(&f);
+    python(
+        r#"
+import sys
+from deltalake import DeltaTable
+DeltaTable(sys.argv[1]).alter.set_table_properties({"delta.appendOnly": "true"})
+"#,
+        &[&path],
+    );
+    let out = f.backfill_mta(&src, week(2), week(2), &[]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (1, 0), "appends land: {s:?}");
+    let (changed, _) = mta_week(week(1), 90, 201);
+    src.put(&mta_name(week(1)), changed);
+    let out = f.backfill_mta(&src, week(1), week(1), &["--refresh"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!(s.dead.len(), 1, "{s:?}");
+    let parked = f.parked().await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].reason, "table_unsupported", "{parked:?}");
+    assert!(parked[0].error.contains("delta.appendOnly"), "{}", parked[0].error);
+    let rows: usize = expect[..3].iter().map(|(_, n, _)| n).sum();
+    assert!(
+        rows_files_version(&path).starts_with(&format!("{rows} 3 ")),
+        "the old week stays: {}",
+        rows_files_version(&path)
+    );
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_constraint_or_a_writer_feature_lakefleet_does_not_write_refuses_the_table() {
+    let (src, f, _w, expect) = loaded("interop-features", 1).await;
+    let path = table_path(&f);
+    python(
+        r#"
+import sys
+from deltalake import DeltaTable
+DeltaTable(sys.argv[1]).alter.add_constraint({"entries_not_negative": "entries >= 0"})
+"#,
+        &[&path],
+    );
+    let out = f.backfill_mta(&src, week(1), week(1), &[]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!(s.dead.len(), 1, "{s:?}");
+    let parked = f.parked().await;
+    assert_eq!(parked[0].reason, "table_unsupported", "{parked:?}");
+    assert!(parked[0].error.contains("entries_not_negative"), "{}", parked[0].error);
+
+    // Spark upgrades the table to row tracking (a protocol action of its own).
+    python(
+        r#"
+import sys
+from deltalake import DeltaTable
+DeltaTable(sys.argv[1]).alter.drop_constraint("entries_not_negative")
+"#,
+        &[&path],
+    );
+    let dir = f.lake_dir.clone().unwrap();
+    let next = log_entries(&dir, "mta-turnstile").last().unwrap().0 + 1;
+    let protocol = serde_json::json!({"protocol": {"minReaderVersion": 3, "minWriterVersion": 7,
+        "readerFeatures": ["timestampNtz"],
+        "writerFeatures": ["timestampNtz", "rowTracking", "domainMetadata"]}});
+    let info = serde_json::json!({"commitInfo": {"timestamp": 1, "operation": "UPGRADE PROTOCOL"}});
+    std::fs::write(dir.join(format!("mta-turnstile/_delta_log/{next:020}.json")), format!("{protocol}\n{info}\n"))
+        .unwrap();
+    let out = f.backfill_mta(&src, week(2), week(2), &[]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!(s.dead.len(), 1, "{s:?}");
+    let parked = f.parked().await;
+    let last = parked.iter().find(|p| p.partition == week(2).to_string()).unwrap();
+    assert_eq!(last.reason, "table_unsupported", "{parked:?}");
+    assert!(
+        last.error.contains("requires writer feature rowTracking, which lakefleet does not write"),
+        "{}",
+        last.error
+    );
+    assert_eq!(log_entries(&dir, "mta-turnstile").last().unwrap().0, next, "nothing written after the upgrade");
+    assert!(rows_files_version(&path).starts_with(&format!("{} 1 ", expect[0].1)));
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_workers_continue_a_log_whose_early_commits_are_gone_behind_a_multi_part_checkpoint() {
+    let (src, f, w, expect) = loaded("interop-ckpt", 4).await;
+    drop(w);
+    let path = table_path(&f);
+    // deltalake checkpoints version 3; the checkpoint is split in two parts
+    // (Spark's form for large tables), `_last_checkpoint` says so, and the
+    // commits it covers are cleaned up.
+    python(
+        r#"
+import sys, os, json
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+p = sys.argv[1]
+t = DeltaTable(p)
+t.create_checkpoint()
+log = os.path.join(p, "_delta_log")
+single = os.path.join(log, "%020d.checkpoint.parquet" % 3)
+data = pq.read_table(single)
+half = data.num_rows // 2
+for i, part in enumerate([data.slice(0, half), data.slice(half)]):
+    pq.write_table(part, os.path.join(log, "%020d.checkpoint.%010d.%010d.parquet" % (3, i + 1, 2)))
+os.remove(single)
+with open(os.path.join(log, "_last_checkpoint"), "w") as f:
+    json.dump({"version": 3, "size": data.num_rows, "parts": 2}, f)
+for v in range(0, 4):
+    os.remove(os.path.join(log, "%020d.json" % v))
+"#,
+        &[&path],
+    );
+    f.forget_redis().await;
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(5), &["--force"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (6, 0), "{s:?}");
+    let dir = f.lake_dir.clone().unwrap();
+    assert!(!dir.join(format!("mta-turnstile/_delta_log/{:020}.json", 0)).exists(), "no second version 0 (a fork)");
+    let versions: Vec<u64> = log_entries(&dir, "mta-turnstile").iter().map(|e| e.0).collect();
+    assert_eq!(versions, vec![4, 5], "the two new weeks after the checkpoint");
+    assert_eq!(metric(&w.metrics().await, "lakefleet_uploads_total", &[("result", "written")]), 2.0);
+    let rows: usize = expect[..6].iter().map(|(_, n, _)| n).sum();
+    assert_eq!(rows_files_version(&path), format!("{rows} 6 5"));
+    assert!(duckdb_read(&path).starts_with(&format!("{rows} ")));
+
+    // And with no `_last_checkpoint` at all: the listing finds the checkpoint.
+    drop(w);
+    std::fs::remove_file(dir.join("mta-turnstile/_delta_log/_last_checkpoint")).unwrap();
+    f.forget_redis().await;
+    let w2 = f.worker(&[]);
+    w2.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(6), &["--force"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (7, 0), "{s:?}");
+    assert_eq!(metric(&w2.metrics().await, "lakefleet_uploads_total", &[("result", "written")]), 1.0);
+    let rows: usize = expect[..7].iter().map(|(_, n, _)| n).sum();
+    assert_eq!(rows_files_version(&path), format!("{rows} 7 6"));
+    f.cleanup().await;
+}
