@@ -16,6 +16,11 @@ use tokio::io::AsyncReadExt;
 /// Lake URL schemes [`Lake::open`] takes (besides a plain folder).
 pub const SCHEMES: [&str; 7] = ["file", "s3", "s3a", "gs", "az", "abfs", "abfss"];
 
+/// The oldest object a worker adopts as its own upload (an earlier delivery's,
+/// whose commit did not happen); an older one is written again, so that its
+/// age stays inside what `producer vacuum` keeps ([`crate::table::MIN_RETENTION`]).
+pub const ADOPT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Files up to this size go up in one conditional PUT.
 pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 /// Part size of multipart uploads.
@@ -34,6 +39,11 @@ fn retry_config() -> object_store::RetryConfig {
         max_retries: 3,
         retry_timeout: std::time::Duration::from_secs(60),
     }
+}
+
+/// Whether an existing object is too old to adopt ([`ADOPT_MAX_AGE`]).
+fn stale(found: &ObjectMeta) -> bool {
+    chrono::Utc::now().signed_duration_since(found.last_modified).to_std().is_ok_and(|age| age > ADOPT_MAX_AGE)
 }
 
 /// `url` as a folder URL (its path ends in `/`).
@@ -328,6 +338,12 @@ impl Lake {
                 // Someone else (or our own lost response) created it: verify.
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                     match self.head(key).await? {
+                        Some(found) if stale(&found) => {
+                            let data = tokio::fs::read(file).await.map_err(spool)?;
+                            let opts = PutOptions { mode: PutMode::Overwrite, ..Default::default() };
+                            self.store.put_opts(&path, PutPayload::from(data), opts).await.map_err(store_err)?;
+                            Ok(Uploaded::Written)
+                        }
                         Some(found) => self.verify(key, found.size, size),
                         None => Err(LakeError::Conflict { key: self.display(key), found: 0, expected: size }),
                     }
@@ -335,7 +351,10 @@ impl Lake {
                 Err(source) => Err(store_err(source)),
             };
         }
-        if !overwrite && let Some(found) = self.head(key).await? {
+        if !overwrite
+            && let Some(found) = self.head(key).await?
+            && !stale(&found)
+        {
             return self.verify(key, found.size, size);
         }
         let mut f = tokio::fs::File::open(file).await.map_err(spool)?;

@@ -44,7 +44,11 @@ pub async fn vacuum(conn: &Connections, catalog: &Catalog, args: &crate::cli::Va
     let ds = catalog.require(&args.dataset).map_err(crate::Refused)?;
     let lake = Lake::open(&conn.lake_url)?;
     let table = lakefleet::table::Table::new(&lake, ds);
-    let Some(v) = table.vacuum(args.older_than, args.dry_run).await? else {
+    let vacuumed = match table.vacuum(args.older_than, args.dry_run).await {
+        Err(e @ lakefleet::table::TableError::Unsupported { .. }) => return Err(crate::Refused(e.to_string()).into()),
+        other => other?,
+    };
+    let Some(v) = vacuumed else {
         return Err(crate::Refused(format!(
             "{}/{}: not a Delta table (no _delta_log): nothing is deleted from a folder whose files no log lists",
             redact(&conn.lake_url),

@@ -84,6 +84,14 @@ impl RunArgs {
                 .ok_or_else(|| format!("LAKEFLEET_CONCURRENCY (--concurrency) {n}: must be between 1 and 65535"))?,
         };
         let task_timeout = seconds_at_least("LAKEFLEET_TASK_TIMEOUT (--task-timeout)", self.task_timeout, 1)?;
+        if task_timeout > lakefleet::table::MAX_TASK_TIMEOUT {
+            return Err(format!(
+                "LAKEFLEET_TASK_TIMEOUT (--task-timeout) {}: at most {} seconds (a worker holds an uploaded object at most this long before its commit, and `producer vacuum` keeps uncommitted objects for {} seconds on that promise)",
+                self.task_timeout,
+                lakefleet::table::MAX_TASK_TIMEOUT.as_secs(),
+                lakefleet::table::MIN_RETENTION.as_secs()
+            ));
+        }
         if self.single_put_max == 0 {
             return Err("LAKEFLEET_SINGLE_PUT_MAX (--single-put-max) 0: must be at least 1 byte".into());
         }

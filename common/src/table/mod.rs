@@ -51,6 +51,15 @@ pub const PARTITION_COLUMN: &str = "year";
 /// Commit attempts under contention before the task goes back to the retry
 /// queue (never parked for contention alone).
 pub const MAX_COMMIT_ATTEMPTS: u32 = 25;
+/// The longest `--task-timeout` a worker takes: a task's upload and its
+/// commit happen within it.
+pub const MAX_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The shortest retention `producer vacuum` takes: the longest a worker may
+/// hold an uploaded object before its commit (it adopts an earlier upload
+/// only while younger than [`crate::lake::ADOPT_MAX_AGE`], then commits
+/// within [`MAX_TASK_TIMEOUT`]).
+pub const MIN_RETENTION: Duration =
+    Duration::from_secs(crate::lake::ADOPT_MAX_AGE.as_secs() + MAX_TASK_TIMEOUT.as_secs());
 /// `commitInfo.engineInfo` of every commit lakefleet writes.
 pub const ENGINE_INFO: &str = concat!("lakefleet/", env!("CARGO_PKG_VERSION"));
 
@@ -706,6 +715,28 @@ impl CommitJob {
                 batch.column_by_name("path").and_then(|c| c.as_any().downcast_ref::<StringArray>()).ok_or_else(
                     || TableError::Log { table: self.ds.name.clone(), message: "scan rows without a path".into() },
                 )?;
+            // Another tool's file (a compaction, a delete that rewrote a
+            // file) in a refreshed partition's year may hold that partition's
+            // rows beside others, and lakefleet cannot yet tell them apart:
+            // refused, naming the file, rather than leaving old rows beside new.
+            for i in (0..batch.num_rows()).filter(|i| selected.get(*i).copied().unwrap_or(true)) {
+                let path = paths.value(i);
+                if partition_of(&self.ds, path).is_some() {
+                    continue;
+                }
+                if let Some(c) = todo
+                    .iter()
+                    .find(|c| c.generation > 1 && path.starts_with(&format!("{PARTITION_COLUMN}={}/", c.year)))
+                {
+                    return Err(TableError::Unsupported {
+                        table: self.ds.name.clone(),
+                        message: format!(
+                            "{path} was written by another tool (a compaction, or a delete that rewrote files) and may hold rows of partition {} beside other partitions' rows; lakefleet does not rewrite other tools' files yet, so a refresh would leave the old rows beside the new: nothing was written. Until lakefleet rewrites other tools' files, replace the partition's rows with that tool (a DELETE of its rows, then an append)",
+                            c.partition
+                        ),
+                    });
+                }
+            }
             let mut any = false;
             let selection: Vec<bool> = (0..batch.num_rows())
                 .map(|i| {
@@ -810,6 +841,30 @@ impl Table<'_> {
         if snap.version.is_none() {
             return Ok(None);
         }
+        if retention < MIN_RETENTION {
+            return Err(TableError::Unsupported {
+                table: self.ds.name.clone(),
+                message: format!(
+                    "a retention of {} is shorter than the longest a worker may hold an uploaded object before its commit ({}: an upload adopted up to {} after it was written, then committed within --task-timeout, at most {}); nothing was deleted",
+                    human(retention),
+                    human(MIN_RETENTION),
+                    human(crate::lake::ADOPT_MAX_AGE),
+                    human(MAX_TASK_TIMEOUT)
+                ),
+            });
+        }
+        if let Some(kept) = snap.kernel.as_ref().and_then(|k| k.table_properties().deleted_file_retention_duration)
+            && retention < kept
+        {
+            return Err(TableError::Unsupported {
+                table: self.ds.name.clone(),
+                message: format!(
+                    "a retention of {} is shorter than the table's delta.deletedFileRetentionDuration ({}), which readers of earlier versions rely on; nothing was deleted",
+                    human(retention),
+                    human(kept)
+                ),
+            });
+        }
         let referenced =
             self.referenced_since(&snap, now_ms() - retention.as_millis().min(i64::MAX as u128) as i64).await?;
         let cutoff = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
@@ -825,6 +880,12 @@ impl Table<'_> {
                 continue;
             }
             if !dry_run {
+                // A worker may have written the object again since the
+                // listing (an upload too old to adopt): look once more.
+                if self.lake.head(&key).await?.is_some_and(|m| m.last_modified.timestamp_millis() >= cutoff) {
+                    out.kept += 1;
+                    continue;
+                }
                 self.lake.delete(&key).await?;
             }
             out.deleted.push((key, size));
@@ -918,6 +979,17 @@ fn z85_uuid(s: &str) -> Option<String> {
     }
     let u = uuid::Uuid::from_slice(&bytes).ok()?;
     Some(u.hyphenated().to_string())
+}
+
+/// `2h`, `7d`, `90s`: a duration as `producer vacuum --older-than` takes it.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= 86400 && s % 86400 == 0 => format!("{}d", s / 86400),
+        _ if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 /// Paths in the log are URIs: a space is `%20`.

@@ -214,3 +214,53 @@ for v in range(0, 4):
     assert_eq!(rows_files_version(&path), format!("{rows} 7 6"));
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_after_another_tool_compacted_the_year_is_refused_naming_the_file_and_each_week_stays_once() {
+    let (src, f, _w, expect) = loaded("interop-compact", 3).await;
+    let path = table_path(&f);
+    let compacted = python(
+        r#"
+import sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1])
+m = t.optimize.compact()
+print(m["numFilesAdded"], m["numFilesRemoved"])
+"#,
+        &[&path],
+    );
+    assert_eq!(compacted, "1 3", "one file for the year");
+    let (changed, _) = mta_week(week(1), 90, 202);
+    src.put(&mta_name(week(1)), changed);
+    let out = f.backfill_mta(&src, week(1), week(1), &["--refresh"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!(s.dead.len(), 1, "{s:?}");
+    let parked = f.parked().await;
+    assert_eq!(parked[0].reason, "table_unsupported", "{parked:?}");
+    assert!(
+        parked[0].error.contains("was written by another tool") && parked[0].error.contains("year=2022/part-"),
+        "{}",
+        parked[0].error
+    );
+    // Nothing was written: each week once, in deltalake and DuckDB.
+    let rows: usize = expect[..3].iter().map(|(_, n, _)| n).sum();
+    assert!(rows_files_version(&path).starts_with(&format!("{rows} 1 ")), "{}", rows_files_version(&path));
+    assert!(duckdb_read(&path).starts_with(&format!("{rows} ")));
+
+    // Vacuum honours the table's delta.deletedFileRetentionDuration.
+    python(
+        r#"
+import sys
+from deltalake import DeltaTable
+DeltaTable(sys.argv[1]).alter.set_table_properties({"delta.deletedFileRetentionDuration": "interval 30 days"})
+"#,
+        &[&path],
+    );
+    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "7d"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("delta.deletedFileRetentionDuration (30d)"), "{}", stderr(&out));
+    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "30d"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("deleted 0 object(s)"), "{}", stdout(&out));
+    f.cleanup().await;
+}

@@ -134,10 +134,26 @@ async fn a_refresh_is_one_commit_and_the_previous_version_still_reads_the_old_ro
     let out = f.producer(&["vacuum", "--dataset", "mta-turnstile"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("deleted 0 object(s)") && stdout(&out).contains("kept 2"), "{}", stdout(&out));
-    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "0s", "--dry-run"]);
+    // A retention shorter than a worker may hold an upload before its
+    // commit is refused, naming that time.
+    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "0s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("shorter than the longest a worker may hold an uploaded object before its commit (2h"),
+        "{}",
+        stderr(&out)
+    );
+    // Three hours later (the objects and the refresh's commit aged by hand):
+    let mut aged = vec![orphan.clone(), dir.join(&first[1].0)];
+    aged.extend((0..3).map(|v| dir.join(format!("mta-turnstile/_delta_log/{v:020}.json"))));
+    for p in &aged {
+        let ok = std::process::Command::new("touch").args(["-d", "3 hours ago"]).arg(p).status().unwrap();
+        assert!(ok.success());
+    }
+    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "2h", "--dry-run"]);
     assert!(stdout(&out).contains("would delete 2 object(s)"), "{}", stdout(&out));
     assert_eq!(f.objects().await.len(), 4, "a dry run deletes nothing");
-    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "0s"]);
+    let out = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "2h"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains(&format!("deleted {}", first[1].0)), "{}", stdout(&out));
     assert!(stdout(&out).contains("deleted 2 object(s)"), "{}", stdout(&out));
