@@ -50,6 +50,13 @@ pub fn ddl(ds: &Dataset, lake_url: &str, args: &DdlArgs) -> Result<String, Strin
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || p.contains('`')) {
         return Err(format!("--bigquery {target:?}: give the table as PROJECT.DATASET.TABLE"));
     }
+    if ds.timestamps == lakefleet::catalog::Timestamps::WallClock && !ds.timestamp_columns().is_empty() {
+        return Err(format!(
+            "dataset {} sets timestamps = \"wall_clock\": its columns {} are Delta timestamp_ntz, which BigQuery's BigLake cannot read; store instants (remove the setting, name the sources' time_zone) in a new table to query it from BigQuery",
+            ds.name,
+            ds.timestamp_columns().join(", ")
+        ));
+    }
     if !loc.starts_with("gs://") {
         return Err(format!(
             "BigQuery reads tables on Cloud Storage: LAKE_URL is {lake_url}, not gs://BUCKET/PREFIX (set LAKE_URL to the gs:// lake the fleet writes)"

@@ -11,6 +11,14 @@ url_template = "http://127.0.0.1:9/{yymmdd}.csv"
 first = "2020-01-04"
 table = false
 columns = [ { source = "a", type = "string" } ]
+
+[[dataset]]
+name = "wall-weekly"
+cadence = "weekly"
+url_template = "http://127.0.0.1:9/{yymmdd}.csv"
+first = "2020-01-04"
+timestamps = "wall_clock"
+columns = [ { source = "at", type = "timestamp", format = "%Y-%m-%d %H:%M:%S" } ]
 "#;
 
 fn ddl(lake: &str, args: &[&str]) -> std::process::Output {
@@ -68,4 +76,11 @@ fn ddl_refuses_what_a_warehouse_cannot_read() {
     assert!(stderr(&out).contains("PROJECT.DATASET.TABLE"), "{}", stderr(&out));
     let out = ddl("gs://b/p", &["--dataset", "mta-turnstile"]);
     assert_eq!(out.status.code(), Some(2), "an engine is required");
+    // Wall-clock times (timestamp_ntz): BigLake cannot read them; the
+    // setting is named. A built-in table (instants) gets its definition.
+    let out = ddl("gs://b/p", &["--dataset", "wall-weekly", "--bigquery", "acme.lake.w"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("sets timestamps = \"wall_clock\": its columns at are Delta timestamp_ntz"), "{}", stderr(&out));
+    let out = ddl("gs://b/p", &["--dataset", "mta-turnstile", "--bigquery", "acme.lake.t"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

@@ -68,7 +68,7 @@ fn socrata_partitions_are_slices_of_the_id_that_holds_them() {
 
 #[test]
 fn socrata_entries_are_checked() {
-    let base = "cadence = \"daily\"\nformat = \"socrata\"";
+    let base = "cadence = \"daily\"\nformat = \"socrata\"\ntime_zone = \"America/New_York\"";
     let cols = r#"{ source = "t", type = "timestamp", format = "%Y-%m-%dT%H:%M:%S%.f" }"#;
     let soc = |ids: &str| {
         format!(
@@ -241,6 +241,7 @@ cadence = "monthly"
 url_template = "http://127.0.0.1/data_{yyyy}-{mm}.csv"
 first = "2020-01-01"
 last = "2020-12-01"
+time_zone = "UTC"
 columns = [ { source = "Id", type = "int64" }, { source = "When", type = "timestamp", format = "%Y-%m-%d %H:%M:%S" } ]
 "#,
     );

@@ -197,6 +197,22 @@ impl std::fmt::Display for SourceFormat {
     }
 }
 
+/// How a dataset's table stores its timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timestamps {
+    /// Instants: the sources' wall-clock times read in the dataset's
+    /// `time_zone` and stored in UTC (Delta `timestamp`, Parquet
+    /// `TIMESTAMP(MICROS, isAdjustedToUTC=true)`): every engine, BigQuery
+    /// included, reads the same instant.
+    #[default]
+    Instant,
+    /// Wall-clock times as the sources wrote them (Delta `timestamp_ntz`,
+    /// Parquet `TIMESTAMP(MICROS, isAdjustedToUTC=false)`); BigQuery's
+    /// BigLake cannot read them.
+    WallClock,
+}
+
 /// What happens to an output column that a source does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -363,6 +379,15 @@ pub struct Dataset {
     /// workers read it and the commits after it, not the whole log).
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: u64,
+    /// The time zone the sources' wall-clock times are in (an IANA name:
+    /// `America/New_York`); required when the dataset has timestamps stored
+    /// as instants.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// `instant` (default): timestamps stored in UTC, read from `time_zone`;
+    /// `wall_clock`: kept as the sources wrote them (`timestamp_ntz`).
+    #[serde(default)]
+    pub timestamps: Timestamps,
     /// Whether a source with a header and no rows is a valid (empty)
     /// partition; otherwise it is parked as `empty_source`.
     #[serde(default)]

@@ -7,6 +7,43 @@ use super::*;
 use crate::timefmt::DateTimeFormat;
 
 impl Dataset {
+    /// The zone timestamps are read in when they are stored as instants
+    /// (`None`: wall-clock times, or no timestamp column).
+    pub fn zone(&self) -> Option<chrono_tz::Tz> {
+        match self.timestamps {
+            Timestamps::WallClock => None,
+            Timestamps::Instant => self.time_zone.as_deref().and_then(|z| z.parse().ok()),
+        }
+    }
+
+    /// The output columns that are timestamps.
+    pub fn timestamp_columns(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| c.ty == ColumnType::Timestamp)
+            .map(Dataset::output_name)
+            .chain(self.derived.iter().filter(|d| d.ty == ColumnType::Timestamp).map(|d| d.name.clone()))
+            .collect()
+    }
+
+    fn validate_time_zone(&self) -> Result<(), String> {
+        if let Some(z) = &self.time_zone
+            && z.parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(format!(
+                "field `time_zone`: {z:?} is not a time zone of the IANA database (e.g. \"America/New_York\", \"UTC\")"
+            ));
+        }
+        let ts = self.timestamp_columns();
+        if self.timestamps == Timestamps::Instant && self.time_zone.is_none() && !ts.is_empty() {
+            return Err(format!(
+                "field `time_zone`: the dataset has timestamp columns ({}) stored as instants: name the time zone its sources' wall-clock times are in (e.g. time_zone = \"America/New_York\", or \"UTC\"), or set timestamps = \"wall_clock\" to keep them as written (timestamp_ntz, which BigQuery cannot read)",
+                ts.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the entry; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -24,6 +61,7 @@ impl Dataset {
         if self.columns.is_empty() {
             return Err("field `columns`: at least one column is needed".into());
         }
+        self.validate_time_zone()?;
         if self.columns.len() + self.derived.len() > MAX_COLUMNS {
             return Err(format!(
                 "field `columns`: {} columns, at most {MAX_COLUMNS} are supported",

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -74,21 +73,24 @@ fn properties(schema: &arrow_schema::Schema) -> WriterProperties {
 impl<'scope> Encoder<'scope> {
     /// Starts the encoder thread writing to `output`; `depth` batches may
     /// wait in its channel (each one is memory held).
+    /// Each batch becomes `out`'s (microsecond timestamps, instants) on the
+    /// encoder thread, then is written.
     pub(super) fn spawn<'env, W: Write + Send + 'scope>(
         scope: &'scope Scope<'scope, 'env>,
-        schema: SchemaRef,
+        out: super::instants::Instants,
         output: W,
         file: &str,
         depth: usize,
     ) -> Encoder<'scope> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Encode>(depth);
         let thread = scope.spawn(move || -> Result<(), ParquetError> {
+            let schema = out.schema();
             let props = properties(&schema);
             let mut writer = ArrowWriter::try_new(output, schema, Some(props))?;
             for msg in rx {
                 match msg {
                     Encode::Batch(b) => {
-                        writer.write(&b)?;
+                        writer.write(&out.apply(b)?)?;
                         // Wide or long rows: end the row group by size too.
                         if writer.in_progress_size() > ROW_GROUP_BYTES {
                             writer.flush()?;

@@ -24,6 +24,7 @@ mod columns;
 mod csv;
 mod encoder;
 mod input;
+pub mod instants;
 mod parquet;
 mod split;
 
@@ -163,11 +164,27 @@ pub enum ConvertError {
     Output { file: String, message: String },
 }
 
-/// The Arrow schema of a dataset's Parquet files.
+/// The Arrow schema of a dataset's Parquet files: timestamps in
+/// microseconds, in UTC unless the dataset keeps wall-clock times.
 pub fn arrow_schema(ds: &Dataset) -> SchemaRef {
+    let instants = ds.timestamps == crate::catalog::Timestamps::Instant;
+    schema_with(ds, |t| match t {
+        ColumnType::Timestamp => instants::output_type(instants),
+        other => data_type(other),
+    })
+}
+
+/// The schema the converters build batches in: timestamps as wall-clock
+/// milliseconds, as the sources write them ([`instants`] makes them the
+/// output's).
+fn working_schema(ds: &Dataset) -> SchemaRef {
+    schema_with(ds, data_type)
+}
+
+fn schema_with(ds: &Dataset, ty: impl Fn(ColumnType) -> DataType) -> SchemaRef {
     let mut fields: Vec<Field> =
-        ds.columns.iter().map(|c| Field::new(Dataset::output_name(c), data_type(c.ty), c.nullable)).collect();
-    fields.extend(ds.derived.iter().map(|d| Field::new(&d.name, data_type(d.ty), true)));
+        ds.columns.iter().map(|c| Field::new(Dataset::output_name(c), ty(c.ty), c.nullable)).collect();
+    fields.extend(ds.derived.iter().map(|d| Field::new(&d.name, ty(d.ty), true)));
     Arc::new(Schema::new(fields))
 }
 
@@ -179,6 +196,11 @@ fn data_type(t: ColumnType) -> DataType {
         ColumnType::Date => DataType::Date32,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
     }
+}
+
+/// What turns the converters' batches into the output schema.
+fn output(ds: &Dataset) -> instants::Instants {
+    instants::Instants::new(ds.zone(), arrow_schema(ds))
 }
 
 /// The key-value metadata of every Parquet file lakefleet writes.
@@ -277,10 +299,10 @@ pub fn convert_parquet<W: Write + Send>(
 ) -> Result<ConvertStats, ConvertError> {
     let file = prov.source_url.as_str();
     std::thread::scope(|scope| {
-        let schema = arrow_schema(ds);
+        let schema = working_schema(ds);
         // One batch waiting: decoded Parquet batches are wide (a TLC month peaked
         // at 100-102 MiB with two waiting, 89 MiB with one; same CPU time).
-        let encoder = encoder::Encoder::spawn(scope, schema.clone(), output, file, 1);
+        let encoder = encoder::Encoder::spawn(scope, self::output(ds), output, file, 1);
         let Some((rows, source_bytes)) =
             parquet::run(ds, file, source, prov.date, &schema, &mut |batch| encoder.send(batch))?
         else {
@@ -309,8 +331,8 @@ pub fn convert<R: Read, W: Write + Send>(
     std::thread::scope(|scope| {
         let text = input::open(&mut hashing, ds.max_source_bytes).map_err(src_err)?;
         let mut rows = csv::CsvRows::open(ds, file, text)?;
-        let schema = arrow_schema(ds);
-        let encoder = encoder::Encoder::spawn(scope, schema.clone(), output, file, 2);
+        let schema = working_schema(ds);
+        let encoder = encoder::Encoder::spawn(scope, self::output(ds), output, file, 2);
         let slice = prov.date.filter(|_| ds.format == SourceFormat::Socrata).and_then(|d| ds.slice_millis(d));
         let (mut seen, mut outside) = (0u64, None);
         let mut emit = |batch: arrow_array::RecordBatch| {
@@ -451,7 +473,7 @@ mod tests {
         use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         use ::parquet::basic::Encoding;
         use arrow_array::cast::AsArray;
-        use arrow_array::types::TimestampMillisecondType;
+        use arrow_array::types::TimestampMicrosecondType;
         let ds = crate::catalog::Catalog::builtin().get("dtc-nyc-tlc-yellow").unwrap().clone();
         let header = "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,RatecodeID,store_and_fwd_flag,PULocationID,DOLocationID,payment_type,fare_amount,extra,mta_tax,tip_amount,tolls_amount,improvement_surcharge,total_amount,congestion_surcharge\n";
         let start = NaiveDate::from_ymd_opt(2019, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
@@ -470,10 +492,11 @@ mod tests {
         assert!(!rg.column(0).encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED), "{:?}", rg.column(0));
         let mut times = Vec::new();
         for batch in builder.build().unwrap() {
-            times.extend(batch.unwrap().column(1).as_primitive::<TimestampMillisecondType>().values().iter().copied());
+            times.extend(batch.unwrap().column(1).as_primitive::<TimestampMicrosecondType>().values().iter().copied());
         }
-        let epoch = start.and_utc().timestamp_millis();
-        assert_eq!(times, (0..40_000).map(|i| epoch + i * 1000).collect::<Vec<_>>());
+        // New York wall-clock times stored as instants: January is UTC-5.
+        let epoch = start.and_utc().timestamp_millis() + 5 * 3_600_000;
+        assert_eq!(times, (0..40_000).map(|i| (epoch + i * 1000) * 1000).collect::<Vec<_>>());
     }
 
     #[test]

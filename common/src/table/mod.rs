@@ -216,25 +216,28 @@ pub fn app_id(dataset: &str, partition: &str) -> String {
     format!("lakefleet/{dataset}/{partition}")
 }
 
-/// Delta's type of an output column.
-fn delta_type(t: ColumnType) -> DataType {
+/// Delta's type of an output column: timestamps are `timestamp` (instants)
+/// unless the dataset keeps wall-clock times (`timestamp_ntz`).
+fn delta_type(t: ColumnType, instants: bool) -> DataType {
     match t {
         ColumnType::String => DataType::STRING,
         ColumnType::Int64 => DataType::LONG,
         ColumnType::Float64 => DataType::DOUBLE,
         ColumnType::Date => DataType::DATE,
+        ColumnType::Timestamp if instants => DataType::TIMESTAMP,
         ColumnType::Timestamp => DataType::TIMESTAMP_NTZ,
     }
 }
 
 /// The table's schema: the dataset's output columns, then `year`.
 pub fn schema(ds: &Dataset) -> StructType {
+    let instants = ds.timestamps == crate::catalog::Timestamps::Instant;
     let fields = ds
         .columns
         .iter()
         .map(|c| (Dataset::output_name(c), c.ty))
         .chain(ds.derived.iter().map(|d| (d.name.clone(), d.ty)))
-        .map(|(name, ty)| StructField::nullable(name, delta_type(ty)))
+        .map(|(name, ty)| StructField::nullable(name, delta_type(ty, instants)))
         .chain([StructField::nullable(PARTITION_COLUMN, DataType::INTEGER)]);
     StructType::new_unchecked(fields)
 }
@@ -301,6 +304,12 @@ fn schema_changes(table: &StructType, ours: &StructType) -> Result<Vec<StructFie
             None => {
                 return Err(format!(
                     "the catalog no longer has column {}, which the table's files hold; keep the column (nullable), or write the dataset under a new name (or a new table) and backfill it",
+                    theirs.name()
+                ));
+            }
+            Some(f) if f.data_type() == &DataType::TIMESTAMP && theirs.data_type() == &DataType::TIMESTAMP_NTZ => {
+                return Err(format!(
+                    "column {} holds wall-clock times (timestamp_ntz: written before lakefleet stored instants) and the catalog now stores instants (timestamp, read in its time_zone); nothing is mixed: set timestamps = \"wall_clock\" for the dataset to keep appending to this table, or move the dataset to a new table (a new dataset name, or a new lake folder) and backfill it there as instants",
                     theirs.name()
                 ));
             }
@@ -1019,7 +1028,8 @@ mod tests {
         let names: Vec<&String> = s.fields().map(|f| f.name()).collect();
         assert_eq!(names.first().map(|s| s.as_str()), Some("ca"));
         assert_eq!(names.last().map(|s| s.as_str()), Some("year"));
-        assert!(s.fields().any(|f| f.data_type() == &DataType::TIMESTAMP_NTZ), "{s:?}");
+        assert!(s.fields().any(|f| f.data_type() == &DataType::TIMESTAMP), "instants by default: {s:?}");
+        assert!(!s.fields().any(|f| f.data_type() == &DataType::TIMESTAMP_NTZ), "{s:?}");
     }
 
     #[test]

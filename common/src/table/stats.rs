@@ -46,7 +46,7 @@ fn range(stats: &[&Statistics], ty: &DataType) -> Option<(Value, Value)> {
         return None;
     }
     match ty {
-        DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, None) => {
+        DataType::Int64 | DataType::Timestamp(TimeUnit::Microsecond, _) => {
             let (mut lo, mut hi) = (i64::MAX, i64::MIN);
             for s in stats {
                 let Statistics::Int64(v) = s else { return None };
@@ -55,7 +55,8 @@ fn range(stats: &[&Statistics], ty: &DataType) -> Option<(Value, Value)> {
             }
             Some(match ty {
                 DataType::Int64 => (json!(lo), json!(hi)),
-                _ => (json!(ntz(lo)?), json!(ntz(hi)?)),
+                DataType::Timestamp(_, tz) => (json!(timestamp(lo, tz.is_some())?), json!(timestamp(hi, tz.is_some())?)),
+                _ => return None,
             })
         }
         DataType::Float64 => {
@@ -83,8 +84,12 @@ fn range(stats: &[&Statistics], ty: &DataType) -> Option<(Value, Value)> {
     }
 }
 
-/// Milliseconds since 1970-01-01 (wall clock) as Delta writes a
-/// `timestamp_ntz` statistic.
-fn ntz(ms: i64) -> Option<String> {
-    Some(chrono::DateTime::from_timestamp_millis(ms)?.naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f").to_string())
+/// Microseconds since 1970-01-01 as Delta writes a timestamp statistic:
+/// truncated to milliseconds, three fractional digits, `Z` for an instant
+/// (`timestamp`), none for a wall-clock time (`timestamp_ntz`). Readers
+/// widen a maximum by up to a millisecond for the truncation.
+fn timestamp(micros: i64, utc: bool) -> Option<String> {
+    let t = chrono::DateTime::from_timestamp_millis(micros.div_euclid(1000))?.naive_utc();
+    let text = t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string();
+    Some(if utc { text + "Z" } else { text })
 }
