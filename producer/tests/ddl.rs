@@ -80,7 +80,11 @@ fn ddl_refuses_what_a_warehouse_cannot_read() {
     // setting is named. A built-in table (instants) gets its definition.
     let out = ddl("gs://b/p", &["--dataset", "wall-weekly", "--bigquery", "acme.lake.w"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("sets timestamps = \"wall_clock\": its columns at are Delta timestamp_ntz"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sets timestamps = \"wall_clock\": its columns at are Delta timestamp_ntz"),
+        "{}",
+        stderr(&out)
+    );
     let out = ddl("gs://b/p", &["--dataset", "mta-turnstile", "--bigquery", "acme.lake.t"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

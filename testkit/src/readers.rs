@@ -62,3 +62,26 @@ pub fn log_entries(dir: &std::path::Path, dataset: &str) -> Vec<(u64, Vec<serde_
 pub fn count(actions: &[serde_json::Value], kind: &str) -> usize {
     actions.iter().filter(|a| a.get(kind).is_some()).count()
 }
+
+/// The New York wall-clock times (ms since 1970-01-01, no zone) of a
+/// timestamp column the fleet stored as instants: the test fails unless the
+/// column is `Timestamp(Microsecond, "UTC")`. Sources write wall-clock times;
+/// this reads them back as the source wrote them.
+pub fn ny_wall_millis(col: &dyn arrow_array::Array) -> Vec<Option<i64>> {
+    use arrow_array::cast::AsArray;
+    assert_eq!(
+        col.data_type(),
+        &arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into())),
+        "timestamps are stored as instants in microseconds"
+    );
+    let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    col.as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+        .iter()
+        .map(|v| {
+            v.map(|us| {
+                let utc = chrono::DateTime::from_timestamp_micros(us).unwrap();
+                utc.with_timezone(&ny).naive_local().and_utc().timestamp_millis()
+            })
+        })
+        .collect()
+}

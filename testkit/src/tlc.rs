@@ -104,7 +104,10 @@ pub struct TlcFile {
     pub rows: usize,
     pub row_groups: usize,
     pub fare_sum: f64,
-    pub pickup_ms_sum: i64,
+    /// The pickups (New York wall-clock times) as instants, ms since the
+    /// epoch, summed: a repeated time is its first occurrence (EDT), a
+    /// skipped one is read with the offset before the change (EST).
+    pub pickup_utc_ms_sum: i64,
     pub passengers: i64,
     /// Rows whose vendor and payment type are text codes (2009, 2010).
     pub text_codes: usize,
@@ -308,7 +311,7 @@ pub fn yellow(fx: &Fixture) -> TlcFile {
         rows: n,
         row_groups: n.div_ceil(fx.row_group_rows),
         fare_sum: fare.iter().sum(),
-        pickup_ms_sum: pickup.iter().sum(),
+        pickup_utc_ms_sum: pickup.iter().map(|&ms| new_york_instant(ms)).sum(),
         passengers: passengers.iter().sum(),
         text_codes: if text { n } else { 0 },
     }
@@ -458,4 +461,20 @@ pub fn green_with_coordinates(month: &str, n: usize, seed: u64) -> (String, Vec<
         ("trip_type", dcode(1.0)),
     ];
     (format!("green_tripdata_{month}.parquet"), write(cols, Compression::GZIP(GzipLevel::default())), lon.iter().sum())
+}
+
+/// A New York wall-clock time (ms, no zone) as an instant (ms since the epoch).
+pub fn new_york_instant(wall_ms: i64) -> i64 {
+    use chrono::TimeZone;
+    let ny = chrono_tz::America::New_York;
+    let wall = chrono::DateTime::from_timestamp_millis(wall_ms).unwrap().naive_utc();
+    match ny.from_local_datetime(&wall) {
+        chrono::LocalResult::Single(t) => t.timestamp_millis(),
+        chrono::LocalResult::Ambiguous(a, b) => a.timestamp_millis().min(b.timestamp_millis()),
+        chrono::LocalResult::None => {
+            let day_before = ny.from_local_datetime(&(wall - chrono::Duration::hours(24))).earliest().unwrap();
+            let offset_ms = day_before.naive_local().and_utc().timestamp_millis() - day_before.timestamp_millis();
+            wall_ms - offset_ms
+        }
+    }
 }

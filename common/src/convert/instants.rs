@@ -84,7 +84,7 @@ impl Instants {
                         (Some(zone), Some(_)) => {
                             let mut cache = HourCache::default();
                             let values: Vec<i64> =
-                                ms.values().iter().map(|&v| cache.to_utc(zone, v).saturating_mul(1000)).collect();
+                                ms.values().iter().map(|&v| cache.utc_of(zone, v).saturating_mul(1000)).collect();
                             TimestampMicrosecondArray::new(values.into(), ms.nulls().cloned())
                         }
                         _ => ms.unary(|v| v.saturating_mul(1000)),
@@ -108,7 +108,7 @@ struct HourCache {
 }
 
 impl HourCache {
-    fn to_utc(&mut self, zone: Tz, wall_ms: i64) -> i64 {
+    fn utc_of(&mut self, zone: Tz, wall_ms: i64) -> i64 {
         const HOUR: i64 = 3_600_000;
         let hour = wall_ms.div_euclid(HOUR);
         if self.hour == Some(hour) {
@@ -139,7 +139,7 @@ mod tests {
     fn utc(zone: Tz, wall: &str) -> String {
         let ms = NaiveDateTime::parse_from_str(wall, "%Y-%m-%d %H:%M:%S").unwrap().and_utc().timestamp_millis();
         let a = wall_to_utc_millis(zone, ms);
-        let b = HourCache::default().to_utc(zone, ms);
+        let b = HourCache::default().utc_of(zone, ms);
         assert_eq!(a, b, "the cache agrees at {wall}");
         chrono::DateTime::from_timestamp_millis(a).unwrap().format("%Y-%m-%d %H:%M:%S").to_string()
     }
@@ -160,7 +160,6 @@ mod tests {
 
     #[test]
     fn a_batch_becomes_microseconds_in_utc() {
-
         use arrow_array::TimestampMillisecondArray;
         use arrow_schema::{Field, Schema};
         let ny: Tz = "America/New_York".parse().unwrap();

@@ -1054,6 +1054,18 @@ mod tests {
     }
 
     #[test]
+    fn a_table_of_wall_clock_times_gets_one_sentence_when_the_catalog_stores_instants() {
+        let t = StructType::new_unchecked([StructField::nullable("at", DataType::TIMESTAMP_NTZ)]);
+        let ours = StructType::new_unchecked([StructField::nullable("at", DataType::TIMESTAMP)]);
+        let e = schema_changes(&t, &ours).unwrap_err();
+        assert!(e.contains("column at holds wall-clock times") && e.contains("timestamps = \"wall_clock\""), "{e}");
+        let cat = crate::catalog::Catalog::builtin();
+        let mut ds = cat.get("mta-turnstile").unwrap().clone();
+        ds.timestamps = crate::catalog::Timestamps::WallClock;
+        assert!(schema(&ds).fields().any(|f| f.data_type() == &DataType::TIMESTAMP_NTZ));
+    }
+
+    #[test]
     fn a_deletion_vector_names_its_file() {
         // The example of Delta's PROTOCOL.md: ab^-aqEH.-t@S}K{vb[*k^ is
         // d2c639aa-8816-431a-aaf6-d3fe2512ff61, prefix "ab".

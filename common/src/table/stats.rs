@@ -55,7 +55,9 @@ fn range(stats: &[&Statistics], ty: &DataType) -> Option<(Value, Value)> {
             }
             Some(match ty {
                 DataType::Int64 => (json!(lo), json!(hi)),
-                DataType::Timestamp(_, tz) => (json!(timestamp(lo, tz.is_some())?), json!(timestamp(hi, tz.is_some())?)),
+                DataType::Timestamp(_, tz) => {
+                    (json!(timestamp(lo, tz.is_some())?), json!(timestamp(hi, tz.is_some())?))
+                }
                 _ => return None,
             })
         }

@@ -21,7 +21,7 @@ const BOROUGHS: [&str; 4] = ["Manhattan", "Brooklyn", "Queens", "Bronx"];
 /// pages of 100 rows.
 fn soda_entry(name: &str, id: &str) -> String {
     format!(
-        "[[dataset]]\nname = \"{name}\"\ncadence = \"monthly\"\nformat = \"socrata\"\nfirst = \"2023-01-01\"\ncolumns = [ {{ source = \"ts\", type = \"timestamp\", format = \"%Y-%m-%dT%H:%M:%S%.f\" }}, {{ source = \"station\", type = \"string\" }}, {{ source = \"borough\", type = \"string\" }}, {{ source = \"ridership\", type = \"int64\" }} ]\n[dataset.socrata]\nportal = \"https://data.example.org\"\ntime_column = \"ts\"\nids = [ {{ id = \"{id}\", first = \"2023-01-01\" }} ]\npage_rows = 100\n\n"
+        "[[dataset]]\nname = \"{name}\"\ncadence = \"monthly\"\nformat = \"socrata\"\nfirst = \"2023-01-01\"\ncolumns = [ {{ source = \"ts\", type = \"timestamp\", format = \"%Y-%m-%dT%H:%M:%S%.f\" }}, {{ source = \"station\", type = \"string\" }}, {{ source = \"borough\", type = \"string\" }}, {{ source = \"ridership\", type = \"int64\" }} ]\ntime_zone = \"America/New_York\"\n[dataset.socrata]\nportal = \"https://data.example.org\"\ntime_column = \"ts\"\nids = [ {{ id = \"{id}\", first = \"2023-01-01\" }} ]\npage_rows = 100\n\n"
     )
 }
 

@@ -60,7 +60,7 @@ async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>
         assert_eq!(schema.field_with_name("linename").unwrap().data_type(), &DataType::Utf8);
         assert_eq!(
             schema.field_with_name("observed_at").unwrap().data_type(),
-            &DataType::Timestamp(TimeUnit::Millisecond, None)
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
         assert_eq!(kv["lakefleet.source_url"], format!("{}/{}", src.base, mta_name(*week)));
         assert_eq!(kv["lakefleet.source_sha256"], sha256_hex(bytes));
@@ -105,11 +105,7 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
     let descs: Vec<&str> = b.column_by_name("desc").unwrap().as_string::<i32>().iter().flatten().collect();
     assert!(descs.contains(&"RECOVR AUD"));
     // Row 0 of the generator: 2021-12-26 (six days before the Saturday) at 00:00:00.
-    let obs = b
-        .column_by_name("observed_at")
-        .unwrap()
-        .as_primitive::<arrow_array::types::TimestampMillisecondType>()
-        .value(0);
+    let obs = ny_wall_millis(b.column_by_name("observed_at").unwrap())[0].unwrap();
     assert_eq!(lakefleet::timefmt::millis_to_string(obs), "2021-12-26 00:00:00");
 
     let before = f.objects().await;

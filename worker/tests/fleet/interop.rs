@@ -264,3 +264,88 @@ DeltaTable(sys.argv[1]).alter.set_table_properties({"delta.deletedFileRetentionD
     assert!(stdout(&out).contains("deleted 0 object(s)"), "{}", stdout(&out));
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_built_in_table_stores_instants_right_in_winter_and_summer_and_sub_millisecond_predicates_agree() {
+    let src = Source::start().await;
+    let f = Fleet::local("interop-instants");
+    let (winter, summer) = (week(1), week(27));
+    for (i, w) in [winter, summer].into_iter().enumerate() {
+        let (bytes, _) = mta_week(w, 60, 300 + i as u64);
+        src.put(&mta_name(w), bytes);
+    }
+    let w = f.worker(&[]);
+    w.ready().await;
+    for day in [winter, summer] {
+        let out = f.backfill_mta(&src, day, day, &[]);
+        let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+        assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    }
+    let path = table_path(&f);
+    // The log: `timestamp`, no timestampNtz feature anywhere.
+    let dir = f.lake_dir.clone().unwrap();
+    let log: String = log_entries(&dir, "mta-turnstile").iter().map(|(_, a)| format!("{a:?}")).collect();
+    assert!(!log.contains("timestampNtz") && !log.contains("timestamp_ntz"), "{log}");
+    // Each row's instant minus its New York wall-clock time (date + time):
+    // 5 hours in January (EST), 4 in July (EDT).
+    let offsets = python(
+        r#"
+import sys, datetime
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1])
+print(t.schema().fields[[f.name for f in t.schema().fields].index("observed_at")].type)
+data = t.to_pyarrow_table()
+print(data.schema.field("observed_at").type)
+seen = set()
+for d, tm, at in zip(data["date"].to_pylist(), data["time"].to_pylist(), data["observed_at"].to_pylist()):
+    wall = datetime.datetime.combine(d, datetime.time.fromisoformat(tm))
+    seen.add((d.month, (at.replace(tzinfo=None) - wall).total_seconds() / 3600))
+print(sorted(seen))
+"#,
+        &[&path],
+    );
+    assert_eq!(
+        offsets.lines().collect::<Vec<_>>(),
+        ["PrimitiveType(\"timestamp\")", "timestamp[us, tz=UTC]", "[(1, 5.0), (7, 4.0)]"],
+        "{offsets}"
+    );
+    // Sub-millisecond literals: deltalake's SQL, DuckDB over the table and a
+    // plain read of the files count the same (a reader cutting the literal to
+    // milliseconds would count the row at 05:00:00 too).
+    let counts = python(
+        r#"
+import sys, os, glob, duckdb, duckdb_extension_delta
+from deltalake import DeltaTable, QueryBuilder
+p = sys.argv[1]
+ext = glob.glob(os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*", "delta.duckdb_extension"))[0]
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute(f"INSTALL '{ext}'")
+con.execute("LOAD delta")
+con.execute("SET TimeZone = 'UTC'")
+qb = QueryBuilder().register("t", DeltaTable(p))
+for lit in ["2022-01-03 05:00:00.000500", "2022-01-03 04:59:59.999500", "2022-07-04 04:00:00.000001", "2022-07-04 03:59:59.999999"]:
+    where = f"observed_at >= TIMESTAMP '{lit}+00:00'"
+    a = qb.execute(f"SELECT count(*) AS n FROM t WHERE observed_at >= TIMESTAMP '{lit.replace(' ', 'T')}Z'").read_all()["n"][0].as_py()
+    b = con.execute(f"SELECT count(*) FROM delta_scan('{p}') WHERE {where}").fetchone()[0]
+    c = con.execute(f"SELECT count(*) FROM read_parquet('{p}/*/*.parquet') WHERE {where}").fetchone()[0]
+    print(a, b, c)
+"#,
+        &[&path],
+    );
+    let lines: Vec<&str> = counts.lines().collect();
+    assert_eq!(lines.len(), 4, "{counts}");
+    for l in &lines {
+        let v: Vec<&str> = l.split(' ').collect();
+        assert!(v[0] == v[1] && v[1] == v[2], "deltalake, delta_scan and the files disagree: {counts}");
+    }
+    assert_ne!(lines[0], lines[1], "05:00:00 itself is counted by one literal and not the other: {counts}");
+    // And the BigQuery definition is generated for it.
+    let out = std::process::Command::new(producer_bin())
+        .env("LAKE_URL", "gs://acme-lake/prod")
+        .args(["table", "ddl", "--dataset", "mta-turnstile", "--bigquery", "acme.lake.turnstile"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("format = 'DELTA_LAKE'"), "{}", stdout(&out));
+    f.cleanup().await;
+}

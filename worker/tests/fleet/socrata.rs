@@ -125,11 +125,8 @@ async fn a_monthly_backfill_lands_every_slice_once_with_exactly_the_counted_rows
     let (batches, _) = read_parquet(f.read_object(&key("2024-11")).await);
     let station = batches[0].column_by_name("station_complex").unwrap().as_string::<i32>().value(42).to_string();
     assert_eq!(station, "Times Sq-42 St (N,Q,R,W,S,1,2,3,7) \"A\"");
-    let ts = batches[0]
-        .column_by_name("transit_timestamp")
-        .unwrap()
-        .as_primitive::<arrow_array::types::TimestampMillisecondType>();
-    assert_eq!(lakefleet::timefmt::millis_to_string(ts.value(100)), "2024-11-01 01:00:00");
+    let ts = ny_wall_millis(batches[0].column_by_name("transit_timestamp").unwrap());
+    assert_eq!(lakefleet::timefmt::millis_to_string(ts[100].unwrap()), "2024-11-01 01:00:00");
 
     // Paged: the 60,000-row slice took two pages of 50,000 in :id order.
     let reqs = soda.requests();
@@ -158,7 +155,7 @@ async fn an_unknown_id_and_a_rejected_query_park_with_the_portals_message() {
     soda.put("abcd-1234", data(rows));
     let entry = |name: &str, id: &str, time: &str| {
         format!(
-            "[[dataset]]\nname = \"{name}\"\ncadence = \"monthly\"\nformat = \"socrata\"\nfirst = \"2024-01-01\"\ncolumns = [ {{ source = \"transit_timestamp\", type = \"timestamp\", format = \"%Y-%m-%dT%H:%M:%S%.f\" }}, {{ source = \"ridership\", type = \"int64\" }} ]\n[dataset.socrata]\nportal = \"https://data.example.org\"\ntime_column = \"{time}\"\nids = [ {{ id = \"{id}\", first = \"2024-01-01\" }} ]\n"
+            "[[dataset]]\nname = \"{name}\"\ncadence = \"monthly\"\nformat = \"socrata\"\nfirst = \"2024-01-01\"\ncolumns = [ {{ source = \"transit_timestamp\", type = \"timestamp\", format = \"%Y-%m-%dT%H:%M:%S%.f\" }}, {{ source = \"ridership\", type = \"int64\" }} ]\ntime_zone = \"America/New_York\"\n[dataset.socrata]\nportal = \"https://data.example.org\"\ntime_column = \"{time}\"\nids = [ {{ id = \"{id}\", first = \"2024-01-01\" }} ]\n"
         )
     };
     let toml = format!(
@@ -257,10 +254,9 @@ async fn the_turnstile_archive_lands_2014_and_2022_weeks_in_mta_turnstiles_schem
         let b = &batches[0];
         let linename = b.column_by_name("linename").unwrap().as_string::<i32>().value(0).to_string();
         assert_eq!(linename, "NQR456W", "{week}");
-        let ts =
-            b.column_by_name("observed_at").unwrap().as_primitive::<arrow_array::types::TimestampMillisecondType>();
+        let ts = ny_wall_millis(b.column_by_name("observed_at").unwrap());
         let first_day = if week.starts_with("2014") { "2014-01-04" } else { "2022-01-01" };
-        assert_eq!(lakefleet::timefmt::millis_to_string(ts.value(1)), format!("{first_day} 04:00:00"));
+        assert_eq!(lakefleet::timefmt::millis_to_string(ts[1].unwrap()), format!("{first_day} 04:00:00"));
     }
     // 2014's first page was refused, then asked with the old names under the new ones.
     let reqs = soda.requests();

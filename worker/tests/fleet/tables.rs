@@ -57,7 +57,9 @@ async fn a_backfill_commits_each_partition_once_and_deltalake_and_duckdb_read_th
     let stats: serde_json::Value = serde_json::from_str(add["stats"].as_str().unwrap()).unwrap();
     assert_eq!(stats["numRecords"], 200, "{stats}");
     let ts = |k: &str| stats[k]["observed_at"].as_str().unwrap_or_default().to_string();
-    assert!(ts("minValues") < ts("maxValues") && ts("minValues").len() == 23, "{stats}");
+    // Instants: three fractional digits and a Z (UTC); New York in January is UTC-5.
+    assert!(ts("minValues") < ts("maxValues") && ts("minValues").len() == 24, "{stats}");
+    assert!(ts("minValues").ends_with(":00:00.000Z") && ts("minValues").contains("T05:00"), "{stats}");
     assert!(stats["maxValues"]["date"].as_str().is_some_and(|t| t.starts_with("202")), "{stats}");
     assert!(stats["minValues"]["entries"].is_i64() && stats["maxValues"]["entries"].is_i64(), "{stats}");
     assert_eq!(stats["nullCount"]["entries"], 0, "{stats}");

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use lakefleet_testkit::tlc::{Fixture, Layout, TlcFile, physical_types, yellow};
@@ -75,13 +75,17 @@ fn check_month(batches: &[RecordBatch], file: &TlcFile) {
     assert_eq!(rows(batches), file.rows, "{what}: rows");
     assert!((f64_sum(batches, "fare_amount") - file.fare_sum).abs() < 1e-6, "{what}: fares");
     assert_eq!(i64_sum(batches, "passenger_count"), file.passengers, "{what}: passengers");
+    // Stored as instants (UTC microseconds) of the New York wall-clock times.
     let pickup: i64 = batches
         .iter()
         .flat_map(|b| {
-            b.column_by_name("pickup_datetime").unwrap().as_primitive::<TimestampMillisecondType>().iter().flatten()
+            let c = b.column_by_name("pickup_datetime").unwrap();
+            assert_eq!(c.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
+            c.as_primitive::<arrow_array::types::TimestampMicrosecondType>().iter().flatten().collect::<Vec<_>>()
         })
+        .map(|us| us / 1000)
         .sum();
-    assert_eq!(pickup, file.pickup_ms_sum, "{what}: pickup timestamps");
+    assert_eq!(pickup, file.pickup_utc_ms_sum, "{what}: pickup timestamps");
     // 2009/2010 keep their text codes and coordinates; later eras their zone ids and integer codes.
     let text = file.text_codes;
     let modern = file.rows - text;
@@ -177,7 +181,7 @@ async fn a_backfill_of_every_era_lands_every_month_in_one_schema() {
         let s = batches[0].schema();
         assert_eq!(
             s.field_with_name("pickup_datetime").unwrap().data_type(),
-            &DataType::Timestamp(TimeUnit::Millisecond, None)
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
         assert_eq!(s.field_with_name("vendor_id").unwrap().data_type(), &DataType::Int64);
         assert_eq!(s.field_with_name("airport_fee").unwrap().data_type(), &DataType::Float64);
