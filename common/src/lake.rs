@@ -62,12 +62,26 @@ impl KernelLake {
     }
 }
 
+/// What an upload does with an object already under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Plain files: the same bytes are adopted (a repeat), other bytes are a
+    /// conflict (`--overwrite` replaces them).
+    Adopt,
+    /// A table's next generation: nothing references the key yet, so the
+    /// same bytes (an earlier delivery's upload, under [`ADOPT_MAX_AGE`])
+    /// are adopted and anything else is replaced.
+    Replace,
+    /// Always written (`--overwrite`, a refresh of plain files).
+    Overwrite,
+}
+
 /// What an upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Uploaded {
     /// The object was written now.
     Written,
-    /// An identical object (same size) was already there: nothing written.
+    /// An identical object (the same bytes) was already there: nothing written.
     AlreadyPresent,
 }
 
@@ -314,49 +328,93 @@ impl Lake {
         Ok(self.list_meta(prefix).await?.into_iter().map(|(k, size, _)| (k, size)).collect())
     }
 
-    /// Uploads the local file `file` (`size` bytes) to `key`. Unless
-    /// `overwrite`, an existing object of the same size counts as already
-    /// present (the conversion is deterministic) and one of another size is a
-    /// conflict. A single PUT is conditional and finds an existing object by
-    /// itself; only the multipart path, which cannot be conditional, looks first.
+    /// Uploads the local file `file` (`size` bytes) to `key`; `existing`
+    /// says what an object already under the key means (see [`Existing`]).
+    /// An existing object is adopted only when it holds exactly the file's
+    /// bytes (compared by SHA-256). A single PUT is conditional and finds an
+    /// existing object by itself; the multipart path, which cannot be
+    /// conditional, looks first.
     pub async fn upload_file(
         &self,
         key: &str,
         file: &FsPath,
         size: u64,
-        overwrite: bool,
+        existing: Existing,
     ) -> Result<Uploaded, LakeError> {
         let path = self.path(key);
         let spool = |source| LakeError::Spool { key: self.display(key), source };
         let store_err = |source| LakeError::Store { key: self.display(key), source };
+        if existing != Existing::Overwrite {
+            let found = if size <= self.single_put_max {
+                let data = tokio::fs::read(file).await.map_err(spool)?;
+                let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+                match self.store.put_opts(&path, PutPayload::from(data), opts).await {
+                    Ok(_) => return Ok(Uploaded::Written),
+                    // Someone else (or our own lost response) created it: look.
+                    Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                        match self.head(key).await? {
+                            Some(found) => found,
+                            None => {
+                                return Err(LakeError::Conflict { key: self.display(key), found: 0, expected: size });
+                            }
+                        }
+                    }
+                    Err(source) => return Err(store_err(source)),
+                }
+            } else {
+                match self.head(key).await? {
+                    Some(found) => found,
+                    None => return self.put_file(key, file).await,
+                }
+            };
+            let adoptable = existing == Existing::Adopt || !stale(&found);
+            if adoptable && found.size == size && self.same_bytes(key, file).await? {
+                return Ok(Uploaded::AlreadyPresent);
+            }
+            if existing == Existing::Adopt {
+                return Err(LakeError::Conflict { key: self.display(key), found: found.size, expected: size });
+            }
+            // Replace: another conversion's bytes, or an upload too old to
+            // adopt; nothing references the key yet.
+        }
         if size <= self.single_put_max {
             let data = tokio::fs::read(file).await.map_err(spool)?;
-            let mode = if overwrite { PutMode::Overwrite } else { PutMode::Create };
-            let opts = PutOptions { mode, ..Default::default() };
-            return match self.store.put_opts(&path, PutPayload::from(data), opts).await {
-                Ok(_) => Ok(Uploaded::Written),
-                // Someone else (or our own lost response) created it: verify.
-                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                    match self.head(key).await? {
-                        Some(found) if stale(&found) => {
-                            let data = tokio::fs::read(file).await.map_err(spool)?;
-                            let opts = PutOptions { mode: PutMode::Overwrite, ..Default::default() };
-                            self.store.put_opts(&path, PutPayload::from(data), opts).await.map_err(store_err)?;
-                            Ok(Uploaded::Written)
-                        }
-                        Some(found) => self.verify(key, found.size, size),
-                        None => Err(LakeError::Conflict { key: self.display(key), found: 0, expected: size }),
-                    }
-                }
-                Err(source) => Err(store_err(source)),
-            };
+            let opts = PutOptions { mode: PutMode::Overwrite, ..Default::default() };
+            self.store.put_opts(&path, PutPayload::from(data), opts).await.map_err(store_err)?;
+            return Ok(Uploaded::Written);
         }
-        if !overwrite
-            && let Some(found) = self.head(key).await?
-            && !stale(&found)
-        {
-            return self.verify(key, found.size, size);
+        self.put_file(key, file).await
+    }
+
+    /// Whether the object under `key` holds exactly the bytes of `file`.
+    async fn same_bytes(&self, key: &str, file: &FsPath) -> Result<bool, LakeError> {
+        use futures_util::StreamExt;
+        use sha2::Digest;
+        let spool = |source| LakeError::Spool { key: self.display(key), source };
+        let store_err = |source| LakeError::Store { key: self.display(key), source };
+        let mut ours = sha2::Sha256::new();
+        let mut f = tokio::fs::File::open(file).await.map_err(spool)?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = f.read(&mut buf).await.map_err(spool)?;
+            if n == 0 {
+                break;
+            }
+            ours.update(&buf[..n]);
         }
+        let mut theirs = sha2::Sha256::new();
+        let mut stream = self.store.get(&self.path(key)).await.map_err(store_err)?.into_stream();
+        while let Some(chunk) = stream.next().await {
+            theirs.update(chunk.map_err(store_err)?);
+        }
+        Ok(ours.finalize() == theirs.finalize())
+    }
+
+    /// A multipart upload of `file` to `key` (visible only once completed).
+    async fn put_file(&self, key: &str, file: &FsPath) -> Result<Uploaded, LakeError> {
+        let path = self.path(key);
+        let spool = |source| LakeError::Spool { key: self.display(key), source };
+        let store_err = |source| LakeError::Store { key: self.display(key), source };
         let mut f = tokio::fs::File::open(file).await.map_err(spool)?;
         let upload = self.store.put_multipart(&path).await.map_err(store_err)?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
@@ -454,14 +512,6 @@ impl Lake {
             .await
             .map(|_| ())
             .map_err(|source| LakeError::Store { key: self.display(key), source })
-    }
-
-    fn verify(&self, key: &str, found: u64, expected: u64) -> Result<Uploaded, LakeError> {
-        if found == expected {
-            Ok(Uploaded::AlreadyPresent)
-        } else {
-            Err(LakeError::Conflict { key: self.display(key), found, expected })
-        }
     }
 }
 

@@ -141,6 +141,17 @@ pub async fn hosts(conn: &Connections, args: &crate::cli::HostsArgs) -> anyhow::
 /// `producer cancel ID`.
 pub async fn cancel(conn: &Connections, id: &str) -> anyhow::Result<ExitCode> {
     let state = State::connect(&conn.redis_url, &conn.prefix).await?;
+    if let Some(s) = state.backfill(id).await?
+        && s.finished()
+        && s.cancelled_at.is_none()
+    {
+        return Err(crate::Refused(format!(
+            "backfill {id} has finished (done {}, parked {}): nothing is left to cancel",
+            s.done,
+            s.dead.len()
+        ))
+        .into());
+    }
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if !state.cancel_backfill(id, &at).await.context("cancelling in Redis")? {
         return Err(crate::Refused(format!("no backfill {id:?} in Redis (ids are listed by `producer status`)")).into());
@@ -216,8 +227,10 @@ pub async fn run(
         }
         for id in ids {
             if let Some(s) = state.backfill(&id).await? {
-                let st = match (s.finished(), s.cancelled_at.is_some(), s.dead.is_empty()) {
-                    (_, true, _) if !s.finished() => "cancelling",
+                // Cancelled only when a partition was: a cancel that came
+                // after the last task found nothing to cancel.
+                let st = match (s.finished(), s.cancelled_at.is_some() && s.cancelled > 0, s.dead.is_empty()) {
+                    (false, _, _) if s.cancelled_at.is_some() => "cancelling",
                     (true, true, _) => "cancelled",
                     (true, false, true) => "done",
                     (true, false, false) => "done with parked tasks",
@@ -229,7 +242,10 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     };
     let found = match state.backfill(id).await? {
-        Some(s) => Some(s),
+        // A record without its plan (Redis forgot the backfill and a retry
+        // wrote only its counter) is rebuilt like a missing one.
+        Some(s) if s.planned > 0 => Some(s),
+        Some(partial) => rebuild(conn, catalog, &state, id).await?.or(Some(partial)),
         None => rebuild(conn, catalog, &state, id).await?,
     };
     let Some(s) = found else {
@@ -277,8 +293,13 @@ pub async fn wait(
     let mut outage: Option<Instant> = None;
     loop {
         let s = match state.backfill(id).await {
-            Ok(Some(s)) => s,
-            // Redis answers but lost the backfill (restarted): rebuild it.
+            Ok(Some(s)) if s.planned > 0 => s,
+            // Redis answers but lost the backfill (restarted), or kept only
+            // a counter a retry wrote: rebuild it.
+            Ok(Some(_)) => match rebuild(conn, catalog, state, id).await? {
+                Some(s) => s,
+                None => anyhow::bail!("backfill {id}: Redis holds no plan and the lake no manifest"),
+            },
             Ok(None) => match rebuild(conn, catalog, state, id).await? {
                 Some(s) => s,
                 None => anyhow::bail!("backfill {id} is neither in Redis nor in the lake"),
@@ -312,7 +333,13 @@ pub async fn wait(
             b.finish();
             println!("{}", summary(&s));
             print_failures(&s);
-            return Ok(if s.dead.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            // Exit 0 only when every partition is done: parked or cancelled
+            // partitions are not in the lake.
+            if s.cancelled > 0 {
+                eprintln!("backfill {id}: {} partition(s) cancelled before they were loaded", s.cancelled);
+            }
+            let all_done = s.dead.is_empty() && s.cancelled == 0 && s.done >= s.planned;
+            return Ok(if all_done { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         if start.elapsed() > timeout {
             b.finish();

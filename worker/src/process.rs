@@ -381,6 +381,19 @@ fn check<'a>(ctx: &'a Ctx, task: &Task) -> Result<Checked<'a>, Failure> {
     Ok(Checked { ds, date, url, key })
 }
 
+/// Whether the lake's manifest of backfill `id` names `mirror` (an
+/// unreadable manifest says no).
+async fn manifest_mirror_is(ctx: &Ctx, id: &str, mirror: &str) -> bool {
+    match lakefleet::manifest::BackfillManifest::read(&ctx.lake, id).await {
+        Ok(Some(m)) => m.mirror.as_deref() == Some(mirror),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(backfill = %id, error = %e, "reading the backfill's manifest");
+            false
+        }
+    }
+}
+
 async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     let checked = check(ctx, task)?;
     let (dsn, part) = (task.dataset.as_str(), task.partition.as_str());
@@ -391,9 +404,12 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
         _ => {}
     }
     // The producer validated the mirror and recorded it with the backfill.
+    // Redis may have forgotten the backfill (or kept only a counter a retry
+    // wrote): the lake's manifest of the backfill is what lasts.
     if let Some(mirror) = &task.mirror
         && let Some(Some(recorded)) = soft("reading the backfill", ctx.state.backfill_mirror(&task.backfill_id).await)
         && recorded.as_deref() != Some(mirror.as_str())
+        && !manifest_mirror_is(ctx, &task.backfill_id, mirror).await
     {
         return Err(Failure::permanent(
             Reason::BadMessage,
@@ -417,7 +433,21 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
     // refresh writes the next generation under a new key.
     let mut checked = checked;
     let generation = match ctx.tables && checked.ds.table {
-        false => None,
+        // Plain files: never under a folder that is a table (a refresh
+        // would replace an object the log references in place).
+        false => {
+            if lakefleet::table::Table::new(&ctx.lake, checked.ds).has_log().await? {
+                return Err(Failure::permanent(
+                    Reason::TableUnsupported,
+                    format!(
+                        "{}: the dataset's folder is a Delta table, and this worker writes plain files ({}); nothing was written: run workers with tables for this dataset, then replay the task (producer dlq replay)",
+                        ctx.lake.display(&checked.ds.name),
+                        if ctx.tables { "its catalog says table = false" } else { "it was started with --no-tables" }
+                    ),
+                ));
+            }
+            None
+        }
         true => {
             let current = table_generation(ctx, checked.ds, part, task.refresh || task.overwrite).await?;
             if current >= 1 && !task.refresh && !task.overwrite {
@@ -681,8 +711,12 @@ async fn convert_and_upload(
     // Without a table, a refresh replaces the object in one step (a single
     // PUT, or a completed multipart upload): readers see the old object or
     // the new one. With a table, every generation has its own key.
-    let replace = generation.is_none() && (task.overwrite || task.refresh);
-    let uploaded = ctx.lake.upload_file(&c.key, &spool.0, size, replace).await?;
+    let existing = match generation {
+        Some(_) => lakefleet::lake::Existing::Replace,
+        None if task.overwrite || task.refresh => lakefleet::lake::Existing::Overwrite,
+        None => lakefleet::lake::Existing::Adopt,
+    };
+    let uploaded = ctx.lake.upload_file(&c.key, &spool.0, size, existing).await?;
     m.stage_duration.with_label_values(&[&ds.name, stage::UPLOAD]).observe(up_start.elapsed().as_secs_f64());
     let result = match uploaded {
         Uploaded::Written => "written",

@@ -352,8 +352,9 @@ impl<'a> Table<'a> {
             .map_err(|e| self.log_err(format!("the kernel's thread failed: {e}")))?
     }
 
-    /// Whether the dataset's folder has a log at all (a listing of `_delta_log/`).
-    async fn has_log(&self) -> Result<bool, TableError> {
+    /// Whether the dataset's folder is a Delta table: it has a log (a
+    /// listing of `_delta_log/`).
+    pub async fn has_log(&self) -> Result<bool, TableError> {
         let listed = self.lake.list(&format!("{}/_delta_log/", self.ds.name)).await?;
         Ok(listed.iter().any(|(k, _)| k.ends_with(".json") || k.contains(".checkpoint")))
     }

@@ -9,6 +9,7 @@ mod e2e;
 mod faults;
 mod hostile;
 mod interop;
+mod races;
 mod socrata;
 mod tables;
 mod tlc;

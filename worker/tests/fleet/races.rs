@@ -1,0 +1,161 @@
+//! The fleet under everyday races (issue 26): each case is a sequence an
+//! operator met, on the real RabbitMQ and Redis with sources on loopback.
+
+use std::time::Duration;
+
+use lakefleet_testkit::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_without_tables_refuses_a_dataset_whose_folder_is_a_table_and_writes_nothing() {
+    let src = Source::start().await;
+    let f = Fleet::local("races-no-tables");
+    let expect = serve_mta_weeks(&src, 2, 150, 400, &[]);
+    let mut w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(1), &[]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 2);
+    w.kill9();
+    let before = f.objects().await;
+
+    // The only worker left was started without tables; a refresh lands on it.
+    let plain = f.worker(&["--no-tables"]);
+    plain.ready().await;
+    let (changed, _) = mta_week(week(1), 170, 401);
+    src.put(&mta_name(week(1)), changed);
+    let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!(s.dead.len(), 2, "both weeks refused before anything is read: {s:?}");
+    let parked = f.parked().await;
+    assert!(parked.iter().all(|p| p.reason == "table_unsupported"), "{parked:?}");
+    assert!(
+        parked[0]
+            .error
+            .contains("is a Delta table, and this worker writes plain files (it was started with --no-tables)"),
+        "{}",
+        parked[0].error
+    );
+    assert_eq!(f.objects().await, before, "nothing was written over the table's files");
+    let path = f.lake_dir.clone().unwrap().join("mta-turnstile");
+    let rows: usize = expect.iter().map(|(_, n, _)| n).sum();
+    let read = deltalake_read(path.to_str().unwrap(), None);
+    assert!(read.starts_with(&format!("{rows} ")) && read.ends_with(" 2 1"), "{read}");
+    assert!(duckdb_read(path.to_str().unwrap()).starts_with(&format!("{rows} ")));
+    f.cleanup().await;
+}
+
+/// `bytes` with the last digit of the first row's `entries` changed; the
+/// change to the week's entries sum.
+fn one_digit_changed(bytes: &[u8]) -> (Vec<u8>, i64) {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut fields: Vec<String> = lines[1].split(',').map(str::to_string).collect();
+    let entries: i64 = fields[9].parse().unwrap();
+    let last = entries % 10;
+    let changed = entries - last + (last + 1) % 10;
+    fields[9] = format!("{:0width$}", changed, width = fields[9].len());
+    lines[1] = fields.join(",");
+    (format!("{}\n", lines.join("\n")).into_bytes(), changed - entries)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_left_uncommitted_is_adopted_only_when_it_holds_the_same_bytes() {
+    let src = Source::start().await;
+    let mut f = Fleet::local("races-adopt");
+    let (first, sum) = mta_week(week(0), 200, 410);
+    src.put(&mta_name(week(0)), first.clone());
+    // Worker A uploads, then pauses before committing: it is killed there.
+    f.env.push(("LAKEFLEET_TEST_PAUSE_BEFORE_COMMIT_MS".into(), "60000".into()));
+    let mut a = f.worker(&[]);
+    f.env.pop();
+    a.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(0), &[]);
+    eventually(Duration::from_secs(30), "the object written, nothing committed", || {
+        let paused = a.log().contains("pausing before the commit");
+        async move { paused }
+    })
+    .await;
+    a.kill9();
+    let old = f.objects().await;
+    assert_eq!(old.len(), 1);
+    // The week is republished with one digit changed before the redelivery.
+    let (changed, delta) = one_digit_changed(&first);
+    src.put(&mta_name(week(0)), changed);
+    let b = f.worker(&[]);
+    b.ready().await;
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    let m = b.metrics().await;
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "written")]), 1.0, "replaced, not adopted");
+    assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "already_present")]), 0.0);
+    let (batches, _) = read_parquet(f.read_object(&old[0].0).await);
+    assert_eq!(sum_i64(&batches, "entries"), sum + delta, "the object holds the republished rows");
+    let path = f.lake_dir.clone().unwrap().join("mta-turnstile");
+    let read = deltalake_read(path.to_str().unwrap(), None);
+    assert_eq!(read, format!("200 {} 1 0", sum + delta), "the table reads the republished rows");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_exits_0_only_when_every_partition_is_done_and_a_finished_backfill_cannot_be_cancelled() {
+    let src = Source::start().await;
+    let f = Fleet::local("races-status");
+    serve_mta_weeks(&src, 12, 100, 420, &[Fault::Slow(3, Duration::from_millis(150))]);
+    let w = f.worker(&["--concurrency", "1"]);
+    w.ready().await;
+    // A backfill followed with --wait, cancelled while most weeks are queued.
+    let waiting = f.backfill_mta_spawn(&src, week(0), week(11), &["--wait"]);
+    eventually(Duration::from_secs(30), "a week in the lake", || async { !f.objects().await.is_empty() }).await;
+    let id = {
+        let st = f.state().await;
+        st.recent_backfills(std::num::NonZeroUsize::new(1).unwrap()).await.unwrap().remove(0)
+    };
+    let cancel = f.producer(&["cancel", &id]);
+    assert_eq!(cancel.status.code(), Some(0), "{}", stderr(&cancel));
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "cancelled partitions are not done: {}", stdout(&out));
+    assert!(stderr(&out).contains("partition(s) cancelled before they were loaded"), "{}", stderr(&out));
+
+    // A backfill whose weeks all landed: cancel refuses and says so; it is listed done.
+    let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (2, 0), "{s:?}");
+    let id = backfill_id(&out);
+    let late = f.producer(&["cancel", &id]);
+    assert_eq!(late.status.code(), Some(2), "{}", stdout(&late));
+    assert!(
+        stderr(&late).contains(&format!("backfill {id} has finished (done 2, parked 0): nothing is left to cancel")),
+        "{}",
+        stderr(&late)
+    );
+    let status = f.producer(&["status"]);
+    let line = stdout(&status).lines().find(|l| l.contains(&id)).unwrap().to_string();
+    assert!(line.contains("[done]"), "{line}");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_strands_when_redis_forgets_a_backfill_and_a_retry_writes_its_counter_first() {
+    let src = Source::start().await;
+    let f = Fleet::local("races-redis");
+    let expect = serve_mta_weeks(&src, 4, 100, 430, &[]);
+    // The first week answers 429 once: its retry is the first thing Redis
+    // hears of the backfill after forgetting it.
+    src.fault(&mta_name(week(0)), &[Fault::Throttle(1)]);
+    let out = f.backfill_mta(&src, week(0), week(3), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = backfill_id(&out);
+    f.forget_redis().await;
+    let w = f.worker(&["--concurrency", "1"]);
+    w.ready().await;
+    eventually(Duration::from_secs(60), "every week in the lake", || async { f.objects().await.len() == 4 }).await;
+    eventually(Duration::from_secs(30), "no task left in the queues", || async {
+        f.queue_len(&f.topology().work).await == 0
+    })
+    .await;
+    assert!(f.parked().await.is_empty(), "nothing parked for what Redis forgot: {:?}", f.parked().await);
+    let status = f.producer(&["status", &id]);
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    assert!(stdout(&status).contains("planned 4, done 4"), "status rebuilt from the lake: {}", stdout(&status));
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
