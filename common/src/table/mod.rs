@@ -509,17 +509,52 @@ fn kernel_err(table: &str, e: KernelError) -> TableError {
 
 /// The latest snapshot: from `prior` when there is one (only the log after
 /// it is read), else from a listing of `_delta_log`.
+///
+/// The snapshot carries the table's version checksum (CRC: its transactions,
+/// protocol and metadata) in memory, advanced over the new commits, so that
+/// a partition's `txn` is found without replaying the log. A fresh snapshot
+/// gets it by writing the version's `.crc` file (from the newest checkpoint
+/// and the commits after it), as Delta writers do; where the kernel cannot
+/// make one, lookups replay the log.
 fn latest(
     engine: &Engine,
     url: &url::Url,
     table: &str,
     prior: Option<SnapshotRef>,
 ) -> Result<Option<SnapshotRef>, TableError> {
-    let built = match prior {
-        Some(p) => delta_kernel::Snapshot::builder_from(p).build(engine),
-        None => delta_kernel::Snapshot::builder_for(url.as_str()).build(engine),
+    use delta_kernel::snapshot::IncrementalReplay;
+    let fresh_build = || {
+        delta_kernel::Snapshot::builder_for(url.as_str())
+            .with_incremental_crc_replay(IncrementalReplay::Unlimited)
+            .build(engine)
     };
-    built.map(Some).map_err(|e| kernel_err(table, e))
+    let mut fresh = prior.is_none();
+    let built = match prior {
+        // Only the versions after ours are listed (a new checkpoint is not
+        // adopted: the in-memory checksum carries the state). Commits another
+        // tool cleaned up since make that fail: then the table is read anew.
+        Some(p) => match delta_kernel::Snapshot::builder_from(p)
+            .skip_new_checkpoints()
+            .with_incremental_crc_replay(IncrementalReplay::Unlimited)
+            .build(engine)
+        {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                tracing::info!(table, error = %e, "the log changed under this view of it; reading it anew");
+                fresh = true;
+                fresh_build()
+            }
+        },
+        None => fresh_build(),
+    };
+    let snap = built.map_err(|e| kernel_err(table, e))?;
+    if fresh {
+        match snap.write_checksum(engine) {
+            Ok((_, with_crc)) => return Ok(Some(with_crc)),
+            Err(e) => tracing::debug!(table, error = %e, "no version checksum: transactions are read from the log"),
+        }
+    }
+    Ok(Some(snap))
 }
 
 /// Every live file of `snap`.
@@ -580,7 +615,15 @@ impl CommitJob {
                 // Another writer created it first: commit after its version.
                 self.exists = true;
             }
-            let snap = latest(engine, &self.url, &table, self.prior.take())?.expect("a table");
+            // The first attempt commits against this process's view of the
+            // log as it is (one conditional PUT when the view is whole: the
+            // version after it is free only if nothing came since); a lost
+            // race reads the versions it missed.
+            let snap = match (attempt, self.prior.take()) {
+                (1, Some(cached)) => cached,
+                (_, prior) => latest(engine, &self.url, &table, prior)?.expect("a table"),
+            };
+
             self.prior = Some(snap.clone());
             let mut todo = Vec::new();
             for c in &self.all {
