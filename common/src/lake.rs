@@ -190,7 +190,6 @@ impl Lake {
             }
             Some(s @ ("s3" | "s3a" | "gs" | "az" | "abfs" | "abfss")) => {
                 let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
-                let root = Path::from(parsed.path().trim_matches('/'));
                 let build = || -> anyhow::Result<Arc<dyn ObjectStore>> {
                     let err = |e: object_store::Error| anyhow::anyhow!("LAKE_URL {url}: {e}");
                     Ok(match s {
@@ -217,8 +216,7 @@ impl Lake {
                         ),
                     })
                 };
-                let kernel = KernelLake::new(build()?, folder_url(&parsed));
-                Ok(Lake::new(build()?, root, url, kernel))
+                Lake::cloud(url, &parsed, build)
             }
             Some(other) => anyhow::bail!(
                 "LAKE_URL (--lake-url) {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"
@@ -258,12 +256,19 @@ impl Lake {
                 .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
             Ok(Arc::new(store))
         };
-        let kernel = KernelLake::new(build()?, folder_url(&parsed));
+        Lake::cloud(url, &parsed, build)
+    }
+
+    /// A cloud lake at `parsed`: our client and the kernel's, each from `build`.
+    fn cloud(
+        url: &str,
+        parsed: &url::Url,
+        build: impl Fn() -> anyhow::Result<Arc<dyn ObjectStore>>,
+    ) -> anyhow::Result<Lake> {
+        let kernel = KernelLake::new(build()?, folder_url(parsed));
         Ok(Lake::new(build()?, Path::from(parsed.path().trim_matches('/')), url, kernel))
     }
 
-    /// Objects larger than `bytes` go up as multipart uploads (default
-    /// [`SINGLE_PUT_MAX`]; S3 caps a single PUT at 5 GB).
     /// A `gs://` lake at `base_url` (a GCS emulator or fake, over plain
     /// HTTP) with a static bearer token: tests, never the metadata server.
     pub fn open_gcs_with(url: &str, base_url: &str, token: &str) -> anyhow::Result<Lake> {
@@ -279,10 +284,11 @@ impl Lake {
                 .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
             Ok(Arc::new(store))
         };
-        let kernel = KernelLake::new(build()?, folder_url(&parsed));
-        Ok(Lake::new(build()?, Path::from(parsed.path().trim_matches('/')), url, kernel))
+        Lake::cloud(url, &parsed, build)
     }
 
+    /// Objects larger than `bytes` go up as multipart uploads (default
+    /// [`SINGLE_PUT_MAX`]; S3 caps a single PUT at 5 GB).
     pub fn with_single_put_max(mut self, bytes: u64) -> Lake {
         self.single_put_max = bytes;
         self
