@@ -124,6 +124,7 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
         poison_after: s.poison_after,
         tables: s.tables,
         snapshots: Default::default(),
+        stop: tokio::sync::watch::Sender::new(process::Stop::Running),
     });
     let settings = service::Settings {
         amqp_url: s.conn.amqp_url.clone(),
@@ -242,6 +243,9 @@ fn main() -> ExitCode {
             }
         },
     };
+    // A conversion still running on a blocking thread was handed back with
+    // its task: the process does not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

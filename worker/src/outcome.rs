@@ -73,6 +73,10 @@ pub enum Outcome {
         since: String,
         message: String,
     },
+    /// The worker is shutting down: the task goes back to the work queue
+    /// as it came (a hand-back is not a failed delivery: not counted toward
+    /// `poison`).
+    HandedBack,
     Parked {
         reason: Reason,
         message: String,
@@ -153,7 +157,7 @@ impl Outcome {
             Outcome::Succeeded { .. } => label::SUCCEEDED,
             Outcome::Skipped => label::SKIPPED_DUPLICATE,
             Outcome::Cancelled => label::CANCELLED,
-            Outcome::Delayed | Outcome::HostWait { .. } => label::DELAYED,
+            Outcome::Delayed | Outcome::HostWait { .. } | Outcome::HandedBack => label::DELAYED,
             Outcome::Retry { .. } => label::RETRIED,
             Outcome::Wait { .. } => label::WAITING,
             Outcome::Parked { .. } => label::PARKED,
@@ -173,6 +177,7 @@ impl Outcome {
         let (queue, (payload, headers)) = match (self, task) {
             (Outcome::Succeeded { .. } | Outcome::Skipped | Outcome::Cancelled, _) => return ack(d).await,
             (Outcome::Delayed, Some(t)) => (ctx.topo.retry_queue(0), next_copy(t, t.attempt, redeliveries, None)),
+            (Outcome::HandedBack, Some(t)) => (ctx.topo.work.clone(), next_copy(t, t.attempt, redeliveries, None)),
             (Outcome::HostWait { level, .. }, Some(t)) => {
                 (ctx.topo.retry_queue(*level), next_copy(t, t.attempt, redeliveries, None))
             }
@@ -197,7 +202,14 @@ impl Outcome {
                 let h = ParkHeaders::new(*reason, message, attempts, &ctx.worker_id, task);
                 (ctx.topo.parking.clone(), (d.data.clone(), h.to_table()))
             }
-            (Outcome::Delayed | Outcome::HostWait { .. } | Outcome::Retry { .. } | Outcome::Wait { .. }, None) => {
+            (
+                Outcome::Delayed
+                | Outcome::HostWait { .. }
+                | Outcome::Retry { .. }
+                | Outcome::Wait { .. }
+                | Outcome::HandedBack,
+                None,
+            ) => {
                 unreachable!("only tasks are delayed, retried or waiting")
             }
         };
@@ -240,6 +252,10 @@ impl Outcome {
             }
             (Outcome::Cancelled, _) => {
                 info!(task = %name, "cancelled: its backfill was cancelled; acked without work");
+                Ok(())
+            }
+            (Outcome::HandedBack, _) => {
+                info!(task = %name, "handed back to the work queue: the worker is shutting down (not an attempt)");
                 Ok(())
             }
             (Outcome::Delayed, _) => {

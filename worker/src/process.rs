@@ -52,6 +52,31 @@ pub struct Ctx {
     /// This worker's view of each dataset's table log, brought up to date
     /// before each commit (reads only the entries it has not seen).
     pub snapshots: tokio::sync::Mutex<std::collections::HashMap<String, lakefleet::table::Snapshot>>,
+    /// Where a shutdown stands ([`Stop`]); tasks watch it.
+    pub stop: tokio::sync::watch::Sender<Stop>,
+}
+
+/// A worker's shutdown, as its tasks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    /// SIGTERM: no new task or download starts; running work may finish.
+    Draining,
+    /// The grace is nearly over: unfinished tasks are handed back to the
+    /// work queue (not counted as a failed delivery) now.
+    HandBack,
+}
+
+impl Ctx {
+    /// Waits, before a download starts, while the worker is shutting down:
+    /// the task is then handed back at the end of the grace instead.
+    async fn before_download(&self) {
+        let mut stop = self.stop.subscribe();
+        if *stop.borrow() != Stop::Running {
+            let _ = stop.wait_for(|s| *s == Stop::HandBack).await;
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// A task checked against the catalog: where its data comes from and goes,
@@ -296,18 +321,30 @@ pub async fn handle(ctx: Arc<Ctx>, publish: Channel, delivery: Delivery) {
         Err(e) => (None, Outcome::parked(Reason::BadMessage, e.to_string()), 0),
         Ok(task) => {
             let redeliveries = task.redeliveries.saturating_add(unacked_deliveries(&delivery));
+            let mut stop = ctx.stop.subscribe();
             let outcome = if redeliveries >= ctx.poison_after {
                 poison(&ctx, &task, redeliveries).await
+            } else if *stop.borrow() != Stop::Running {
+                // Delivered (prefetched) after the shutdown began: not started.
+                Outcome::HandedBack
             } else {
-                let result = match tokio::time::timeout(ctx.task_timeout, run_task(&ctx, &task)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Failure::transient(format!(
-                        "{}: gave up after --task-timeout {}s (slow source?)",
-                        task.label(),
-                        ctx.task_timeout.as_secs()
-                    ))),
-                };
-                Outcome::decide(result, &task, &ctx)
+                let run = tokio::time::timeout(ctx.task_timeout, run_task(&ctx, &task));
+                tokio::select! {
+                    r = run => {
+                        let result = match r {
+                            Ok(r) => r,
+                            Err(_) => Err(Failure::transient(format!(
+                                "{}: gave up after --task-timeout {}s (slow source?)",
+                                task.label(),
+                                ctx.task_timeout.as_secs()
+                            ))),
+                        };
+                        Outcome::decide(result, &task, &ctx)
+                    }
+                    // The grace is nearly over: the task's future is dropped
+                    // (its download stops, its lease and host slot go back).
+                    _ = stop.wait_for(|s| *s == Stop::HandBack) => Outcome::HandedBack,
+                }
             };
             (Some(task), outcome, redeliveries)
         }
@@ -612,6 +649,8 @@ async fn convert_and_upload(
     let dl_start = Instant::now();
     let bytes_counter = m.source_bytes.with_label_values(&[&ds.name]);
     let on_chunk = move |n: usize| bytes_counter.inc_by(n as u64);
+    // No download starts once the worker is shutting down.
+    ctx.before_download().await;
     // Held until the download ends: the fleet's limits per source host.
     let host = ds.source_host(c.date, task.mirror.as_deref());
     let slot = match host_slot(ctx, ds, &host).await {

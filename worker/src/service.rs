@@ -69,7 +69,16 @@ pub async fn run(
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
-                        let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+                        // A shutdown while this delivery waits for a slot hands it back.
+                        let permit = tokio::select! {
+                            p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+                            _ = &mut shutdown => {
+                                ctx.stop.send_replace(crate::process::Stop::Draining);
+                                let none = std::cell::RefCell::new(None);
+                                tasks.spawn(crate::process::PERMIT.scope(none, handle(ctx.clone(), publish.clone(), delivery)));
+                                break true;
+                            }
+                        };
                         let (ctx, publish) = (ctx.clone(), publish.clone());
                         // The permit goes with the task, which gives it back
                         // once its object is written (its commit overlaps the
@@ -95,11 +104,38 @@ pub async fn run(
                 grace_s = settings.shutdown_grace.as_secs(),
                 "shutting down: no new deliveries"
             );
+            // No new task or download starts from here.
+            let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
+            ctx.stop.send_replace(crate::process::Stop::Draining);
+            let grace = settings.shutdown_grace;
             let cancel = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default());
-            let _ = tokio::time::timeout(Duration::from_secs(5), cancel).await;
-            if !drain(&mut tasks, settings.shutdown_grace).await {
-                warn!(unfinished = tasks.len(), "grace period over: unfinished tasks go back to the queue");
-                tasks.abort_all();
+            let _ = tokio::time::timeout(Duration::from_secs(5).min(grace / 2), cancel).await;
+            // Deliveries the broker had already sent (the prefetch) are handed
+            // back at once, not left to come back as failed deliveries.
+            while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(50), consumer.next()).await {
+                let none = std::cell::RefCell::new(None);
+                tasks.spawn(crate::process::PERMIT.scope(none, handle(ctx.clone(), publish.clone(), delivery)));
+            }
+            // Running work may finish until shortly before the grace ends;
+            // then what is left is handed back to the work queue (published
+            // again and acked: not a failed delivery), and the worker exits
+            // within the grace.
+            // The hand-back (a publish and an ack a task) gets the last third
+            // of the grace, at most 2 s of it.
+            let until_hand_back = deadline - Duration::from_secs(2).min(grace / 3);
+            if tokio::time::timeout_at(until_hand_back, async { while tasks.join_next().await.is_some() {} })
+                .await
+                .is_err()
+            {
+                warn!(unfinished = tasks.len(), "grace nearly over: handing the unfinished tasks back to the queue");
+                ctx.stop.send_replace(crate::process::Stop::HandBack);
+                if tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} })
+                    .await
+                    .is_err()
+                {
+                    warn!(unfinished = tasks.len(), "grace over: the deliveries left go back unacked");
+                    tasks.abort_all();
+                }
             }
             close(&conn, "worker shutting down").await;
             return Ok(());

@@ -231,7 +231,7 @@ async fn sigterm_mid_task_returns_it_and_another_worker_completes_the_backfill()
     assert_eq!(out.status.code(), Some(0));
     wait_in_flight(&a, 3.0).await;
     assert_eq!(a.terminate(Duration::from_secs(15)), Some(0), "worker exits 0 after SIGTERM: {}", a.log());
-    assert!(a.log().contains("grace period over"), "{}", a.log());
+    assert!(a.log().contains("handing the unfinished tasks back"), "{}", a.log());
     let b = f.worker(&[]);
     b.ready().await;
     let id = backfill_id(&out);

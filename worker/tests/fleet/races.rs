@@ -159,3 +159,36 @@ async fn nothing_strands_when_redis_forgets_a_backfill_and_a_retry_writes_its_co
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_restarts_hand_a_slow_task_back_within_the_grace_and_it_is_never_poison() {
+    let src = Source::start().await;
+    let f = Fleet::local("races-graceful");
+    let expect = serve_mta_weeks(&src, 2, 100, 440, &[]);
+    // Every download of the first week takes 8 s; the second is quick.
+    let slow = Fault::Slow(16, Duration::from_secs(8));
+    src.fault(&mta_name(week(0)), &[slow.clone(), slow.clone(), slow.clone(), slow]);
+    let out = f.backfill_mta(&src, week(0), week(1), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    // Three rolling restarts (SIGTERM) while the slow download runs, with
+    // the default --poison-after 3.
+    for restart in 0..3 {
+        let mut w = f.worker(&["--shutdown-grace", "3", "--concurrency", "1"]);
+        w.ready().await;
+        wait_in_flight(&w, 1.0).await;
+        let before = src.all_hits().len();
+        let signalled = std::time::Instant::now();
+        assert_eq!(w.terminate(Duration::from_secs(10)), Some(0), "restart {restart}: {}", w.log());
+        let took = signalled.elapsed();
+        assert!(took < Duration::from_millis(3500), "restart {restart}: exited {took:?} after SIGTERM (grace 3 s)");
+        assert_eq!(src.all_hits().len(), before, "restart {restart}: no download started after the signal");
+        assert!(w.log().contains("handed back to the work queue"), "restart {restart}: {}", w.log());
+    }
+    let w = f.worker(&[]);
+    w.ready().await;
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (2, 0), "handed-back deliveries are not poison: {s:?}");
+    assert!(f.parked().await.is_empty());
+    oracle(&f, &expect, &[]).await;
+    f.cleanup().await;
+}
