@@ -82,7 +82,13 @@ impl From<&BackfillArgs> for Request {
 async fn is_done(state: &State, lake: &Lake, dataset: &str, p: &Partition) -> anyhow::Result<bool> {
     let key = p.date.to_string();
     let Some(marker) = state.done_marker(dataset, &key).await? else { return Ok(false) };
-    let found = lake.head(&p.object_key).await.with_context(|| format!("checking {}", lake.display(&p.object_key)))?;
+    // The marker names the object of the partition's current generation (a
+    // refresh writes `.2.parquet`, ...): that is the one to check.
+    let object = match marker.object_key.starts_with(&format!("{dataset}/")) {
+        true => marker.object_key.as_str(),
+        false => p.object_key.as_str(),
+    };
+    let found = lake.head(object).await.with_context(|| format!("checking {}", lake.display(object)))?;
     if found.is_some_and(|m| m.size == marker.size) {
         return Ok(true);
     }

@@ -192,3 +192,26 @@ async fn rolling_restarts_hand_a_slow_task_back_within_the_grace_and_it_is_never
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refreshed_week_is_done_for_a_plain_backfill_and_is_not_published_again() {
+    let src = Source::start().await;
+    let f = Fleet::local("races-after-refresh");
+    serve_mta_weeks(&src, 2, 100, 450, &[]);
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(1), &[]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 2);
+    let (changed, _) = mta_week(week(1), 120, 451);
+    src.put(&mta_name(week(1)), changed);
+    let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 2);
+    let objects = f.objects().await;
+    // A plain backfill: the refreshed week (its object is `.2.parquet`) is done.
+    let dry = f.backfill_mta(&src, week(0), week(1), &["--dry-run"]);
+    assert_eq!(stdout(&dry).matches("(skipped: already done)").count(), 2, "{}", stdout(&dry));
+    let again = f.backfill_mta(&src, week(0), week(1), &[]);
+    assert!(stdout(&again).contains("2 already done, 0 to publish"), "{}", stdout(&again));
+    assert_eq!(f.objects().await, objects);
+    f.cleanup().await;
+}
