@@ -39,10 +39,10 @@ fi
 # The readers the tables are checked with: python deltalake (with pyarrow)
 # and DuckDB with its Delta extension, installed from its PyPI wheel (DuckDB
 # cannot download extensions here).
-if ! python3 -c 'import deltalake, duckdb, duckdb_extension_delta, pyarrow' >/dev/null 2>&1; then
-  log "installing python deltalake, duckdb, duckdb-extension-delta and pyarrow (pip)"
-  python3 -m pip install -q deltalake duckdb duckdb-extension-delta pyarrow || {
-    log "pip could not install them; try: python3 -m pip install --user deltalake duckdb duckdb-extension-delta pyarrow"
+if ! python3 -c 'import deltalake, duckdb, duckdb_extension_delta, pyarrow, polars' >/dev/null 2>&1; then
+  log "installing python deltalake, duckdb, duckdb-extension-delta, pyarrow and polars (pip)"
+  python3 -m pip install -q deltalake duckdb duckdb-extension-delta pyarrow polars || {
+    log "pip could not install them; try: python3 -m pip install --user deltalake duckdb duckdb-extension-delta pyarrow polars"
     exit 1
   }
 fi

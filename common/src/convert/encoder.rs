@@ -46,7 +46,7 @@ pub(super) const WIDE_COLUMNS: usize = 1_000;
 /// come in time order, so the deltas are small (TLC month: the two time
 /// columns 17% smaller). Few distinct times (MTA's 4-hourly readings) stay
 /// dictionary-encoded.
-fn properties(schema: &arrow_schema::Schema) -> WriterProperties {
+pub(crate) fn properties(schema: &arrow_schema::Schema) -> WriterProperties {
     let ncols = schema.fields().len();
     let mut b = WriterProperties::builder();
     for f in schema.fields() {

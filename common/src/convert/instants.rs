@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
-use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow_array::{Array, ArrayRef, Date32Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{ArrowError, DataType, SchemaRef, TimeUnit};
 use chrono::{LocalResult, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::Tz;
@@ -60,11 +60,22 @@ fn offset_ms(zone: Tz, wall: NaiveDateTime) -> i64 {
 pub struct Instants {
     zone: Option<Tz>,
     out: SchemaRef,
+    /// Days since 1970-01-01 of the partition: the value of the output's
+    /// last column (the lineage column) when the batches come without it.
+    lineage: Option<i32>,
 }
 
 impl Instants {
     pub fn new(zone: Option<Tz>, out: SchemaRef) -> Instants {
-        Instants { zone, out }
+        Instants { zone, out, lineage: None }
+    }
+
+    /// Fills the output's lineage column (its last, which the converters'
+    /// batches do not have) with `partition` (null: `None`).
+    pub fn with_lineage(mut self, partition: Option<chrono::NaiveDate>) -> Instants {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+        self.lineage = partition.map(|d| (d - epoch).num_days() as i32);
+        self
     }
 
     /// The output schema.
@@ -94,6 +105,15 @@ impl Instants {
                 _ => a.clone(),
             })
             .collect();
+        let mut columns = columns;
+        if columns.len() + 1 == self.out.fields().len() {
+            let n = batch.num_rows();
+            let lineage = match self.lineage {
+                Some(day) => Date32Array::from_value(day, n),
+                None => Date32Array::new_null(n),
+            };
+            columns.push(Arc::new(lineage));
+        }
         RecordBatch::try_new(self.out.clone(), columns)
     }
 }

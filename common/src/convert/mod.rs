@@ -22,7 +22,7 @@
 
 mod columns;
 mod csv;
-mod encoder;
+pub(crate) mod encoder;
 mod input;
 pub mod instants;
 mod parquet;
@@ -164,14 +164,26 @@ pub enum ConvertError {
     Output { file: String, message: String },
 }
 
+/// The column every file lakefleet writes ends with: the partition its row
+/// came from (a date: `2022-01-08`, the 1st of a month for a monthly
+/// partition; null in a file converted outside a backfill). It outlives the
+/// file: when another tool compacts or rewrites a table's files, a refresh
+/// still finds the partition's rows by it (and the Adds' statistics of its
+/// min and max find the files to read).
+pub const LINEAGE_COLUMN: &str = "_lakefleet_partition";
+
 /// The Arrow schema of a dataset's Parquet files: timestamps in
-/// microseconds, in UTC unless the dataset keeps wall-clock times.
+/// microseconds, in UTC unless the dataset keeps wall-clock times; then
+/// [`LINEAGE_COLUMN`].
 pub fn arrow_schema(ds: &Dataset) -> SchemaRef {
     let instants = ds.timestamps == crate::catalog::Timestamps::Instant;
-    schema_with(ds, |t| match t {
+    let columns = schema_with(ds, |t| match t {
         ColumnType::Timestamp => instants::output_type(instants),
         other => data_type(other),
-    })
+    });
+    let mut fields: Vec<Field> = columns.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(LINEAGE_COLUMN, DataType::Date32, true));
+    Arc::new(Schema::new(fields))
 }
 
 /// The schema the converters build batches in: timestamps as wall-clock
@@ -198,9 +210,11 @@ fn data_type(t: ColumnType) -> DataType {
     }
 }
 
-/// What turns the converters' batches into the output schema.
-fn output(ds: &Dataset) -> instants::Instants {
-    instants::Instants::new(ds.zone(), arrow_schema(ds))
+/// What turns the converters' batches into the output schema (with the
+/// partition of `prov` in [`LINEAGE_COLUMN`]).
+fn output(ds: &Dataset, prov: &Provenance) -> instants::Instants {
+    let partition = prov.date.filter(|_| !prov.partition.is_empty());
+    instants::Instants::new(ds.zone(), arrow_schema(ds)).with_lineage(partition)
 }
 
 /// The key-value metadata of every Parquet file lakefleet writes.
@@ -302,7 +316,7 @@ pub fn convert_parquet<W: Write + Send>(
         let schema = working_schema(ds);
         // One batch waiting: decoded Parquet batches are wide (a TLC month peaked
         // at 100-102 MiB with two waiting, 89 MiB with one; same CPU time).
-        let encoder = encoder::Encoder::spawn(scope, self::output(ds), output, file, 1);
+        let encoder = encoder::Encoder::spawn(scope, self::output(ds, prov), output, file, 1);
         let Some((rows, source_bytes)) =
             parquet::run(ds, file, source, prov.date, &schema, &mut |batch| encoder.send(batch))?
         else {
@@ -332,7 +346,7 @@ pub fn convert<R: Read, W: Write + Send>(
         let text = input::open(&mut hashing, ds.max_source_bytes).map_err(src_err)?;
         let mut rows = csv::CsvRows::open(ds, file, text)?;
         let schema = working_schema(ds);
-        let encoder = encoder::Encoder::spawn(scope, self::output(ds), output, file, 2);
+        let encoder = encoder::Encoder::spawn(scope, self::output(ds, prov), output, file, 2);
         let slice = prov.date.filter(|_| ds.format == SourceFormat::Socrata).and_then(|d| ds.slice_millis(d));
         let (mut seen, mut outside) = (0u64, None);
         let mut emit = |batch: arrow_array::RecordBatch| {

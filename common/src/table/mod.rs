@@ -17,6 +17,9 @@
 //! - what lakefleet refuses to write to ([`check_writable`]): features and
 //!   properties it cannot honour are named, never ignored;
 //! - the Adds' statistics, from the object's own footer ([`stats`]);
+//! - a refresh's rewrite of another tool's files that hold the refreshed
+//!   partition's rows beside others (found by the lineage column,
+//!   [`crate::convert::LINEAGE_COLUMN`]);
 //! - the vacuum policy ([`Table::vacuum`]).
 //!
 //! Readers: every engine that reads Delta (DuckDB's `delta_scan`, Spark,
@@ -70,8 +73,10 @@ pub const ENGINE_INFO: &str = concat!("lakefleet/", env!("CARGO_PKG_VERSION"));
 /// - `invariants`, `checkConstraints`: allowed only while the table has no
 ///   invariant nor constraint (lakefleet does not evaluate them: a table
 ///   with one is refused).
-/// - `changeDataFeed`: lakefleet only adds and removes whole files, whose
+/// - `changeDataFeed`: lakefleet adds and removes whole files, whose
 ///   changes readers derive from the Adds and Removes; no `cdc` file is due.
+///   A refresh that would rewrite another tool's file (which would need
+///   one) is refused while `delta.enableChangeDataFeed` is set.
 /// - `deletionVectors`: a refresh removes a file with its deletion vector
 ///   (the kernel's Removes carry it); lakefleet writes none itself.
 /// - `timestampNtz`, `domainMetadata`, `vacuumProtocolCheck`,
@@ -229,7 +234,8 @@ fn delta_type(t: ColumnType, instants: bool) -> DataType {
     }
 }
 
-/// The table's schema: the dataset's output columns, then `year`.
+/// The table's schema: the dataset's output columns, the lineage column
+/// ([`crate::convert::LINEAGE_COLUMN`]), then `year`.
 pub fn schema(ds: &Dataset) -> StructType {
     let instants = ds.timestamps == crate::catalog::Timestamps::Instant;
     let fields = ds
@@ -238,7 +244,10 @@ pub fn schema(ds: &Dataset) -> StructType {
         .map(|c| (Dataset::output_name(c), c.ty))
         .chain(ds.derived.iter().map(|d| (d.name.clone(), d.ty)))
         .map(|(name, ty)| StructField::nullable(name, delta_type(ty, instants)))
-        .chain([StructField::nullable(PARTITION_COLUMN, DataType::INTEGER)]);
+        .chain([
+            StructField::nullable(crate::convert::LINEAGE_COLUMN, DataType::DATE),
+            StructField::nullable(PARTITION_COLUMN, DataType::INTEGER),
+        ]);
     StructType::new_unchecked(fields)
 }
 
@@ -419,11 +428,13 @@ impl<'a> Table<'a> {
     ) -> Result<Committed, TableError> {
         let job = CommitJob {
             url: self.url(),
+            lake: self.lake.clone(),
             ds: self.ds.clone(),
             all: all.to_vec(),
             operation: operation.to_string(),
             prior: cache.kernel.clone(),
             exists: cache.kernel.is_some() || self.has_log().await?,
+            rewritten: HashMap::new(),
         };
         let (committed, latest) = self.blocking(move |engine| job.run(engine)).await?;
         if let Some(latest) = latest {
@@ -589,11 +600,27 @@ fn live_files(engine: &Engine, snap: &SnapshotRef, ds: &Dataset) -> Result<BTree
 /// A commit, run on a blocking thread.
 struct CommitJob {
     url: url::Url,
+    lake: Lake,
     ds: Dataset,
     all: Vec<PartitionCommit>,
     operation: String,
     prior: Option<SnapshotRef>,
     exists: bool,
+    /// Another tool's files rewritten without a refreshed partition's rows
+    /// (by path and the partitions taken out), kept across attempts.
+    rewritten: HashMap<String, Rewrite>,
+}
+
+/// What a refresh does with another tool's file that may hold a refreshed
+/// partition's rows beside others.
+#[derive(Debug, Clone)]
+enum Rewrite {
+    /// None of its live rows are the partitions': left alone.
+    Untouched,
+    /// Every live row was the partitions': removed.
+    Removed,
+    /// Removed, and its other live rows written anew to this object.
+    Replaced(PartitionCommit),
 }
 
 impl CommitJob {
@@ -603,90 +630,25 @@ impl CommitJob {
 
     fn run(mut self, engine: &Engine) -> Result<(Committed, Option<SnapshotRef>), TableError> {
         let table = self.ds.name.clone();
-        for attempt in 1..=MAX_COMMIT_ATTEMPTS {
-            if !self.exists && self.prior.is_none() {
-                if self.all.is_empty() {
-                    return Ok((Committed::AlreadyCommitted { attempts: attempt }, None));
+        let mut read_anew = false;
+        let mut attempt = 0;
+        while attempt < MAX_COMMIT_ATTEMPTS {
+            attempt += 1;
+            match self.attempt(engine, attempt) {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {}
+                // This process's view of the log names commits another tool
+                // cleaned up since (behind a newer checkpoint): read the
+                // table anew, once, without counting an attempt.
+                Err(TableError::Log { message, .. })
+                    if !read_anew && (message.contains("not found") || message.contains("NotFound")) =>
+                {
+                    tracing::info!(table = %table, error = %message, "the log changed under this view of it; reading it anew");
+                    (read_anew, self.prior, self.exists) = (true, None, true);
+                    attempt -= 1;
+                    continue;
                 }
-                // No table yet: its first version holds these partitions.
-                if let Some(done) = self.create(engine)? {
-                    return Ok((Committed::Written { version: 0, attempts: attempt }, Some(done)));
-                }
-                // Another writer created it first: commit after its version.
-                self.exists = true;
-            }
-            // The first attempt commits against this process's view of the
-            // log as it is (one conditional PUT when the view is whole: the
-            // version after it is free only if nothing came since); a lost
-            // race reads the versions it missed.
-            let snap = match (attempt, self.prior.take()) {
-                (1, Some(cached)) => cached,
-                (_, prior) => latest(engine, &self.url, &table, prior)?.expect("a table"),
-            };
-
-            self.prior = Some(snap.clone());
-            let mut todo = Vec::new();
-            for c in &self.all {
-                let recorded = snap
-                    .get_app_id_version(&app_id(&table, &c.partition), engine)
-                    .map_err(|e| self.err(e))?
-                    .unwrap_or(0)
-                    .max(0) as u64;
-                if recorded < c.generation {
-                    todo.push(c.clone());
-                }
-            }
-            if todo.is_empty() {
-                return Ok((Committed::AlreadyCommitted { attempts: attempt }, Some(snap)));
-            }
-            let removes = self.removes(engine, &snap, &todo)?;
-            check_writable(&snap, !removes.is_empty())
-                .map_err(|m| TableError::Unsupported { table: table.clone(), message: m })?;
-            let added = schema_changes(&snap.schema(), &schema(&self.ds))
-                .map_err(|m| TableError::Schema { table: table.clone(), message: m })?;
-            let op = match self.operation.as_str() {
-                "WRITE" => UpdateTableOperation::Write,
-                other => UpdateTableOperation::Custom(other.to_string()),
-            };
-            let params: Vec<(String, Option<String>)> = match todo.as_slice() {
-                [one] => vec![
-                    ("partition".into(), Some(one.partition.clone())),
-                    ("generation".into(), Some(one.generation.to_string())),
-                ],
-                many => vec![("partitions".into(), Some(many.len().to_string()))],
-            };
-            let mut builder = snap.clone().update_table(op, ENGINE_INFO, true).with_operation_parameters(params);
-            for f in added {
-                builder = builder.add_column(f);
-            }
-            let mut txn = builder.build(engine, Box::new(FileSystemCommitter::new())).map_err(|e| self.err(e))?;
-            for c in &todo {
-                txn = txn.with_transaction_id(app_id(&table, &c.partition), c.generation as i64);
-            }
-            let stats_schema = txn.stats_schema().map_err(|e| self.err(e))?;
-            txn.add_files(add_batch(engine, &self.ds.name, &todo, stats_schema).map_err(|e| self.err(e))?);
-            for r in removes {
-                txn.remove_files(r);
-            }
-            match txn.commit(engine).map_err(|e| self.err(e))? {
-                CommitResult::Committed(done) => {
-                    let version = done.commit_version();
-                    let after = match done.post_commit_snapshot() {
-                        Some(s) => s.clone(),
-                        None => latest(engine, &self.url, &table, Some(snap))?.expect("a table"),
-                    };
-                    if version > 0
-                        && version % self.ds.checkpoint_interval == 0
-                        && let Err(e) = after.checkpoint(engine, None)
-                    {
-                        tracing::warn!(table = %table, version, error = %e, "checkpoint not written");
-                    }
-                    return Ok((Committed::Written { version, attempts: attempt }, Some(after)));
-                }
-                CommitResult::Conflicted(_) => {}
-                CommitResult::Retryable(r) => {
-                    tracing::warn!(table = %table, error = %r.error, "commit failed; trying again");
-                }
+                Err(e) => return Err(e),
             }
             // Another writer took this version: read it and try again at
             // once, then after a jittered pause that grows with the attempts.
@@ -696,6 +658,106 @@ impl CommitJob {
             }
         }
         Err(TableError::Contention { table, attempts: MAX_COMMIT_ATTEMPTS })
+    }
+
+    /// One commit attempt: `Some` when it ends the job, `None` when another
+    /// writer took the version first.
+    fn attempt(
+        &mut self,
+        engine: &Engine,
+        attempt: u32,
+    ) -> Result<Option<(Committed, Option<SnapshotRef>)>, TableError> {
+        let table = self.ds.name.clone();
+        if !self.exists && self.prior.is_none() {
+            if self.all.is_empty() {
+                return Ok(Some((Committed::AlreadyCommitted { attempts: attempt }, None)));
+            }
+            // No table yet: its first version holds these partitions.
+            if let Some(done) = self.create(engine)? {
+                return Ok(Some((Committed::Written { version: 0, attempts: attempt }, Some(done))));
+            }
+            // Another writer created it first: commit after its version.
+            self.exists = true;
+        }
+        // The first attempt commits against this process's view of the
+        // log as it is (one conditional PUT when the view is whole: the
+        // version after it is free only if nothing came since); a lost
+        // race reads the versions it missed.
+        let snap = match (attempt, self.prior.take()) {
+            (1, Some(cached)) => cached,
+            (_, prior) => latest(engine, &self.url, &table, prior)?.expect("a table"),
+        };
+
+        self.prior = Some(snap.clone());
+        let mut todo = Vec::new();
+        for c in &self.all {
+            let recorded = snap
+                .get_app_id_version(&app_id(&table, &c.partition), engine)
+                .map_err(|e| self.err(e))?
+                .unwrap_or(0)
+                .max(0) as u64;
+            if recorded < c.generation {
+                todo.push(c.clone());
+            }
+        }
+        if todo.is_empty() {
+            return Ok(Some((Committed::AlreadyCommitted { attempts: attempt }, Some(snap))));
+        }
+        check_writable(&snap, todo.iter().any(|c| c.generation > 1))
+            .map_err(|m| TableError::Unsupported { table: table.clone(), message: m })?;
+        let (removes, rewrites) = self.removes(engine, &snap, &todo)?;
+        let added = schema_changes(&snap.schema(), &schema(&self.ds))
+            .map_err(|m| TableError::Schema { table: table.clone(), message: m })?;
+        let op = match self.operation.as_str() {
+            "WRITE" => UpdateTableOperation::Write,
+            other => UpdateTableOperation::Custom(other.to_string()),
+        };
+        let params: Vec<(String, Option<String>)> = match todo.as_slice() {
+            [one] => vec![
+                ("partition".into(), Some(one.partition.clone())),
+                ("generation".into(), Some(one.generation.to_string())),
+            ],
+            many => vec![("partitions".into(), Some(many.len().to_string()))],
+        };
+        let mut params = params;
+        if !rewrites.is_empty() {
+            params.push(("rewrittenFiles".into(), Some(rewrites.len().to_string())));
+        }
+        let mut builder = snap.clone().update_table(op, ENGINE_INFO, true).with_operation_parameters(params);
+        for f in added {
+            builder = builder.add_column(f);
+        }
+        let mut txn = builder.build(engine, Box::new(FileSystemCommitter::new())).map_err(|e| self.err(e))?;
+        for c in &todo {
+            txn = txn.with_transaction_id(app_id(&table, &c.partition), c.generation as i64);
+        }
+        let stats_schema = txn.stats_schema().map_err(|e| self.err(e))?;
+        let adds: Vec<PartitionCommit> = todo.iter().cloned().chain(rewrites).collect();
+        txn.add_files(add_batch(engine, &self.ds.name, &adds, stats_schema).map_err(|e| self.err(e))?);
+        for r in removes {
+            txn.remove_files(r);
+        }
+        match txn.commit(engine).map_err(|e| self.err(e))? {
+            CommitResult::Committed(done) => {
+                let version = done.commit_version();
+                let after = match done.post_commit_snapshot() {
+                    Some(s) => s.clone(),
+                    None => latest(engine, &self.url, &table, Some(snap))?.expect("a table"),
+                };
+                if version > 0
+                    && version % self.ds.checkpoint_interval == 0
+                    && let Err(e) = after.checkpoint(engine, None)
+                {
+                    tracing::warn!(table = %table, version, error = %e, "checkpoint not written");
+                }
+                return Ok(Some((Committed::Written { version, attempts: attempt }, Some(after))));
+            }
+            CommitResult::Conflicted(_) => {}
+            CommitResult::Retryable(r) => {
+                tracing::warn!(table = %table, error = %r.error, "commit failed; trying again");
+            }
+        }
+        Ok(None)
     }
 
     /// Creates the table with every partition of the job as its version 0
@@ -740,69 +802,97 @@ impl CommitJob {
         }
     }
 
-    /// The Removes of a refresh: every live file of a partition of `todo`
-    /// at a generation above 1 (files lakefleet named for that partition),
-    /// as the kernel's scan rows (so that they carry deletion vectors).
+    /// The Removes of a refresh, as the kernel's scan rows (so that they
+    /// carry deletion vectors), and the Adds of the files written in their
+    /// place:
+    ///
+    /// - every live file lakefleet named for a refreshed partition (other
+    ///   than the new generation's);
+    /// - every file of another tool (a compaction, a delete that rewrote
+    ///   files) in a refreshed partition's year whose statistics of
+    ///   [`crate::convert::LINEAGE_COLUMN`] do not rule the partition out: it
+    ///   is read, and when it holds the partition's rows it is removed and
+    ///   its other live rows (its deletion vector applied) are written to a
+    ///   new file, added in the same commit.
     fn removes(
-        &self,
+        &mut self,
         engine: &Engine,
         snap: &SnapshotRef,
         todo: &[PartitionCommit],
-    ) -> Result<Vec<delta_kernel::engine_data::FilteredEngineData>, TableError> {
+    ) -> Result<(Vec<delta_kernel::engine_data::FilteredEngineData>, Vec<PartitionCommit>), TableError> {
         let refreshed: HashMap<&str, &str> = todo
             .iter()
             .filter(|c| c.generation > 1)
             .map(|c| (c.partition.as_str(), c.key.rsplit('/').next().unwrap_or(&c.key)))
             .collect();
         if refreshed.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut years: HashMap<String, Vec<String>> = HashMap::new();
+        for c in todo.iter().filter(|c| c.generation > 1) {
+            years.entry(c.year.to_string()).or_default().push(c.partition.clone());
         }
         let scan = snap.clone().scan_builder().build().map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
+        let (mut out, mut added) = (Vec::new(), Vec::new());
         for meta in scan.scan_metadata(engine).map_err(|e| self.err(e))? {
             let meta = meta.map_err(|e| self.err(e))?;
+            // Another tool's files in a refreshed partition's year, with
+            // their deletion vectors and years.
+            struct Foreign<'d> {
+                ds: &'d Dataset,
+                years: &'d HashMap<String, Vec<String>>,
+                found: HashMap<String, (delta_kernel::scan::state::DvInfo, String)>,
+            }
+            let ctx = Foreign { ds: &self.ds, years: &years, found: HashMap::new() };
+            let foreign = meta
+                .visit_scan_files(ctx, |ctx, f| {
+                    let year = f.partition_values.get(PARTITION_COLUMN).cloned().unwrap_or_default();
+                    if partition_of(ctx.ds, &f.path).is_none() && ctx.years.contains_key(&year) {
+                        ctx.found.insert(f.path.clone(), (f.dv_info.clone(), year));
+                    }
+                })
+                .map_err(|e| self.err(e))?
+                .found;
             let (data, selected) = meta.scan_files.into_parts();
             let arrow = ArrowEngineData::try_from_engine_data(data).map_err(|e| self.err(e))?;
             let batch = arrow.record_batch();
-            let paths =
-                batch.column_by_name("path").and_then(|c| c.as_any().downcast_ref::<StringArray>()).ok_or_else(
-                    || TableError::Log { table: self.ds.name.clone(), message: "scan rows without a path".into() },
-                )?;
-            // Another tool's file (a compaction, a delete that rewrote a
-            // file) in a refreshed partition's year may hold that partition's
-            // rows beside others, and lakefleet cannot yet tell them apart:
-            // refused, naming the file, rather than leaving old rows beside new.
-            for i in (0..batch.num_rows()).filter(|i| selected.get(*i).copied().unwrap_or(true)) {
-                let path = paths.value(i);
-                if partition_of(&self.ds, path).is_some() {
-                    continue;
-                }
-                if let Some(c) = todo
-                    .iter()
-                    .find(|c| c.generation > 1 && path.starts_with(&format!("{PARTITION_COLUMN}={}/", c.year)))
-                {
-                    return Err(TableError::Unsupported {
-                        table: self.ds.name.clone(),
-                        message: format!(
-                            "{path} was written by another tool (a compaction, or a delete that rewrote files) and may hold rows of partition {} beside other partitions' rows; lakefleet does not rewrite other tools' files yet, so a refresh would leave the old rows beside the new: nothing was written. Until lakefleet rewrites other tools' files, replace the partition's rows with that tool (a DELETE of its rows, then an append)",
-                            c.partition
-                        ),
-                    });
-                }
-            }
+            let column = |name: &str| {
+                batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned().ok_or_else(
+                    || TableError::Log { table: self.ds.name.clone(), message: format!("scan rows without {name}") },
+                )
+            };
+            let (paths, stats) = (column("path")?, column("stats")?);
             let mut any = false;
-            let selection: Vec<bool> = (0..batch.num_rows())
-                .map(|i| {
-                    let live = selected.get(i).copied().unwrap_or(true);
-                    let path = paths.value(i);
-                    let hit = live
-                        && partition_of(&self.ds, path).is_some_and(|(p, _)| {
-                            refreshed.get(p.as_str()).is_some_and(|new| path.rsplit('/').next() != Some(new))
-                        });
-                    any |= hit;
-                    hit
-                })
-                .collect();
+            let mut selection = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                let live = selected.get(i).copied().unwrap_or(true);
+                let path = paths.value(i);
+                let hit = match (live, partition_of(&self.ds, path), foreign.get(path)) {
+                    (false, _, _) => false,
+                    (true, Some((p, _)), _) => {
+                        refreshed.get(p.as_str()).is_some_and(|new| path.rsplit('/').next() != Some(new))
+                    }
+                    (true, None, Some((dv, year))) => {
+                        let partitions = &years[year];
+                        let stats = stats.is_valid(i).then(|| stats.value(i));
+                        if !may_hold(stats, partitions) {
+                            false
+                        } else {
+                            match self.rewrite(engine, snap, path, dv, year, partitions)? {
+                                Rewrite::Untouched => false,
+                                Rewrite::Removed => true,
+                                Rewrite::Replaced(add) => {
+                                    added.push(add);
+                                    true
+                                }
+                            }
+                        }
+                    }
+                    (true, None, None) => false,
+                };
+                any |= hit;
+                selection.push(hit);
+            }
             if any {
                 let data: Box<dyn EngineData> = arrow;
                 out.push(
@@ -810,7 +900,138 @@ impl CommitJob {
                 );
             }
         }
-        Ok(out)
+        Ok((out, added))
+    }
+
+    /// Reads another tool's file `path` and, when it holds rows of
+    /// `partitions` (by [`crate::convert::LINEAGE_COLUMN`]), writes its other
+    /// live rows to a new object of its folder (uploaded now, added by the
+    /// commit). A file without the column (compacted from files written
+    /// before lakefleet marked each row's partition) is refused, naming it.
+    fn rewrite(
+        &mut self,
+        engine: &Engine,
+        snap: &SnapshotRef,
+        path: &str,
+        dv: &delta_kernel::scan::state::DvInfo,
+        year: &str,
+        partitions: &[String],
+    ) -> Result<Rewrite, TableError> {
+        use arrow_array::cast::AsArray;
+        use parquet::arrow::ArrowWriter;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let memo = format!("{path}\n{}", partitions.join(","));
+        if let Some(done) = self.rewritten.get(&memo) {
+            return Ok(done.clone());
+        }
+        let table = self.ds.name.clone();
+        let unsupported = |message: String| TableError::Unsupported { table: table.clone(), message };
+        let log = |what: &str, e: &dyn std::fmt::Display| TableError::Log {
+            table: table.clone(),
+            message: format!("rewriting {path} without partitions {}: {what}: {e}", partitions.join(", ")),
+        };
+        if snap.table_properties().enable_change_data_feed == Some(true) {
+            return Err(unsupported(format!(
+                "{path} (written by another tool) holds rows of partition {} beside others' and delta.enableChangeDataFeed = true: rewriting it needs change data files, which lakefleet does not write; nothing was written. Replace the partition's rows with that tool, or unset the property",
+                partitions.join(", ")
+            )));
+        }
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| log("no runtime", &e))?;
+        let key = format!("{}/{}", self.ds.name, unescape(path));
+        let bytes = handle.block_on(self.lake.get(&key))?;
+        let mut deleted = dv.get_row_indexes(engine, &self.url).map_err(|e| self.err(e))?.unwrap_or_default();
+        deleted.sort_unstable();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| log("reading it", &e))?;
+        let schema = builder.schema().clone();
+        let lineage = crate::convert::LINEAGE_COLUMN;
+        let Some(col) = schema.index_of(lineage).ok().filter(|i| schema.field(*i).data_type() == &ArrowType::Date32)
+        else {
+            return Err(unsupported(format!(
+                "{path} was written by another tool (a compaction, or a delete that rewrote files) from files without the column {lineage} (written before lakefleet marked each row's partition), so its rows of partition {} cannot be told from the others: nothing was written. Replace the partition's rows with that tool (a DELETE of its rows, then an append), then refresh later partitions as usual",
+                partitions.join(", ")
+            )));
+        };
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+        let days: Vec<i32> = partitions
+            .iter()
+            .filter_map(|p| p.parse::<chrono::NaiveDate>().ok())
+            .map(|d| (d - epoch).num_days() as i32)
+            .collect();
+        let reader = builder.build().map_err(|e| log("reading it", &e))?;
+        let tmp = std::env::temp_dir().join(format!("lakefleet-rewrite-{}.parquet", uuid::Uuid::new_v4().simple()));
+        let _cleanup = RemoveOnDrop(tmp.clone());
+        let file = std::fs::File::create(&tmp).map_err(|e| log(&tmp.display().to_string(), &e))?;
+        let props = crate::convert::encoder::properties(&schema);
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| log("writing", &e))?;
+        let (mut row, mut dropped, mut kept) = (0u64, 0u64, 0u64);
+        for batch in reader {
+            let batch = batch.map_err(|e| log("reading it", &e))?;
+            let values = batch.column(col).as_primitive::<arrow_array::types::Date32Type>();
+            let keep: arrow_array::BooleanArray = (0..batch.num_rows())
+                .map(|i| {
+                    let n = row + i as u64;
+                    if deleted.binary_search(&n).is_ok() {
+                        return Some(false);
+                    }
+                    let ours = values.is_valid(i) && days.contains(&values.value(i));
+                    dropped += ours as u64;
+                    Some(!ours)
+                })
+                .collect();
+            row += batch.num_rows() as u64;
+            let rest = arrow_select::filter::filter_record_batch(&batch, &keep).map_err(|e| log("filtering", &e))?;
+            kept += rest.num_rows() as u64;
+            if rest.num_rows() > 0 {
+                writer.write(&rest).map_err(|e| log("writing", &e))?;
+            }
+        }
+        writer.close().map_err(|e| log("writing", &e))?;
+        let done = if dropped == 0 {
+            Rewrite::Untouched
+        } else if kept == 0 {
+            Rewrite::Removed
+        } else {
+            let dir = path.rsplit_once('/').map(|(d, _)| format!("{}/", unescape(d))).unwrap_or_default();
+            let key = format!("{}/{dir}part-{}-lakefleet-rewrite.parquet", self.ds.name, uuid::Uuid::new_v4().simple());
+            let size = std::fs::metadata(&tmp).map_err(|e| log(&tmp.display().to_string(), &e))?.len();
+            handle.block_on(self.lake.upload_file(&key, &tmp, size, crate::lake::Existing::Overwrite))?;
+            tracing::info!(table = %table, file = path, rows_out = dropped, rows_kept = kept, new = %key, "rewrote another tool's file without the refreshed partitions' rows");
+            Rewrite::Replaced(PartitionCommit {
+                partition: String::new(),
+                key,
+                size,
+                rows: kept,
+                generation: 0,
+                stats: stats::of_file(&tmp, &self.ds),
+                year: year.parse().unwrap_or_default(),
+            })
+        };
+        self.rewritten.insert(memo, done.clone());
+        Ok(done)
+    }
+}
+
+/// Removes a temporary file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a file whose Add carries `stats` may hold rows of `partitions`
+/// (dates, `2022-01-08`): its [`crate::convert::LINEAGE_COLUMN`] range
+/// covers one, or its statistics do not say.
+fn may_hold(stats: Option<&str>, partitions: &[String]) -> bool {
+    let Some(v) = stats.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else { return true };
+    let name = crate::convert::LINEAGE_COLUMN;
+    match (v["minValues"][name].as_str(), v["maxValues"][name].as_str()) {
+        (Some(lo), Some(hi)) => partitions.iter().any(|p| lo <= p.as_str() && p.as_str() <= hi),
+        // No range: every value null (rows no partition of lakefleet's
+        // holds), or no statistics of the column.
+        _ => !(v["nullCount"][name].is_u64() && v["nullCount"][name] == v["numRecords"]),
     }
 }
 

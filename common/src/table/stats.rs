@@ -15,13 +15,19 @@ use crate::catalog::Dataset;
 
 /// The statistics of the Parquet file at `path`, written for `ds`, as the
 /// JSON string an Add carries; `None` when the footer cannot be read.
-pub fn of_file(path: &Path, ds: &Dataset) -> Option<String> {
+pub fn of_file(path: &Path, _ds: &Dataset) -> Option<String> {
     let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
     let meta = reader.metadata();
-    let schema = crate::convert::arrow_schema(ds);
+    let descr = meta.file_metadata().schema_descr();
+    let schema = parquet::arrow::parquet_to_arrow_schema(descr, meta.file_metadata().key_value_metadata()).ok()?;
     let rows: i64 = meta.row_groups().iter().map(|rg| rg.num_rows()).sum();
     let (mut mins, mut maxs, mut nulls) = (Map::new(), Map::new(), Map::new());
-    for (i, field) in schema.fields().iter().enumerate() {
+    // Top-level columns, matched with the leaf column of the same name (the
+    // order of another tool's file may differ from ours).
+    for field in schema.fields() {
+        let Some(i) = descr.columns().iter().position(|c| c.path().parts() == [field.name().clone()]) else {
+            continue;
+        };
         let stats: Option<Vec<(&Statistics, i64)>> =
             meta.row_groups().iter().map(|rg| rg.column(i).statistics().map(|s| (s, rg.num_rows()))).collect();
         let Some(stats) = stats else { continue };

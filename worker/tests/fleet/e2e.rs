@@ -52,9 +52,21 @@ async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>
                 "desc",
                 "entries",
                 "exits",
-                "observed_at"
+                "observed_at",
+                "_lakefleet_partition"
             ]
         );
+        // Every row names its partition (the week), so a refresh finds them
+        // in files another tool compacted.
+        let lineage: Vec<Option<i32>> = batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name("_lakefleet_partition").unwrap();
+                c.as_any().downcast_ref::<arrow_array::Date32Array>().unwrap().iter().collect::<Vec<_>>()
+            })
+            .collect();
+        let day = (*week - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
+        assert!(lineage.len() == rows && lineage.iter().all(|d| *d == Some(day)), "{key}");
         assert_eq!(schema.field_with_name("entries").unwrap().data_type(), &DataType::Int64);
         assert_eq!(schema.field_with_name("date").unwrap().data_type(), &DataType::Date32);
         assert_eq!(schema.field_with_name("linename").unwrap().data_type(), &DataType::Utf8);

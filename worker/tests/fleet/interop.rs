@@ -216,8 +216,8 @@ for v in range(0, 4):
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refresh_after_another_tool_compacted_the_year_is_refused_naming_the_file_and_each_week_stays_once() {
-    let (src, f, _w, expect) = loaded("interop-compact", 3).await;
+async fn refreshes_after_another_tool_compacted_the_year_and_deleted_rows_leave_each_week_once_in_every_reader() {
+    let (src, f, _w, _) = loaded("interop-compact", 3).await;
     let path = table_path(&f);
     let compacted = python(
         r#"
@@ -225,27 +225,52 @@ import sys
 from deltalake import DeltaTable
 t = DeltaTable(sys.argv[1])
 m = t.optimize.compact()
-print(m["numFilesAdded"], m["numFilesRemoved"])
+print(m["numFilesAdded"], m["numFilesRemoved"], t.version())
 "#,
         &[&path],
     );
-    assert_eq!(compacted, "1 3", "one file for the year");
+    assert_eq!(compacted, "1 3 3", "one file for the year");
+    let before = deltalake_read(&path, Some(3));
+
+    // A republished week 1: its rows leave the compacted file (rewritten
+    // with weeks 0 and 2 only), its new rows come in, in one commit.
     let (changed, _) = mta_week(week(1), 90, 202);
     src.put(&mta_name(week(1)), changed);
     let out = f.backfill_mta(&src, week(1), week(1), &["--refresh"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!(s.dead.len(), 1, "{s:?}");
-    let parked = f.parked().await;
-    assert_eq!(parked[0].reason, "table_unsupported", "{parked:?}");
-    assert!(
-        parked[0].error.contains("was written by another tool") && parked[0].error.contains("year=2022/part-"),
-        "{}",
-        parked[0].error
+    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    let want = mta_partitions(&[(week(0), 120, 200), (week(1), 90, 202), (week(2), 120, 202)]);
+    for (reader, got) in ["deltalake", "DuckDB", "polars"].iter().zip(partitions_by_readers(&path)) {
+        assert_eq!(got, want, "{reader}");
+    }
+    let (_, last) = log_entries(f.lake_dir.as_ref().unwrap(), "mta-turnstile").pop().unwrap();
+    let (adds, removes) = (
+        last.iter().filter(|a| a.get("add").is_some()).count(),
+        last.iter().filter(|a| a.get("remove").is_some()).count(),
     );
-    // Nothing was written: each week once, in deltalake and DuckDB.
-    let rows: usize = expect[..3].iter().map(|(_, n, _)| n).sum();
-    assert!(rows_files_version(&path).starts_with(&format!("{rows} 1 ")), "{}", rows_files_version(&path));
-    assert!(duckdb_read(&path).starts_with(&format!("{rows} ")));
+    assert_eq!((adds, removes), (2, 1), "the week's file and the compacted file rewritten: {last:?}");
+    // Time travel still reads the compacted version as it was.
+    assert_eq!(deltalake_read(&path, Some(3)), before);
+
+    // Another tool deletes part of week 2 (rewriting its rows into a file of
+    // its own), then week 2 is refreshed: no old row of it is left.
+    python(
+        r#"
+import sys
+from deltalake import DeltaTable
+DeltaTable(sys.argv[1]).delete("_lakefleet_partition = '2022-01-15' AND entries < 1000000000")
+"#,
+        &[&path],
+    );
+    let (changed, _) = mta_week(week(2), 70, 203);
+    src.put(&mta_name(week(2)), changed);
+    let out = f.backfill_mta(&src, week(2), week(2), &["--refresh"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    let want = mta_partitions(&[(week(0), 120, 200), (week(1), 90, 202), (week(2), 70, 203)]);
+    for (reader, got) in ["deltalake", "DuckDB", "polars"].iter().zip(partitions_by_readers(&path)) {
+        assert_eq!(got, want, "{reader}");
+    }
 
     // Vacuum honours the table's delta.deletedFileRetentionDuration.
     python(
@@ -347,5 +372,89 @@ for lit in ["2022-01-03 05:00:00.000500", "2022-01-03 04:59:59.999500", "2022-07
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("format = 'DELTA_LAKE'"), "{}", stdout(&out));
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deletion_vector_spark_wrote_is_kept_by_the_fleet_s_checkpoint_and_removed_with_its_file_by_a_refresh() {
+    let src = Source::start().await;
+    let f = Fleet::local("interop-dv").with_catalog(&mta_catalog("mta-dv", "checkpoint_interval = 5"));
+    serve_mta_weeks(&src, 10, 120, 400, &[]);
+    let w = f.worker(&["--concurrency", "1"]);
+    w.ready().await;
+    let backfill = |from: u64, to: u64, extra: &[&str]| {
+        let mut args = vec!["--mirror", src.base.as_str()];
+        args.extend_from_slice(extra);
+        f.backfill("mta-dv", &week(from).to_string(), &week(to).to_string(), &args)
+    };
+    let s = wait_finished(&f, &backfill(0, 2, &[]), Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (3, 0), "{s:?}");
+    let dir = f.lake_dir.clone().unwrap();
+    let path = dir.join("mta-dv").to_str().unwrap().to_string();
+    // Spark deletes week 1's first ten rows with a deletion vector.
+    python(
+        "import sys\nfrom deltalake import DeltaTable, TableFeatures\nDeltaTable(sys.argv[1]).alter.add_feature(TableFeatures.DeletionVectors, allow_protocol_versions_increase=True)",
+        &[&path],
+    );
+    let rel = format!("year=2022/mta-dv_{}.parquet", week(1));
+    let dv = spark_deletion_vector(&path, &rel, &(0..10).collect::<Vec<_>>());
+    let dv_version = log_entries(&dir, "mta-dv").last().unwrap().0;
+    let (source, sum) = mta_week(week(1), 120, 401);
+    let text = String::from_utf8(source).unwrap();
+    let deleted: i64 =
+        text.lines().skip(1).take(10).map(|l| l.split(',').nth(9).unwrap().parse::<i64>().unwrap()).sum();
+    let week1 = format!("{}=110:{}", week(1), sum - deleted);
+
+    // The fleet commits more weeks, one version each, and checkpoints.
+    let s = wait_finished(&f, &backfill(3, 8, &[]), Duration::from_secs(90)).await;
+    assert_eq!((s.done, s.dead.len()), (6, 0), "{s:?}");
+    let log = dir.join("mta-dv/_delta_log");
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint")).unwrap()).unwrap();
+    let checkpoint = last["version"].as_u64().unwrap();
+    assert!(checkpoint > dv_version, "a checkpoint after the deletion vector: {last}");
+    let kept = python(
+        r#"
+import sys, pyarrow.parquet as pq
+adds = [a for a in pq.read_table(sys.argv[1]).column("add").to_pylist() if a and a["path"] == sys.argv[2]]
+print(len(adds), adds[0]["deletionVector"]["cardinality"] if adds[0]["deletionVector"] else None)
+"#,
+        &[log.join(format!("{checkpoint:020}.checkpoint.parquet")).to_str().unwrap(), &rel],
+    );
+    assert_eq!(kept, "1 10", "the checkpoint's Add keeps the deletion vector");
+    // Commits the checkpoint covers are cleaned up: readers see the week
+    // through the checkpoint, without its deleted rows.
+    for v in 0..=checkpoint {
+        let _ = std::fs::remove_file(log.join(format!("{v:020}.json")));
+    }
+    let mut weeks: Vec<(chrono::NaiveDate, usize, u64)> = (0..9).map(|i| (week(i), 120, 400 + i)).collect();
+    weeks.remove(1);
+    let others = mta_partitions(&weeks);
+    let want = |w1: &str| {
+        let mut all: Vec<&str> = others.split(' ').chain([w1]).collect();
+        all.sort();
+        all.join(" ")
+    };
+    for (reader, got) in ["deltalake", "DuckDB", "polars"].iter().zip(partitions_by_readers(&path)) {
+        assert_eq!(got, want(&week1), "{reader}");
+    }
+
+    // A refresh removes the file with its deletion vector and adds the new rows.
+    let (changed, _) = mta_week(week(1), 90, 499);
+    src.put(&mta_name(week(1)), changed);
+    let s = wait_finished(&f, &backfill(1, 1, &["--refresh"]), Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    let (_, actions) = log_entries(&dir, "mta-dv").pop().unwrap();
+    let removed = actions.iter().find_map(|a| a.get("remove")).expect("a Remove");
+    assert_eq!(removed["path"], rel.as_str());
+    assert_eq!(removed["deletionVector"]["cardinality"], 10, "{removed}");
+    let new_week1 = mta_partitions(&[(week(1), 90, 499)]);
+    for (reader, got) in ["deltalake", "DuckDB", "polars"].iter().zip(partitions_by_readers(&path)) {
+        assert_eq!(got, want(&new_week1), "{reader}");
+    }
+    // The vector's file stays while readers of earlier versions may need it.
+    let out = f.producer(&["vacuum", "--dataset", "mta-dv", "--older-than", "2h"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(dir.join("mta-dv").join(&dv).exists(), "{dv} kept");
     f.cleanup().await;
 }

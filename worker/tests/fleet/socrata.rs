@@ -120,7 +120,11 @@ async fn a_monthly_backfill_lands_every_slice_once_with_exactly_the_counted_rows
             .flat_map(|a| a.iter().flatten().collect::<Vec<_>>())
             .sum();
         assert_eq!(got, want_sum, "{m}: whole values, `12.0` and a fraction land as they are");
-        assert_eq!(batches[0].num_columns(), 11, "georeference is not selected");
+        assert_eq!(
+            batches[0].num_columns(),
+            12,
+            "georeference is not selected (11 columns, then _lakefleet_partition)"
+        );
     }
     let (batches, _) = read_parquet(f.read_object(&key("2024-11")).await);
     let station = batches[0].column_by_name("station_complex").unwrap().as_string::<i32>().value(42).to_string();

@@ -446,7 +446,7 @@ async fn an_added_column_is_a_metadata_commit_and_a_retyped_one_is_refused_namin
         "import sys\nfrom deltalake import DeltaTable\nt = DeltaTable(sys.argv[1]).to_pyarrow_table()\nprint(t.num_rows, t['exits'].null_count, sorted(t.column_names))",
         &[path.to_str().unwrap()],
     );
-    assert_eq!(read, "5 3 ['entries', 'exits', 'station', 'year']");
+    assert_eq!(read, "5 3 ['_lakefleet_partition', 'entries', 'exits', 'station', 'year']");
     w.kill9();
 
     // A column retyped in a way the old files cannot satisfy is refused.
