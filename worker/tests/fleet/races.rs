@@ -215,3 +215,47 @@ async fn a_refreshed_week_is_done_for_a_plain_backfill_and_is_not_published_agai
     assert_eq!(f.objects().await, objects);
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vacuum_at_its_shortest_retention_racing_a_backfill_never_breaks_the_table() {
+    let src = Source::start().await;
+    let f = Fleet::local("races-vacuum");
+    let expect = serve_mta_weeks(&src, 12, 150, 600, &[]);
+    let w = f.worker(&["--concurrency", "2"]);
+    w.ready().await;
+    let first = f.backfill_mta(&src, week(0), week(0), &[]);
+    assert_eq!(wait_finished(&f, &first, Duration::from_secs(60)).await.done, 1);
+    // A retention shorter than a worker may hold an upload before its commit
+    // is refused, naming that time; nothing is deleted.
+    let out2 = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "1h"]);
+    assert_eq!(out2.status.code(), Some(2), "{}", stdout(&out2));
+    assert!(
+        stderr(&out2).contains("shorter than the longest a worker may hold an uploaded object before its commit (2h"),
+        "{}",
+        stderr(&out2)
+    );
+    // The shortest allowed retention, again and again while 11 weeks land.
+    let w2 = f.worker(&["--concurrency", "2"]);
+    w2.ready().await;
+    let rest = f.backfill_mta(&src, week(1), week(11), &[]);
+    for _ in 0..8 {
+        let v = f.producer(&["vacuum", "--dataset", "mta-turnstile", "--older-than", "2h"]);
+        assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+        assert!(stdout(&v).contains("deleted 0 object(s)"), "{}", stdout(&v));
+    }
+    let s = wait_finished(&f, &rest, Duration::from_secs(90)).await;
+    assert_eq!((s.done, s.dead.len()), (11, 0), "{s:?}");
+    // Every file the log names is there; deltalake and DuckDB read every week.
+    let dir = f.lake_dir.clone().unwrap();
+    let path = dir.join("mta-turnstile");
+    for (_, actions) in log_entries(&dir, "mta-turnstile") {
+        for a in actions.iter().filter_map(|a| a.get("add")) {
+            assert!(path.join(a["path"].as_str().unwrap()).exists(), "{a}");
+        }
+    }
+    let rows: usize = expect.iter().map(|(_, n, _)| n).sum();
+    let path = path.to_str().unwrap();
+    assert!(deltalake_read(path, None).starts_with(&format!("{rows} ")), "{}", deltalake_read(path, None));
+    assert!(duckdb_read(path).starts_with(&format!("{rows} ")), "{}", duckdb_read(path));
+    f.cleanup().await;
+}
