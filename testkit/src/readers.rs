@@ -113,6 +113,14 @@ print(fmt(pl.read_delta(p).group_by("_lakefleet_partition").agg(pl.len(), pl.col
     [lines[0].to_string(), lines[1].to_string(), lines[2].to_string()]
 }
 
+/// Asserts that deltalake, DuckDB and polars each read the table at `path`
+/// as `want` ([`partitions_by_readers`]'s form).
+pub fn assert_partitions(path: &str, want: &str) {
+    for (reader, got) in ["deltalake", "DuckDB", "polars"].iter().zip(partitions_by_readers(path)) {
+        assert_eq!(got, want, "{reader} reads {path}");
+    }
+}
+
 /// `partition=rows:sum(entries)` of MTA weeks as their sources hold them
 /// (`(week, rows, seed)`, as [`crate::mta_week`] makes them), in order.
 pub fn mta_partitions(weeks: &[(chrono::NaiveDate, usize, u64)]) -> String {

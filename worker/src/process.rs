@@ -767,7 +767,7 @@ async fn convert_and_upload(
         m.parquet_bytes.with_label_values(&[&ds.name]).inc_by(size);
     }
     // The Add's statistics come from the object's own footer (still in the spool).
-    let add_stats = generation.and_then(|_| lakefleet::table::stats::of_file(&spool.0, ds));
+    let add_stats = generation.and_then(|_| lakefleet::table::stats::of_file(&spool.0));
     drop(spool);
     // The done marker comes after the commit.
     if let Some(g) = generation {

@@ -73,8 +73,7 @@ impl Instants {
     /// Fills the output's lineage column (its last, which the converters'
     /// batches do not have) with `partition` (null: `None`).
     pub fn with_lineage(mut self, partition: Option<chrono::NaiveDate>) -> Instants {
-        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
-        self.lineage = partition.map(|d| (d - epoch).num_days() as i32);
+        self.lineage = partition.map(super::lineage_value);
         self
     }
 
@@ -84,7 +83,7 @@ impl Instants {
     }
 
     pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-        let columns: Vec<ArrayRef> = batch
+        let mut columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
             .zip(self.out.fields())
@@ -105,7 +104,6 @@ impl Instants {
                 _ => a.clone(),
             })
             .collect();
-        let mut columns = columns;
         if columns.len() + 1 == self.out.fields().len() {
             let n = batch.num_rows();
             let lineage = match self.lineage {

@@ -172,6 +172,11 @@ pub enum ConvertError {
 /// min and max find the files to read).
 pub const LINEAGE_COLUMN: &str = "_lakefleet_partition";
 
+/// A partition's value in [`LINEAGE_COLUMN`]: days since 1970-01-01 (Arrow's Date32).
+pub fn lineage_value(partition: NaiveDate) -> i32 {
+    (partition - NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date")).num_days() as i32
+}
+
 /// The Arrow schema of a dataset's Parquet files: timestamps in
 /// microseconds, in UTC unless the dataset keeps wall-clock times; then
 /// [`LINEAGE_COLUMN`].

@@ -937,6 +937,8 @@ impl CommitJob {
                 partitions.join(", ")
             )));
         }
+        // The job runs on a blocking thread of the caller's runtime: the
+        // lake's own (async) client reads and uploads from here.
         let handle = tokio::runtime::Handle::try_current().map_err(|e| log("no runtime", &e))?;
         let key = format!("{}/{}", self.ds.name, unescape(path));
         let bytes = handle.block_on(self.lake.get(&key))?;
@@ -952,12 +954,8 @@ impl CommitJob {
                 partitions.join(", ")
             )));
         };
-        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
-        let days: Vec<i32> = partitions
-            .iter()
-            .filter_map(|p| p.parse::<chrono::NaiveDate>().ok())
-            .map(|d| (d - epoch).num_days() as i32)
-            .collect();
+        let days: Vec<i32> =
+            partitions.iter().filter_map(|p| p.parse().ok()).map(crate::convert::lineage_value).collect();
         let reader = builder.build().map_err(|e| log("reading it", &e))?;
         let tmp = std::env::temp_dir().join(format!("lakefleet-rewrite-{}.parquet", uuid::Uuid::new_v4().simple()));
         let _cleanup = RemoveOnDrop(tmp.clone());
@@ -1003,7 +1001,7 @@ impl CommitJob {
                 size,
                 rows: kept,
                 generation: 0,
-                stats: stats::of_file(&tmp, &self.ds),
+                stats: stats::of_file(&tmp),
                 year: year.parse().unwrap_or_default(),
             })
         };

@@ -11,11 +11,10 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 use serde_json::{Map, Value, json};
 
-use crate::catalog::Dataset;
-
-/// The statistics of the Parquet file at `path`, written for `ds`, as the
-/// JSON string an Add carries; `None` when the footer cannot be read.
-pub fn of_file(path: &Path, _ds: &Dataset) -> Option<String> {
+/// The statistics of the Parquet file at `path` (ours or another tool's:
+/// columns are matched by name), as the JSON string an Add carries; `None`
+/// when the footer cannot be read.
+pub fn of_file(path: &Path) -> Option<String> {
     let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
     let meta = reader.metadata();
     let descr = meta.file_metadata().schema_descr();
