@@ -1,6 +1,6 @@
 //! Prometheus metrics (prefix `lakefleet_`). Label values come from small
 //! fixed sets: `dataset` (catalog names), `outcome`, `stage`, `reason`,
-//! `result`, `service`. Every metric here is documented in the README.
+//! `result`, `service`. Every metric here is documented in docs/operations.md.
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,

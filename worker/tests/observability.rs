@@ -1,7 +1,7 @@
 //! Observability, proven against a real Prometheus (Debian's package) that
 //! scrapes a real worker, the producer exporter and RabbitMQ's Prometheus
 //! plugin after a real backfill: every dashboard query returns data, every
-//! metric the README documents exists with its labels, and the Prometheus,
+//! metric docs/operations.md documents exists with its labels, and the Prometheus,
 //! alert and compose files validate.
 
 use std::path::PathBuf;
@@ -178,8 +178,8 @@ async fn every_dashboard_query_returns_data_and_every_documented_metric_exists()
         ["LakefleetParkedTasks", "LakefleetFailureRatioHigh", "LakefleetNoWorker", "LakefleetQueueNotDraining"]
     );
 
-    // Every metric the README documents exists, with its documented labels.
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    // Every metric docs/operations.md documents exists, with its documented labels.
+    let readme = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
     let worker_metrics = w.metrics().await;
     let exporter_metrics = reqwest::get(format!("http://{exporter_addr}/metrics")).await.unwrap().text().await.unwrap();
     let all = format!("{worker_metrics}\n{exporter_metrics}");
