@@ -65,6 +65,13 @@ pub struct Metrics {
     pub table_commit_attempts: HistogramVec,
     /// Seconds from the first attempt to the commit.
     pub table_commit_seconds: HistogramVec,
+    /// When a source first answered "not published yet" for the dataset's
+    /// oldest partition still unpublished (Unix seconds): "nothing new
+    /// since". Set through [`Metrics::not_published`], cleared by
+    /// [`Metrics::published`].
+    pub nothing_new_since: IntGaugeVec,
+    /// dataset -> (oldest unpublished partition, since): what the gauge shows.
+    unpublished: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
 }
 
 const DURATION_BUCKETS: &[f64] =
@@ -161,12 +168,22 @@ impl Metrics {
                 "Seconds a Delta table commit took, first attempt to commit",
                 &["dataset"],
             ),
+            nothing_new_since: IntGaugeVec::new(
+                Opts::new(
+                    "lakefleet_nothing_new_since_timestamp_seconds",
+                    "When a source first answered 'not published yet' for the dataset's oldest partition still unpublished (Unix seconds)",
+                ),
+                &["dataset"],
+            )
+            .expect("valid"),
+            unpublished: Default::default(),
             registry: registry.clone(),
         };
         registry.register(Box::new(m.in_flight.clone())).expect("unique");
         registry.register(Box::new(m.connection_up.clone())).expect("unique");
         registry.register(Box::new(m.host_waiting.clone())).expect("unique");
         registry.register(Box::new(m.build_info.clone())).expect("unique");
+        registry.register(Box::new(m.nothing_new_since.clone())).expect("unique");
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         m
     }
@@ -193,6 +210,28 @@ impl Metrics {
         }
     }
 
+    /// The source answered "not published yet" for `partition` of `dataset`,
+    /// first at `since` (Unix seconds): the dataset's gauge shows the oldest
+    /// such partition's first answer.
+    pub fn not_published(&self, dataset: &str, partition: &str, since: i64) {
+        let mut map = self.unpublished.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(dataset.to_string()).or_insert_with(|| (partition.to_string(), since));
+        if partition < entry.0.as_str() || (partition == entry.0 && since < entry.1) {
+            *entry = (partition.to_string(), since);
+        }
+        self.nothing_new_since.with_label_values(&[dataset]).set(entry.1);
+    }
+
+    /// A partition of `dataset` was converted: if it is at or after the
+    /// oldest unpublished one, something new came and the gauge goes.
+    pub fn published(&self, dataset: &str, partition: &str) {
+        let mut map = self.unpublished.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(dataset).is_some_and(|(p, _)| partition >= p.as_str()) {
+            map.remove(dataset);
+            let _ = self.nothing_new_since.remove_label_values(&[dataset]);
+        }
+    }
+
     /// Creates the series of source host `host` at zero.
     pub fn init_host(&self, host: &str) {
         self.host_waiting.with_label_values(&[host]);
@@ -210,5 +249,31 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge(m: &Metrics, dataset: &str) -> Option<i64> {
+        let text = m.render();
+        let prefix = format!("lakefleet_nothing_new_since_timestamp_seconds{{dataset=\"{dataset}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn nothing_new_since_shows_the_oldest_unpublished_partition_until_a_newer_one_lands() {
+        let m = Metrics::new();
+        assert_eq!(gauge(&m, "mta"), None);
+        m.not_published("mta", "2026-11-28", 2_000);
+        m.not_published("mta", "2026-11-21", 1_000);
+        m.not_published("mta", "2026-11-28", 500);
+        assert_eq!(gauge(&m, "mta"), Some(1_000), "the oldest partition's first answer");
+        // An older partition converted (a backfill of history) is not news.
+        m.published("mta", "2026-11-14");
+        assert_eq!(gauge(&m, "mta"), Some(1_000));
+        m.published("mta", "2026-11-21");
+        assert_eq!(gauge(&m, "mta"), None);
     }
 }

@@ -190,17 +190,22 @@ mod tests {
         let e = plan(mta, d("2014-10-01"), d("2014-11-01"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("before the first available partition 2014-10-18"), "{e}");
         assert!(e.to_string().contains("older wide layout"), "{e}");
-        // The weekly feed ended: a range past its last file names its successor.
-        let e = plan(mta, d("2023-04-01"), d("2023-06-30"), d(TODAY)).unwrap_err();
+        // A feed with a confirmed last file (a user's entry): a range past
+        // it names the dataset that continues it.
+        let mut ended = mta.clone();
+        ended.last = Some(d("2023-05-06"));
+        let e = plan(&ended, d("2023-04-01"), d("2023-06-30"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("the feed ended with its partition 2023-05-06"), "{e}");
         assert!(e.to_string().contains("dataset mta-subway-hourly-ridership continues its data"), "{e}");
-        assert_eq!(dates(&plan(mta, d("2023-04-30"), d("2023-05-06"), d(TODAY)).unwrap()), ["2023-05-06"]);
-        // As if it still published: today is Saturday 2026-11-21: it is published, next week is not.
-        let mut live = mta.clone();
-        live.last = None;
-        let ok = plan(&live, d("2026-11-15"), d("2026-11-21"), d(TODAY)).unwrap();
+        assert_eq!(dates(&plan(&ended, d("2023-04-30"), d("2023-05-06"), d(TODAY)).unwrap()), ["2023-05-06"]);
+        // The built-in weekly feed has no end: weeks after May 2023 are
+        // planned (turnstile_230603.txt exists), up to the latest due one:
+        // today is Saturday 2026-11-21: it is published, next week is not.
+        let after = plan(mta, d("2023-05-28"), d("2023-06-03"), d(TODAY)).unwrap();
+        assert_eq!(dates(&after), ["2023-06-03"]);
+        let ok = plan(mta, d("2026-11-15"), d("2026-11-21"), d(TODAY)).unwrap();
         assert_eq!(dates(&ok), ["2026-11-21"]);
-        let e = plan(&live, d("2026-11-01"), d("2026-11-28"), d(TODAY)).unwrap_err();
+        let e = plan(mta, d("2026-11-01"), d("2026-11-28"), d(TODAY)).unwrap_err();
         assert!(e.to_string().contains("latest published partition 2026-11-21"), "{e}");
         let y = cat.get("dtc-nyc-tlc-yellow").unwrap();
         let e = plan(y, d("2021-06-01"), d("2021-09-30"), d(TODAY)).unwrap_err();

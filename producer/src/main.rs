@@ -66,8 +66,10 @@ async fn datasets(conn: &lakefleet::config::Connections, catalog: &Catalog) {
         if !d.description.is_empty() {
             println!("  {}", d.description);
         }
-        if let Some(ended) = d.ended() {
-            println!("  ended: {ended}");
+        match (d.ended(), &d.successor) {
+            (Some(ended), _) => println!("  ended: {ended}"),
+            (None, Some(next)) => println!("  its publisher's current data: dataset {next}"),
+            (None, None) => {}
         }
         match &d.socrata {
             Some(s) => {

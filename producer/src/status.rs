@@ -164,13 +164,54 @@ pub async fn cancel(conn: &Connections, id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_failures(s: &BackfillStatus) {
+fn print_failures(s: &BackfillStatus, catalog: &Catalog) {
     if !s.dead.is_empty() {
         println!("parked partitions (see `producer dlq list --backfill {}`):", s.id);
         for (p, err) in &s.dead {
             println!("  {p}: {err}");
         }
     }
+    if let Some(line) = catalog.get(&s.dataset).and_then(|ds| nothing_new(s, ds)) {
+        println!("{line}");
+    }
+}
+
+/// What the publication calendar's patience found: the partitions parked
+/// as `not_published_yet` and the newest one before them that this backfill
+/// did get. How a feed that stopped publishing shows itself.
+fn nothing_new(s: &BackfillStatus, ds: &lakefleet::catalog::Dataset) -> Option<String> {
+    let mut unpublished: Vec<&str> = s
+        .dead
+        .iter()
+        .filter(|(_, e)| e.starts_with(lakefleet::failure::Reason::NotPublishedYet.code()))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    unpublished.sort_unstable();
+    let first: chrono::NaiveDate = unpublished.first()?.parse().ok()?;
+    let from: Option<chrono::NaiveDate> = s.from.parse().ok();
+    let before = lakefleet::plan::round_down(ds.cadence, first - chrono::Days::new(1));
+    let got = from.is_some_and(|f| before >= f) && !s.dead.iter().any(|(p, _)| *p == before.to_string());
+    let since = match got {
+        true => format!("nothing new since {before}"),
+        false => format!("nothing new from {first} on"),
+    };
+    let later = match unpublished.len() - 1 {
+        0 => String::new(),
+        n => format!(" and {n} later partition(s)"),
+    };
+    let patience = ds.not_published_patience_seconds;
+    let patience = match patience % 86_400 {
+        0 => format!("{} days", patience / 86_400),
+        _ => format!("{patience}s"),
+    };
+    let current = match &ds.successor {
+        Some(next) => format!(" (its publisher's current data: dataset {next})"),
+        None => String::new(),
+    };
+    Some(format!(
+        "{}: {since}: {first}{later} not published within the calendar's patience ({patience}, not_published_patience_seconds); a feed that stopped publishing looks like this{current}; replay them with `producer dlq replay --backfill {}` once they appear",
+        ds.name, s.id
+    ))
 }
 
 /// Rebuilds backfill `id` in Redis from its manifest in the lake: a partition
@@ -258,7 +299,7 @@ pub async fn run(
     bar.set(s.done + s.dead.len() as u64, "");
     bar.finish();
     println!("{}", summary(&s));
-    print_failures(&s);
+    print_failures(&s, catalog);
     if let Some(ds) = catalog.get(&s.dataset).filter(|d| d.table) {
         let lake = Lake::open(&conn.lake_url)?;
         println!("{}", table_line(&lake, ds).await);
@@ -332,7 +373,7 @@ pub async fn wait(
         if s.finished() || s.planned == 0 {
             b.finish();
             println!("{}", summary(&s));
-            print_failures(&s);
+            print_failures(&s, catalog);
             // Exit 0 only when every partition is done: parked or cancelled
             // partitions are not in the lake.
             if s.cancelled > 0 {
@@ -347,5 +388,50 @@ pub async fn wait(
             return Ok(ExitCode::FAILURE);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(from: &str, dead: &[(&str, &str)]) -> BackfillStatus {
+        BackfillStatus {
+            id: "bf-1".into(),
+            dataset: "mta-turnstile".into(),
+            from: from.into(),
+            to: "2026-11-28".into(),
+            created: String::new(),
+            planned: 4,
+            done: 4 - dead.len() as u64,
+            skipped: 0,
+            retried: 0,
+            dead: dead.iter().map(|(p, e)| (p.to_string(), e.to_string())).collect(),
+            cancelled: 0,
+            cancelled_at: None,
+        }
+    }
+
+    #[test]
+    fn a_feed_that_stopped_publishing_is_named_with_the_last_week_it_had() {
+        let catalog = Catalog::builtin();
+        let ds = catalog.get("mta-turnstile").unwrap();
+        let s = status(
+            "2026-11-07",
+            &[
+                ("2026-11-28", "not_published_yet: 404 Not Found: not published yet"),
+                ("2026-11-21", "not_published_yet: 404 Not Found: not published yet"),
+            ],
+        );
+        let line = nothing_new(&s, ds).unwrap();
+        assert_eq!(
+            line,
+            "mta-turnstile: nothing new since 2026-11-14: 2026-11-21 and 1 later partition(s) not published within the calendar's patience (14 days, not_published_patience_seconds); a feed that stopped publishing looks like this (its publisher's current data: dataset mta-subway-hourly-ridership); replay them with `producer dlq replay --backfill bf-1` once they appear"
+        );
+        // The week before is not the backfill's: nothing is claimed about it.
+        let s = status("2026-11-21", &[("2026-11-21", "not_published_yet: 404")]);
+        assert!(nothing_new(&s, ds).unwrap().contains("nothing new from 2026-11-21 on: 2026-11-21 not published"));
+        // Other parks say nothing of the calendar.
+        assert_eq!(nothing_new(&status("2026-11-07", &[("2026-11-21", "not_found: 404")]), ds), None);
     }
 }

@@ -118,10 +118,6 @@ async fn dry_run_and_refusals_publish_nothing() {
             "past the latest published partition",
         ),
         (
-            vec!["--dataset", "mta-turnstile", "--from", "2023-04-01", "--to", "2023-06-30"],
-            "mta-turnstile: 2023-06-24 is after the last available partition 2023-05-06: the feed ended with its partition 2023-05-06 and publishes no more; dataset mta-subway-hourly-ridership continues its data",
-        ),
-        (
             vec!["--dataset", "nyc-tlc-fhv", "--from", "2014-06-01", "--to", "2015-02-01"],
             "before the first available partition 2015-01-01",
         ),
@@ -235,12 +231,9 @@ async fn datasets_lists_the_catalog_and_a_bad_catalog_is_refused() {
         assert!(text.contains(&format!("{name}  (")), "{name}: {text}");
     }
     assert!(text.contains("entries: int64") && text.contains("observed_at: timestamp"), "{text}");
-    // The weekly feed's end and the dataset that continues it; the archive's ids.
-    assert!(text.contains("mta-turnstile  (weekly (Saturdays), 2014-10-18 .. 2023-05-06"), "{text}");
-    assert!(
-        text.contains("ended: the feed ended with its partition 2023-05-06 and publishes no more; dataset mta-subway-hourly-ridership continues its data"),
-        "{text}"
-    );
+    // The weekly feed has no invented end; the MTA's current counts are named; the archive's ids.
+    assert!(text.contains("mta-turnstile  (weekly (Saturdays), 2014-10-18 .. still publishing"), "{text}");
+    assert!(text.contains("its publisher's current data: dataset mta-subway-hourly-ridership"), "{text}");
     for id in ["i55r-43gk  2014-01-04 .. 2014-12-27", "k7j9-jnct  2022-01-01 .. 2022-12-31"] {
         assert!(text.contains(&format!("https://data.ny.gov/resource/{id}")), "{id}: {text}");
     }
@@ -269,15 +262,17 @@ async fn datasets_lists_the_catalog_and_a_bad_catalog_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
-    let f = Fleet::local("schedule").with_catalog(&mta_live_catalog());
+    // A user's entry with a confirmed last file has ended.
+    let ended_entry = mta_catalog("mta-ended", "last = \"2023-05-06\"\nsuccessor = \"mta-subway-hourly-ridership\"");
+    let f = Fleet::local("schedule").with_catalog(&ended_entry);
     let st = f.state().await;
-    let live = mta_live();
-    let ds = &live;
+    let builtin = lakefleet::catalog::Catalog::builtin();
+    let ds = builtin.get("mta-turnstile").unwrap();
     // A feed that ended is refused, naming the dataset that continues it.
-    let ended = f.producer(&["schedule", "--dataset", "mta-turnstile", "--once"]);
+    let ended = f.producer(&["schedule", "--dataset", "mta-ended", "--once"]);
     assert_eq!(ended.status.code(), Some(2));
     assert!(
-        stderr(&ended).contains("mta-turnstile: not scheduled: the feed ended with its partition 2023-05-06 and publishes no more; dataset mta-subway-hourly-ridership continues its data"),
+        stderr(&ended).contains("mta-ended: not scheduled: the feed ended with its partition 2023-05-06 and publishes no more; dataset mta-subway-hourly-ridership continues its data"),
         "{}",
         stderr(&ended)
     );
@@ -286,12 +281,12 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
     // One week is in the lake, one is parked: the schedule leaves both alone.
     let done = back(1);
     f.fake_done(ds, done).await;
-    st.record_dead("bf-old", "mta-live", &back(2).to_string(), "not_found: gone").await.unwrap();
+    st.record_dead("bf-old", "mta-turnstile", &back(2).to_string(), "not_found: gone").await.unwrap();
 
     let out = f.producer(&[
         "schedule",
         "--dataset",
-        "mta-live",
+        "mta-turnstile",
         "--once",
         "--lookback",
         "4",
@@ -306,7 +301,8 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
 
     // Never twice: a restarted schedule does not enqueue them again while
     // they are on their way (here: drained, as if waiting on the calendar).
-    let again = ["schedule", "--dataset", "mta-live", "--once", "--lookback", "4", "--mirror", "http://127.0.0.1:9/m"];
+    let again =
+        ["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4", "--mirror", "http://127.0.0.1:9/m"];
     let out = f.producer(&again);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("nothing new to enqueue"), "{}", stdout(&out));
@@ -317,13 +313,14 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
         f.fake_done(ds, w).await;
     }
     let before = st.recent_backfills(std::num::NonZeroUsize::new(100).unwrap()).await.unwrap().len();
-    let out = f.producer(&["schedule", "--dataset", "mta-live", "--once", "--lookback", "4"]);
+    let out = f.producer(&["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("nothing new to enqueue"), "{}", stdout(&out));
     assert_eq!(f.queue_len(&f.topology().work).await, 0);
     assert_eq!(st.recent_backfills(std::num::NonZeroUsize::new(100).unwrap()).await.unwrap().len(), before);
     // --refresh-last 2: the latest two done weeks are asked whether they changed.
-    let out = f.producer(&["schedule", "--dataset", "mta-live", "--once", "--lookback", "4", "--refresh-last", "2"]);
+    let out =
+        f.producer(&["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4", "--refresh-last", "2"]);
     assert_eq!(out.status.code(), Some(0));
     let tasks = f.drain_tasks(&f.topology().work).await;
     let refreshed: Vec<(String, bool)> = tasks.iter().map(|t| (t.partition.clone(), t.refresh)).collect();

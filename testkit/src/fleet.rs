@@ -80,33 +80,21 @@ fn mta_backfill_args<'a>(src: &'a Source, from: &'a str, to: &'a str, extra: &[&
     backfill_args("mta-turnstile", from, to, &[&["--mirror", src.base.as_str()], extra].concat())
 }
 
-/// The built-in mta-turnstile entry as a user catalog's entry `name`, a feed
-/// that still publishes (without its last partition and successor), with
+/// The built-in mta-turnstile entry as a user catalog's entry `name`
+/// (without its successor: add one in `options` if the test needs it), with
 /// `options` (TOML lines, e.g. `max_downloads_per_host = 2`) added.
 pub fn mta_catalog(name: &str, options: &str) -> String {
     let builtin = include_str!("../../common/src/catalog/builtin.toml");
     let start = builtin.find("[[dataset]]\nname = \"mta-turnstile\"").expect("mta-turnstile is built in");
     let end = builtin[start..].find("# ----").map_or(builtin.len(), |e| start + e);
-    let entry = builtin[start..end]
-        .lines()
-        .filter(|l| !l.starts_with("last =") && !l.starts_with("successor ="))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let entry = builtin[start..end].lines().filter(|l| !l.starts_with("successor =")).collect::<Vec<_>>().join("\n");
     entry.replace("name = \"mta-turnstile\"", &format!("name = \"{name}\"\n{options}"))
 }
 
-/// `mta-live`: the built-in mta-turnstile as a feed that still publishes,
-/// for tests of the publication calendar and the schedule, whose newest
-/// week must be due today.
-pub fn mta_live_catalog() -> String {
-    mta_catalog("mta-live", "")
-}
-
-/// [`mta_live_catalog`]'s dataset.
-pub fn mta_live() -> lakefleet::catalog::Dataset {
-    let path = tmpdir("mta-live").join("catalog.toml");
-    std::fs::write(&path, mta_live_catalog()).unwrap();
-    lakefleet::catalog::Catalog::with_file(&path).unwrap().get("mta-live").unwrap().clone()
+/// The built-in mta-turnstile dataset (a weekly feed whose newest week is
+/// due today: the publication calendar's and the schedule's tests use it).
+pub fn mta_turnstile() -> lakefleet::catalog::Dataset {
+    lakefleet::catalog::Catalog::builtin().get("mta-turnstile").unwrap().clone()
 }
 
 /// Whether the disruptive tests (stopping, restarting or reconfiguring the

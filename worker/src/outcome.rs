@@ -1,6 +1,6 @@
 //! What happened to a task, decided once, settled once, recorded once.
 //!
-//! - [`Outcome::decide`] turns the task's result into one of five outcomes
+//! - [`Outcome::decide`] turns the task's result into one of its outcomes
 //!   (the retry-or-park decision lives in `lakefleet::failure`; here it meets
 //!   the attempt count);
 //! - [`Outcome::settle`] does the one thing the broker must hear: an ack, a
@@ -244,6 +244,7 @@ impl Outcome {
         let redis = match (self, task) {
             (Outcome::Succeeded { uploaded }, Some(t)) => {
                 info!(task = %name, ?uploaded, secs = took.as_secs_f64(), "done");
+                m.published(dataset, &t.partition);
                 ctx.state.record_done(&t.backfill_id, &t.partition).await
             }
             (Outcome::Skipped, _) => {
@@ -273,12 +274,20 @@ impl Outcome {
                 warn!(task = %name, attempt = t.attempt, delay_ms, error = %message, "retrying");
                 ctx.state.record_retry(&t.backfill_id).await
             }
-            (Outcome::Wait { delay, since, message }, _) => {
+            (Outcome::Wait { delay, since, message }, t) => {
+                if let (Some(t), Ok(at)) = (t, chrono::DateTime::parse_from_rfc3339(since)) {
+                    m.not_published(dataset, &t.partition, at.timestamp());
+                }
                 info!(task = %name, next_look_s = delay.as_secs(), waiting_since = %since, error = %message, "not published yet: asking again later");
                 Ok(())
             }
             (Outcome::Parked { reason, message }, t) => {
                 m.parked.with_label_values(&[dataset, reason.code()]).inc();
+                if let (Reason::NotPublishedYet, Some(t)) = (reason, t) {
+                    let since = t.waiting_since.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+                    let since = since.map(|at| at.timestamp()).unwrap_or_else(|| chrono::Utc::now().timestamp());
+                    m.not_published(dataset, &t.partition, since);
+                }
                 warn!(task = %name, reason = reason.code(), error = %message, "parked");
                 match t {
                     Some(t) => {

@@ -31,7 +31,7 @@ fn prometheus_alert_and_compose_files_validate() {
     let text = check("promtool", &["check", "config", "prometheus/prometheus.yml"]);
     assert!(text.contains("SUCCESS"), "{text}");
     let text = check("promtool", &["check", "rules", "prometheus/alerts.yml"]);
-    assert!(text.contains("4 rules found"), "{text}");
+    assert!(text.contains("5 rules found"), "{text}");
     check("check-jsonschema", &["--builtin-schema", "vendor.compose-spec", "docker-compose.yml"]);
     // The compose file scales workers and Prometheus finds them by DNS.
     let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
@@ -131,6 +131,14 @@ async fn every_dashboard_query_returns_data_and_every_documented_metric_exists()
     // A duplicate, and a lease conflict: the same partitions again.
     let again = f.backfill_mta(&src, d("2022-01-01"), week(0), &["--force", "--wait"]);
     assert_eq!(again.status.code(), Some(0));
+    // The newest week is due and not on the source: it waits on the calendar.
+    let newest = lakefleet::plan::latest_published(&mta_turnstile(), chrono::Local::now().date_naive());
+    let due = f.backfill_mta(&src, newest, newest, &[]);
+    assert_eq!(due.status.code(), Some(0));
+    eventually(Duration::from_secs(20), "nothing new since", || async {
+        w.metrics().await.contains("lakefleet_nothing_new_since_timestamp_seconds{dataset=\"mta-turnstile\"}")
+    })
+    .await;
 
     let prom = start_prometheus(&w.addr, &exporter_addr).await;
     let start = Instant::now();
@@ -175,7 +183,13 @@ async fn every_dashboard_query_returns_data_and_every_documented_metric_exists()
         rules["data"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["LakefleetParkedTasks", "LakefleetFailureRatioHigh", "LakefleetNoWorker", "LakefleetQueueNotDraining"]
+        [
+            "LakefleetParkedTasks",
+            "LakefleetFailureRatioHigh",
+            "LakefleetNoWorker",
+            "LakefleetNothingNewSince",
+            "LakefleetQueueNotDraining"
+        ]
     );
 
     // Every metric docs/operations.md documents exists, with its documented labels.
@@ -206,6 +220,11 @@ async fn every_dashboard_query_returns_data_and_every_documented_metric_exists()
         documented += 1;
     }
     assert!(documented >= 14, "{documented} metrics documented");
+    // The calendar's queue of the waiting week is the fleet's too.
+    let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let wait = f.topology().wait_queue(Duration::from_secs(6 * 3600));
+    let _ = ch.queue_delete(wait.as_str().into(), Default::default()).await;
     f.cleanup().await;
 }
 

@@ -321,8 +321,10 @@ pub struct Dataset {
     /// Last available partition; none means "still publishing".
     #[serde(default)]
     pub last: Option<NaiveDate>,
-    /// A feed that ended at `last`: the dataset that continues its data
-    /// (named when a range past `last`, or a schedule, is refused).
+    /// The dataset that continues (or carries on from) its data: shown by
+    /// `producer datasets`; with `last`, named when a range past `last` or
+    /// a schedule is refused; without it, named when the calendar's
+    /// patience finds nothing new.
     #[serde(default)]
     pub successor: Option<String>,
     /// Why partitions before `first` are refused, shown to the user.

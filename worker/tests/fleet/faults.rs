@@ -309,12 +309,12 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_404_for_the_newest_week_waits_on_the_calendar_instead_of_being_parked() {
     let src = Source::start().await;
-    let f = Fleet::local("notyet").with_catalog(&mta_live_catalog());
-    let latest = lakefleet::plan::latest_published(&mta_live(), chrono::Local::now().date_naive());
+    let f = Fleet::local("notyet");
+    let latest = lakefleet::plan::latest_published(&mta_turnstile(), chrono::Local::now().date_naive());
     let w = f.worker(&[]);
     w.ready().await;
     let day = latest.to_string();
-    let out = f.backfill("mta-live", &day, &day, &["--mirror", &src.base]);
+    let out = f.backfill("mta-turnstile", &day, &day, &["--mirror", &src.base]);
     assert_eq!(out.status.code(), Some(0));
     // The built-in asks again in 6 hours: the task waits in that calendar queue.
     let wait = f.topology().wait_queue(Duration::from_secs(6 * 3600));
@@ -426,7 +426,7 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
     let f = Fleet::local("calendar").with_catalog(&format!("{patient}\n{hasty}"));
     // The newest week: due, and not on the source yet.
     let today = chrono::Local::now().date_naive();
-    let newest = lakefleet::plan::latest_published(&mta_live(), today);
+    let newest = lakefleet::plan::latest_published(&mta_turnstile(), today);
     let name = mta_name(newest);
     let w = f.worker(&[]);
     w.ready().await;
@@ -440,6 +440,11 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
     assert_eq!((s.done, s.dead.len()), (0, 0), "still waiting: {s:?}");
     let hits = src.hits(&name);
     assert!(hits[1] - hits[0] >= Duration::from_millis(900), "{:?}", hits[1] - hits[0]);
+    // The metric says since when nothing new came.
+    let since =
+        metric(&w.metrics().await, "lakefleet_nothing_new_since_timestamp_seconds", &[("dataset", "mta-patient")]);
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(since > now - 30.0 && since <= now, "{since} vs {now}");
     // It appears: the week lands without an operator.
     let (bytes, _) = mta_week(newest, 100, 5);
     src.put(&name, bytes);
@@ -447,6 +452,10 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
     assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
     let m = w.metrics().await;
     assert!(metric(&m, "lakefleet_tasks_total", &[("dataset", "mta-patient"), ("outcome", "waiting")]) >= 2.0);
+    assert!(
+        !m.contains("lakefleet_nothing_new_since_timestamp_seconds{dataset=\"mta-patient\"}"),
+        "something new came"
+    );
 
     // A week that never appears is parked once the patience is over.
     src.state_remove(&name);
@@ -458,6 +467,15 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
         error.starts_with("not_published_yet: ") && error.contains("not_published_patience_seconds = 2"),
         "{error}"
     );
+    // Status says it: nothing new, within the patience, and what to do.
+    let status = f.producer(&["status", &backfill_id(&hasty_out)]);
+    let text = stdout(&status);
+    assert!(
+        text.contains(&format!("mta-hasty: nothing new from {day} on: {day} not published within the calendar's patience (2s, not_published_patience_seconds)")),
+        "{text}"
+    );
+    let m = w.metrics().await;
+    assert!(metric(&m, "lakefleet_nothing_new_since_timestamp_seconds", &[("dataset", "mta-hasty")]) > 0.0, "{m}");
     // The calendar's queue is the fleet's too: remove it with the rest.
     let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
