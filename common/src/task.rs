@@ -41,9 +41,6 @@ pub struct Task {
     /// files are fetched from `{mirror}/{official file name}`.
     #[serde(default)]
     pub mirror: Option<String>,
-    /// Times this task was delivered and never acked (a worker crashed or
-    /// was killed on it), carried across the re-publishes of a lease
-    /// conflict or a retry, which start a fresh broker delivery count.
     /// Ask the source whether it changed since the partition was ingested
     /// (conditional request) and replace the object only if it did.
     #[serde(default)]
@@ -52,8 +49,39 @@ pub struct Task {
     /// publication calendar asks again until the dataset's patience is over.
     #[serde(default)]
     pub waiting_since: Option<String>,
+    /// Times this task was delivered and never acked (a worker crashed or
+    /// was killed on it), carried across the re-publishes of a lease
+    /// conflict or a retry, which start a fresh broker delivery count.
     #[serde(default)]
     pub redeliveries: u32,
+    /// The lane its backfill publishes to: its queues (work, retries,
+    /// calendar) are the lane's; a message without one is `normal`.
+    #[serde(default)]
+    pub lane: Lane,
+}
+
+/// A backfill's lane. Workers take from the high lane first (three
+/// deliveries in four when both lanes hold tasks), so that a small backfill
+/// does not wait behind a large one. Per-host politeness is fleet-wide
+/// (Redis) and holds across lanes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    #[default]
+    Normal,
+    High,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Normal, Lane::High];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Normal => "normal",
+            Lane::High => "high",
+        }
+    }
 }
 
 /// Why a message could not be decoded.
@@ -87,6 +115,7 @@ impl Task {
             refresh: false,
             waiting_since: None,
             redeliveries: 0,
+            lane: Lane::Normal,
         }
     }
 
@@ -128,6 +157,7 @@ mod tests {
             refresh: true,
             waiting_since: Some("2026-11-21T10:00:00Z".into()),
             redeliveries: 2,
+            lane: Lane::High,
         }
     }
 
@@ -163,7 +193,7 @@ mod tests {
             enqueued_at: t.enqueued_at.clone(),
         };
         let got = Task::decode(&rmp_serde::to_vec_named(&old).unwrap()).unwrap();
-        assert_eq!((got.mirror, got.redeliveries, got.overwrite), (None, 0, false));
+        assert_eq!((got.mirror, got.redeliveries, got.overwrite, got.lane), (None, 0, false, Lane::Normal));
     }
 
     #[derive(Serialize)]

@@ -10,6 +10,14 @@
 //!                                  worker (permanent / exhausted) ──► {prefix}.parking
 //! ```
 //!
+//! Two lanes: the normal lane is the above; the high lane has the same
+//! queues under other names (`{prefix}.work.high`, `{prefix}.high.retry.*`,
+//! `{prefix}.high.wait.*`), and a task's retries and calendar waits stay in
+//! its lane ([`crate::task::Lane`]). Workers consume both, the high lane
+//! first. Lanes are queues, not RabbitMQ priorities: quorum queues have
+//! message priorities only from RabbitMQ 4.0, and a classic queue's
+//! `x-max-priority` cannot be added to a declared queue.
+//!
 //! All queues are published to through the default exchange (routing key =
 //! queue name), with the mandatory flag and publisher confirms. Queue
 //! arguments never change for a given name: the retry TTL is part of the retry
@@ -22,6 +30,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOpti
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
+use crate::task::Lane;
+
 /// How many times the broker may deliver one message before it parks it
 /// (crashes and requeues included). Fixed: it is a queue argument.
 pub const DELIVERY_LIMIT: i64 = 10;
@@ -33,7 +43,10 @@ pub const RETRY_LEVELS: u32 = 6;
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub prefix: String,
+    /// The normal lane's work queue.
     pub work: String,
+    /// The high lane's work queue.
+    pub work_high: String,
     pub parking: String,
     pub retry_base_ms: u64,
     pub max_attempts: u32,
@@ -47,6 +60,7 @@ impl Topology {
         Topology {
             prefix: prefix.to_string(),
             work: format!("{prefix}.work"),
+            work_high: format!("{prefix}.work.high"),
             parking: format!("{prefix}.parking"),
             retry_base_ms,
             max_attempts,
@@ -58,9 +72,30 @@ impl Topology {
         Duration::from_millis(self.retry_base_ms.saturating_mul(1 << level.min(RETRY_LEVELS - 1)))
     }
 
-    /// Name of the retry queue of `level`.
+    /// The work queue of `lane`.
+    pub fn work_queue(&self, lane: Lane) -> &str {
+        match lane {
+            Lane::Normal => &self.work,
+            Lane::High => &self.work_high,
+        }
+    }
+
+    /// The names of `lane`'s retry and wait queues start with this.
+    fn lane_prefix(&self, lane: Lane) -> String {
+        match lane {
+            Lane::Normal => self.prefix.clone(),
+            Lane::High => format!("{}.high", self.prefix),
+        }
+    }
+
+    /// Name of the normal lane's retry queue of `level`.
     pub fn retry_queue(&self, level: u32) -> String {
-        format!("{}.retry.{}ms", self.prefix, self.retry_delay(level).as_millis())
+        self.retry_queue_in(Lane::Normal, level)
+    }
+
+    /// Name of `lane`'s retry queue of `level`.
+    pub fn retry_queue_in(&self, lane: Lane, level: u32) -> String {
+        format!("{}.retry.{}ms", self.lane_prefix(lane), self.retry_delay(level).as_millis())
     }
 
     /// The retry level for the retry after failed attempt `attempt` (1-based),
@@ -75,28 +110,38 @@ impl Topology {
         level
     }
 
-    /// Name of the publication calendar's queue that holds a task for `delay`.
+    /// Name of the normal lane's calendar queue that holds a task for `delay`.
     pub fn wait_queue(&self, delay: Duration) -> String {
-        format!("{}.wait.{}ms", self.prefix, delay.as_millis())
+        self.wait_queue_in(Lane::Normal, delay)
     }
 
-    /// Declares the calendar queue of `delay` (declared when first needed:
-    /// the delays come from the catalog): its messages go back to the work
-    /// queue after `delay`.
-    pub async fn declare_wait(&self, ch: &Channel, delay: Duration) -> lapin::Result<String> {
-        let name = self.wait_queue(delay);
+    /// Name of `lane`'s calendar queue that holds a task for `delay`.
+    pub fn wait_queue_in(&self, lane: Lane, delay: Duration) -> String {
+        format!("{}.wait.{}ms", self.lane_prefix(lane), delay.as_millis())
+    }
+
+    /// Declares `lane`'s calendar queue of `delay` (declared when first
+    /// needed: the delays come from the catalog): its messages go back to
+    /// the lane's work queue after `delay`.
+    pub async fn declare_wait(&self, ch: &Channel, lane: Lane, delay: Duration) -> lapin::Result<String> {
+        let name = self.wait_queue_in(lane, delay);
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), lstr("quorum"));
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis() as i64));
-        dead_letter_to(&mut args, &self.work);
+        dead_letter_to(&mut args, self.work_queue(lane));
         let durable = QueueDeclareOptions { durable: true, ..Default::default() };
         ch.queue_declare(name.as_str().into(), durable, args).await?;
         Ok(name)
     }
 
+    /// Every queue [`Topology::declare`] declares (the calendar's are
+    /// declared when needed and are not listed).
     pub fn all_queues(&self) -> Vec<String> {
-        let mut v = vec![self.work.clone(), self.parking.clone()];
-        v.extend((0..RETRY_LEVELS).map(|l| self.retry_queue(l)));
+        let mut v = vec![self.parking.clone()];
+        for lane in Lane::ALL {
+            v.push(self.work_queue(lane).to_string());
+            v.extend((0..RETRY_LEVELS).map(|l| self.retry_queue_in(lane, l)));
+        }
         v
     }
 
@@ -107,18 +152,22 @@ impl Topology {
         parking.insert("x-queue-type".into(), lstr("quorum"));
         ch.queue_declare(self.parking.as_str().into(), durable, parking).await?;
 
-        let mut work = FieldTable::default();
-        work.insert("x-queue-type".into(), lstr("quorum"));
-        work.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
-        dead_letter_to(&mut work, &self.parking);
-        ch.queue_declare(self.work.as_str().into(), durable, work).await?;
+        for lane in Lane::ALL {
+            let work_queue = self.work_queue(lane);
+            let mut work = FieldTable::default();
+            work.insert("x-queue-type".into(), lstr("quorum"));
+            work.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+            dead_letter_to(&mut work, &self.parking);
+            ch.queue_declare(work_queue.into(), durable, work).await?;
 
-        for level in 0..RETRY_LEVELS {
-            let mut retry = FieldTable::default();
-            retry.insert("x-queue-type".into(), lstr("quorum"));
-            retry.insert("x-message-ttl".into(), AMQPValue::LongLongInt(self.retry_delay(level).as_millis() as i64));
-            dead_letter_to(&mut retry, &self.work);
-            ch.queue_declare(self.retry_queue(level).as_str().into(), durable, retry).await?;
+            for level in 0..RETRY_LEVELS {
+                let mut retry = FieldTable::default();
+                retry.insert("x-queue-type".into(), lstr("quorum"));
+                retry
+                    .insert("x-message-ttl".into(), AMQPValue::LongLongInt(self.retry_delay(level).as_millis() as i64));
+                dead_letter_to(&mut retry, work_queue);
+                ch.queue_declare(self.retry_queue_in(lane, level).as_str().into(), durable, retry).await?;
+            }
         }
         Ok(())
     }
@@ -290,6 +339,11 @@ mod tests {
         assert_eq!(t.retry_level(3, None), 2);
         assert_eq!(t.retry_level(99, None), RETRY_LEVELS - 1);
         assert_eq!(t.retry_level(1, Some(Duration::from_millis(3500))), 2);
-        assert_eq!(t.all_queues().len(), 2 + RETRY_LEVELS as usize);
+        // Both lanes: the normal lane keeps the names of before.
+        assert_eq!(t.all_queues().len(), 1 + 2 * (1 + RETRY_LEVELS as usize));
+        assert_eq!(t.work_queue(Lane::High), "t.work.high");
+        assert_eq!(t.retry_queue_in(Lane::High, 0), "t.high.retry.1000ms");
+        assert_eq!(t.wait_queue_in(Lane::High, Duration::from_secs(6)), "t.high.wait.6000ms");
+        assert_eq!(t.wait_queue(Duration::from_secs(6)), "t.wait.6000ms");
     }
 }

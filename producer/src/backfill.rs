@@ -12,7 +12,7 @@ use lakefleet::manifest::BackfillManifest;
 use lakefleet::parking::task_headers;
 use lakefleet::plan::{Partition, plan};
 use lakefleet::state::State;
-use lakefleet::task::Task;
+use lakefleet::task::{Lane, Task};
 use lakefleet::topology;
 
 use crate::cli::BackfillArgs;
@@ -21,6 +21,15 @@ use crate::{Refused, status};
 
 /// A plan larger than this is published only with `--yes` or a confirmation.
 pub const CONFIRM_ABOVE: usize = 1_000;
+
+/// A backfill that publishes at most this many tasks goes to the high lane
+/// unless `--priority` says otherwise.
+pub const SMALL_BACKFILL: usize = 12;
+
+/// The lane of a backfill that publishes `tasks` tasks.
+pub fn lane_for(priority: Option<Lane>, tasks: usize) -> Lane {
+    priority.unwrap_or(if tasks <= SMALL_BACKFILL { Lane::High } else { Lane::Normal })
+}
 
 /// A backfill to run: from `producer backfill`'s flags or from the schedule.
 #[derive(Debug, Clone)]
@@ -37,6 +46,8 @@ pub struct Request {
     pub refresh: bool,
     /// Publish a large plan without asking.
     pub yes: bool,
+    /// The tasks' lane; `None`: by size ([`SMALL_BACKFILL`]).
+    pub priority: Option<Lane>,
     /// From the schedule: leave parked and in-progress partitions alone, and
     /// create no backfill when there is nothing new.
     pub scheduled: bool,
@@ -55,6 +66,7 @@ impl Request {
             overwrite: false,
             refresh: false,
             yes: false,
+            priority: None,
             scheduled: false,
         }
     }
@@ -70,6 +82,7 @@ impl From<&BackfillArgs> for Request {
             overwrite: a.overwrite,
             refresh: a.refresh,
             yes: a.yes,
+            priority: a.priority,
             ..Request::new(&a.dataset, a.from, a.to)
         }
     }
@@ -237,14 +250,17 @@ pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow
         to_publish.len()
     );
 
+    let lane = lane_for(req.priority, to_publish.len());
+    let queue = topo.work_queue(lane).to_string();
     let progress = Progress::new(to_publish.len() as u64, "publishing");
     // Partitions not confirmed; each one's error is shown as it happens.
     let mut failed: Vec<String> = Vec::new();
     for (i, p) in to_publish.iter().enumerate() {
         let mut task = Task::plan(&id, ds, p.date, mirror, req.overwrite);
         task.refresh = req.refresh;
+        task.lane = lane;
         let headers = topology::headers(&task_headers(&task));
-        match topology::publish_confirmed(&ch, &topo.work, &task.encode(), headers).await {
+        match topology::publish_confirmed(&ch, &queue, &task.encode(), headers).await {
             Ok(()) => progress.inc(&task.partition),
             Err(e) => {
                 progress.note(&format!("{}: not confirmed: {e}", task.partition));
@@ -273,9 +289,9 @@ pub async fn run(conn: &Connections, catalog: &Catalog, req: &Request) -> anyhow
         return Ok(ExitCode::FAILURE);
     }
     println!(
-        "backfill {id}: published {} task(s) to {}; follow it with: producer status {id}",
+        "backfill {id}: published {} task(s) to {queue} ({} lane); follow it with: producer status {id}",
         to_publish.len(),
-        topo.work
+        lane.name()
     );
     if let Some(timeout) = req.wait {
         return status::wait(conn, catalog, &state, &id, timeout).await;

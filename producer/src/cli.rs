@@ -227,6 +227,13 @@ pub struct BackfillArgs {
     /// terminal the count is shown and confirmed; without one, --yes is needed).
     #[arg(long)]
     pub yes: bool,
+    /// The lane of its tasks. Workers take the high lane's tasks first
+    /// (three in four while both lanes hold some), so a small backfill does
+    /// not wait behind a large one; per-host limits hold across lanes.
+    /// Without this flag: high for a backfill publishing at most 12
+    /// partitions, normal for a larger one.
+    #[arg(long, value_enum, value_name = "LANE")]
+    pub priority: Option<lakefleet::task::Lane>,
 }
 
 #[derive(Debug, Args)]

@@ -114,14 +114,15 @@ pub async fn run(conn: &Connections, cmd: &DlqCommand) -> anyhow::Result<ExitCod
                 let mut t = task.clone();
                 t.attempt = 1;
                 t.redeliveries = 0;
-                topology::publish_confirmed(&ch, &topo.work, &t.encode(), topology::headers(&task_headers(&t)))
+                let queue = topo.work_queue(t.lane);
+                topology::publish_confirmed(&ch, queue, &t.encode(), topology::headers(&task_headers(&t)))
                     .await
                     .with_context(|| format!("re-publishing {}", t.label()))?;
                 p.delivery.ack(BasicAckOptions::default()).await?;
                 state.clear_dead(&t.backfill_id, &t.dataset, &t.partition).await?;
                 replayed += 1;
             }
-            println!("replayed {replayed} task(s) to {}", topo.work);
+            println!("replayed {replayed} task(s) to {} (or {}: each task keeps its lane)", topo.work, topo.work_high);
             if unreadable > 0 {
                 println!(
                     "{unreadable} matching message(s) are not readable tasks (bad_message) and stay parked; remove them with `producer dlq purge --reason bad_message`"

@@ -42,11 +42,14 @@ impl Exporter {
                     .unwrap_or(0)
             }
         };
-        let work = depth(self.topo.work.clone()).await;
+        // Both lanes: `work` and `retry` count the high lane's queues too.
         let parking = depth(self.topo.parking.clone()).await;
-        let mut retry = 0;
-        for l in 0..topology::RETRY_LEVELS {
-            retry += depth(self.topo.retry_queue(l)).await;
+        let (mut work, mut retry) = (0, 0);
+        for lane in lakefleet::task::Lane::ALL {
+            work += depth(self.topo.work_queue(lane).to_string()).await;
+            for l in 0..topology::RETRY_LEVELS {
+                retry += depth(self.topo.retry_queue_in(lane, l)).await;
+            }
         }
         let _ = ch.close(200, "".into()).await;
         Ok(vec![("work", work), ("retry", retry), ("parking", parking)])

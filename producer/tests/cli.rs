@@ -13,7 +13,7 @@ async fn backfill_publishes_exactly_the_planned_tasks() {
     assert_eq!(out.status.code(), Some(0));
     let id = backfill_id(&out);
     assert!(id.starts_with("bf-"), "{id}");
-    let tasks = f.drain_tasks(&f.topology().work).await;
+    let tasks = f.drain_work().await;
     let cat = Catalog::builtin();
     let ds = cat.get("mta-turnstile").unwrap();
     let expected = lakefleet::plan::plan(
@@ -52,7 +52,7 @@ async fn monthly_backfill_publishes_one_task_per_month() {
     let f = Fleet::local("monthly");
     let out = f.backfill("nyc-tlc-yellow", "2019-11-15", "2020-02-03", &[]);
     assert_eq!(out.status.code(), Some(0));
-    let tasks = f.drain_tasks(&f.topology().work).await;
+    let tasks = f.drain_work().await;
     let months: Vec<&str> = tasks.iter().map(|t| t.partition.as_str()).collect();
     assert_eq!(months, ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]);
     assert_eq!(tasks[0].source_url, "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2019-11.parquet");
@@ -60,7 +60,7 @@ async fn monthly_backfill_publishes_one_task_per_month() {
     // The course's CSV mirror keeps its own name and URLs.
     let out = f.backfill("dtc-nyc-tlc-yellow", "2019-11-01", "2019-11-30", &[]);
     assert_eq!(out.status.code(), Some(0));
-    let tasks = f.drain_tasks(&f.topology().work).await;
+    let tasks = f.drain_work().await;
     assert_eq!(
         tasks[0].source_url,
         "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/yellow/yellow_tripdata_2019-11.csv.gz"
@@ -81,7 +81,7 @@ async fn tlc_dry_run_plans_every_official_month_from_2009() {
     assert!(
         months[197].contains("yellow_tripdata_2025-06.parquet") && months[197].contains("nyc-tlc-yellow/year=2025/")
     );
-    assert_eq!(f.queue_len(&f.topology().work).await, 0, "a dry run publishes nothing");
+    assert_eq!(f.work_len().await, 0, "a dry run publishes nothing");
     // A month the TLC has not published yet (about two months after it ends) is refused.
     let recent = chrono::Local::now().date_naive() - chrono::Days::new(20);
     let out = f.backfill("nyc-tlc-yellow", &recent.to_string(), &recent.to_string(), &[]);
@@ -139,7 +139,7 @@ async fn dry_run_and_refusals_publish_nothing() {
         assert!(err.contains(msg), "{full:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
-    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+    assert_eq!(f.work_len().await, 0);
     f.cleanup().await;
 }
 
@@ -158,7 +158,7 @@ async fn done_partitions_are_not_published_again_without_force() {
     let out = f.producer(&args);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("13 already done, 0 to publish"), "{}", stdout(&out));
-    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+    assert_eq!(f.work_len().await, 0);
     // Its status is complete at once.
     let id = backfill_id(&out);
     let s = st.backfill(&id).await.unwrap().unwrap();
@@ -173,7 +173,7 @@ async fn done_partitions_are_not_published_again_without_force() {
     .unwrap();
     let out = f.producer(&args);
     assert!(stdout(&out).contains("12 already done, 1 to publish"), "{}", stdout(&out));
-    let tasks = f.drain_tasks(&f.topology().work).await;
+    let tasks = f.drain_work().await;
     assert_eq!(tasks.iter().map(|t| t.partition.as_str()).collect::<Vec<_>>(), ["2022-01-15"]);
     assert!(st.done_marker("mta-turnstile", "2022-01-15").await.unwrap().is_none(), "the stale marker is gone");
 
@@ -181,7 +181,7 @@ async fn done_partitions_are_not_published_again_without_force() {
     forced.push("--force");
     let out = f.producer(&forced);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(f.drain_tasks(&f.topology().work).await.len(), 13);
+    assert_eq!(f.drain_work().await.len(), 13);
     f.cleanup().await;
 }
 
@@ -294,7 +294,7 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
         "http://127.0.0.1:9/m",
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let tasks = f.drain_tasks(&f.topology().work).await;
+    let tasks = f.drain_work().await;
     let weeks: Vec<String> = tasks.iter().map(|t| t.partition.clone()).collect();
     assert_eq!(weeks, [back(3).to_string(), latest.to_string()]);
     assert!(tasks[1].source_url.starts_with("http://127.0.0.1:9/m/turnstile_"), "{}", tasks[1].source_url);
@@ -306,7 +306,7 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
     let out = f.producer(&again);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("nothing new to enqueue"), "{}", stdout(&out));
-    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+    assert_eq!(f.work_len().await, 0);
 
     // Nothing new: no task, no backfill.
     for w in [back(3), latest] {
@@ -316,13 +316,13 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
     let out = f.producer(&["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("nothing new to enqueue"), "{}", stdout(&out));
-    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+    assert_eq!(f.work_len().await, 0);
     assert_eq!(st.recent_backfills(std::num::NonZeroUsize::new(100).unwrap()).await.unwrap().len(), before);
     // --refresh-last 2: the latest two done weeks are asked whether they changed.
     let out =
         f.producer(&["schedule", "--dataset", "mta-turnstile", "--once", "--lookback", "4", "--refresh-last", "2"]);
     assert_eq!(out.status.code(), Some(0));
-    let tasks = f.drain_tasks(&f.topology().work).await;
+    let tasks = f.drain_work().await;
     let refreshed: Vec<(String, bool)> = tasks.iter().map(|t| (t.partition.clone(), t.refresh)).collect();
     assert_eq!(refreshed, [(back(1).to_string(), true), (latest.to_string(), true)]);
     let out = f.producer(&["schedule", "--dataset", "nope", "--once"]);
@@ -373,12 +373,12 @@ async fn a_plan_of_more_than_1000_partitions_needs_yes() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(f.queue_len(&f.topology().work).await, 0, "nothing published");
+    assert_eq!(f.work_len().await, 0, "nothing published");
     let mut yes = args.to_vec();
     yes.push("--yes");
     let out = f.producer(&yes);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(f.queue_len(&f.topology().work).await, 1096);
+    assert_eq!(f.work_len().await, 1096);
     f.cleanup().await;
 }
 
@@ -393,7 +393,7 @@ async fn templates_whose_months_share_a_file_are_refused_before_planning() {
         let out = f.backfill("collapse", "2020-01-01", "2020-12-31", &[]);
         assert_eq!(out.status.code(), Some(2), "{template}");
         assert!(stderr(&out).contains("would both fetch") && stderr(&out).contains("url_template"), "{}", stderr(&out));
-        assert_eq!(f.queue_len(&f.topology().work).await, 0);
+        assert_eq!(f.work_len().await, 0);
         f.cleanup().await;
     }
     let f = Fleet::local("placeholder").with_catalog(&OLD_WEEKLY.replace("{dd}", "{day}"));
@@ -424,7 +424,7 @@ async fn status_rebuilds_a_backfill_that_redis_lost_from_the_lake_and_the_parkin
     assert_eq!(out.status.code(), Some(0));
     let id = backfill_id(&out);
     // As if workers had run: two weeks in the lake, one parked.
-    let tasks = f.drain_tasks(&f.topology().work).await;
+    let tasks = f.drain_work().await;
     assert_eq!(tasks.len(), 4);
     for t in &tasks[..2] {
         f.fake_done(ds, t.partition.parse().unwrap()).await;

@@ -337,6 +337,32 @@ impl Fleet {
         self.drain(queue).await.iter().map(|d| Task::decode(&d.data).unwrap()).collect()
     }
 
+    /// Deletes both lanes' calendar queues of `delay` (declared by workers
+    /// when a task first waits; [`Fleet::cleanup`] does not know them).
+    pub async fn delete_wait_queues(&self, delay: Duration) {
+        let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        for lane in lakefleet::task::Lane::ALL {
+            let q = self.topology().wait_queue_in(lane, delay);
+            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+        }
+        let _ = conn.close(200, "".into()).await;
+    }
+
+    /// Messages in both lanes' work queues.
+    pub async fn work_len(&self) -> u32 {
+        let topo = self.topology();
+        self.queue_len(&topo.work).await + self.queue_len(&topo.work_high).await
+    }
+
+    /// Takes (and acks) every task of both lanes' work queues, the high lane's first.
+    pub async fn drain_work(&self) -> Vec<Task> {
+        let topo = self.topology();
+        let mut tasks = self.drain_tasks(&topo.work_high).await;
+        tasks.extend(self.drain_tasks(&topo.work).await);
+        tasks
+    }
+
     pub async fn state(&self) -> lakefleet::state::State {
         lakefleet::state::State::connect(REDIS, &self.prefix).await.unwrap()
     }
@@ -528,7 +554,7 @@ impl Fleet {
         let topo = self.topology();
         topo.declare(&ch).await.unwrap();
         let headers = lakefleet::topology::headers(&lakefleet::parking::task_headers(task));
-        lakefleet::topology::publish_confirmed(&ch, &topo.work, &task.encode(), headers).await.unwrap();
+        lakefleet::topology::publish_confirmed(&ch, topo.work_queue(task.lane), &task.encode(), headers).await.unwrap();
         let _ = conn.close(200, "".into()).await;
     }
 

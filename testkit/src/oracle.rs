@@ -61,9 +61,7 @@ pub async fn oracle(f: &Fleet, in_lake: &[(String, usize, String)], parked: &[(&
     let mut want: Vec<(String, String)> = parked.iter().map(|(p, r)| (p.to_string(), r.to_string())).collect();
     want.sort();
     assert_eq!(got, want, "the parking queue holds exactly the expected tasks");
-    for q in
-        std::iter::once(topo.work.clone()).chain((0..lakefleet::topology::RETRY_LEVELS).map(|l| topo.retry_queue(l)))
-    {
+    for q in topo.all_queues().into_iter().filter(|q| *q != topo.parking) {
         assert_eq!(f.queue_len(&q).await, 0, "{q} is empty");
     }
 }

@@ -176,17 +176,22 @@ impl Outcome {
     ) -> Settled {
         let (queue, (payload, headers)) = match (self, task) {
             (Outcome::Succeeded { .. } | Outcome::Skipped | Outcome::Cancelled, _) => return ack(d).await,
-            (Outcome::Delayed, Some(t)) => (ctx.topo.retry_queue(0), next_copy(t, t.attempt, redeliveries, None)),
-            (Outcome::HandedBack, Some(t)) => (ctx.topo.work.clone(), next_copy(t, t.attempt, redeliveries, None)),
+            // Every re-published copy stays in its task's lane.
+            (Outcome::Delayed, Some(t)) => {
+                (ctx.topo.retry_queue_in(t.lane, 0), next_copy(t, t.attempt, redeliveries, None))
+            }
+            (Outcome::HandedBack, Some(t)) => {
+                (ctx.topo.work_queue(t.lane).to_string(), next_copy(t, t.attempt, redeliveries, None))
+            }
             (Outcome::HostWait { level, .. }, Some(t)) => {
-                (ctx.topo.retry_queue(*level), next_copy(t, t.attempt, redeliveries, None))
+                (ctx.topo.retry_queue_in(t.lane, *level), next_copy(t, t.attempt, redeliveries, None))
             }
             (Outcome::Retry { level, message }, Some(t)) => {
                 let last = Some((key::LAST_ERROR, message.clone()));
-                (ctx.topo.retry_queue(*level), next_copy(t, t.attempt + 1, redeliveries, last))
+                (ctx.topo.retry_queue_in(t.lane, *level), next_copy(t, t.attempt + 1, redeliveries, last))
             }
             (Outcome::Wait { delay, since, .. }, Some(t)) => {
-                let queue = match ctx.topo.declare_wait(publish, *delay).await {
+                let queue = match ctx.topo.declare_wait(publish, t.lane, *delay).await {
                     Ok(q) => q,
                     Err(e) => {
                         let _ = d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;

@@ -1,11 +1,13 @@
-//! The consume loop: connect, declare, consume with a prefetch equal to the
-//! concurrency, run each delivery as its own task, reconnect when the broker
+//! The consume loop: connect, declare, consume both lanes with a prefetch of
+//! the concurrency plus one, take a delivery whenever a slot is free (the
+//! high lane's first), run each as its own task, reconnect when the broker
 //! goes away, and stop cleanly on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use lakefleet::task::Lane;
 use lakefleet::topology;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
@@ -49,7 +51,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             o = open(&ctx, &settings.amqp_url, concurrency) => o,
         };
-        let (conn, consume, publish, mut consumer) = match opened {
+        let (conn, consume, publish, mut lanes) = match opened {
             Ok(x) => x,
             Err(e) => {
                 ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(0);
@@ -61,40 +63,38 @@ pub async fn run(
         };
         backoff = Duration::from_millis(250);
         ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(1);
-        info!(queue = %ctx.topo.work, concurrency, "consuming");
+        info!(queue = %ctx.topo.work, high_lane = %ctx.topo.work_high, concurrency, "consuming");
 
         let stop = loop {
-            tokio::select! {
+            // A free slot first, then the next delivery: a task of the high
+            // lane that arrives while every slot is busy is the next to start.
+            let permit = tokio::select! {
                 _ = &mut shutdown => break true,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
-                        // A shutdown while this delivery waits for a slot hands it back.
-                        let permit = tokio::select! {
-                            p = permits.clone().acquire_owned() => p.expect("semaphore open"),
-                            _ = &mut shutdown => {
-                                ctx.stop.send_replace(crate::process::Stop::Draining);
-                                let none = std::cell::RefCell::new(None);
-                                tasks.spawn(crate::process::PERMIT.scope(none, handle(ctx.clone(), publish.clone(), delivery)));
-                                break true;
-                            }
-                        };
-                        let (ctx, publish) = (ctx.clone(), publish.clone());
-                        // The permit goes with the task, which gives it back
-                        // once its object is written (its commit overlaps the
-                        // next task's conversion), or when it ends.
-                        let held = std::cell::RefCell::new(Some(permit));
-                        tasks.spawn(crate::process::PERMIT.scope(held, handle(ctx, publish, delivery)));
-                    }
-                    Some(Err(e)) => {
-                        warn!(error = %e, "consumer error; reconnecting");
-                        break false;
-                    }
-                    None => {
-                        warn!("the consumer stream ended (channel or connection closed); reconnecting");
-                        break false;
-                    }
-                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+            };
+            let (lane, next) = tokio::select! {
+                _ = &mut shutdown => break true,
+                n = lanes.next() => n,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    let (ctx, publish) = (ctx.clone(), publish.clone());
+                    tracing::debug!(lane = lane.name(), "delivery");
+                    // The permit goes with the task, which gives it back
+                    // once its object is written (its commit overlaps the
+                    // next task's conversion), or when it ends.
+                    let held = std::cell::RefCell::new(Some(permit));
+                    tasks.spawn(crate::process::PERMIT.scope(held, handle(ctx, publish, delivery)));
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, lane = lane.name(), "consumer error; reconnecting");
+                    break false;
+                }
+                None => {
+                    warn!(lane = lane.name(), "a consumer stream ended (channel or connection closed); reconnecting");
+                    break false;
+                }
             }
         };
         ctx.metrics.connection_up.with_label_values(&["rabbitmq"]).set(0);
@@ -108,13 +108,19 @@ pub async fn run(
             let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
             ctx.stop.send_replace(crate::process::Stop::Draining);
             let grace = settings.shutdown_grace;
-            let cancel = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default());
+            let cancel = async {
+                for c in [&lanes.high, &lanes.normal] {
+                    let _ = consume.basic_cancel(c.tag(), BasicCancelOptions::default()).await;
+                }
+            };
             let _ = tokio::time::timeout(Duration::from_secs(5).min(grace / 2), cancel).await;
             // Deliveries the broker had already sent (the prefetch) are handed
             // back at once, not left to come back as failed deliveries.
-            while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(50), consumer.next()).await {
-                let none = std::cell::RefCell::new(None);
-                tasks.spawn(crate::process::PERMIT.scope(none, handle(ctx.clone(), publish.clone(), delivery)));
+            for c in [&mut lanes.high, &mut lanes.normal] {
+                while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(50), c.next()).await {
+                    let none = std::cell::RefCell::new(None);
+                    tasks.spawn(crate::process::PERMIT.scope(none, handle(ctx.clone(), publish.clone(), delivery)));
+                }
             }
             // Running work may finish until shortly before the grace ends;
             // then what is left is handed back to the work queue (published
@@ -167,14 +173,48 @@ pub async fn run(
     Ok(())
 }
 
-/// Connects, opens the consume channel (prefetch = concurrency) and the
-/// confirm channel, declares the topology and starts consuming, within
-/// [`SETUP_TIMEOUT`] after the connect.
-async fn open(
-    ctx: &Ctx,
-    amqp_url: &str,
-    concurrency: usize,
-) -> anyhow::Result<(Connection, Channel, Channel, lapin::Consumer)> {
+/// The consumers of the two lanes.
+struct Lanes {
+    high: lapin::Consumer,
+    normal: lapin::Consumer,
+    /// High-lane deliveries taken since the last normal-lane one.
+    high_in_a_row: u32,
+}
+
+/// When both lanes hold deliveries, the high lane gets this many in a row,
+/// then the normal lane one: small backfills first, large ones never starved.
+const HIGH_LANE_SHARE: u32 = 3;
+
+impl Lanes {
+    /// The next delivery (cancel-safe: a stream's `next` loses nothing when
+    /// dropped), the high lane's first.
+    async fn next(&mut self) -> (Lane, Option<Result<lapin::message::Delivery, lapin::Error>>) {
+        let normal_turn = self.high_in_a_row >= HIGH_LANE_SHARE;
+        let (lane, next) = if normal_turn {
+            tokio::select! {
+                biased;
+                n = self.normal.next() => (Lane::Normal, n),
+                n = self.high.next() => (Lane::High, n),
+            }
+        } else {
+            tokio::select! {
+                biased;
+                n = self.high.next() => (Lane::High, n),
+                n = self.normal.next() => (Lane::Normal, n),
+            }
+        };
+        self.high_in_a_row = match lane {
+            Lane::High => self.high_in_a_row + 1,
+            Lane::Normal => 0,
+        };
+        (lane, next)
+    }
+}
+
+/// Connects, opens the consume channel (prefetch = concurrency + 1 for
+/// each lane) and the confirm channel, declares the topology and starts
+/// consuming both lanes, within [`SETUP_TIMEOUT`] after the connect.
+async fn open(ctx: &Ctx, amqp_url: &str, concurrency: usize) -> anyhow::Result<(Connection, Channel, Channel, Lanes)> {
     let conn = topology::connect(amqp_url, &format!("lakefleet-worker {}", ctx.worker_id)).await?;
     let setup = async {
         let consume = conn.create_channel().await?;
@@ -183,19 +223,22 @@ async fn open(
         consume.basic_qos(concurrency.saturating_add(1).min(u16::MAX as usize) as u16, Default::default()).await?;
         let publish = topology::confirm_channel(&conn).await?;
         ctx.topo.declare(&publish).await?;
-        let tag = format!("{}-{}", ctx.worker_id, uuid_suffix());
-        let consumer = consume
-            .basic_consume(
-                ctx.topo.work.as_str().into(),
-                tag.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok::<_, lapin::Error>((consume, publish, consumer))
+        let suffix = uuid_suffix();
+        let mut consumers = Vec::new();
+        for lane in [Lane::High, Lane::Normal] {
+            let tag = format!("{}-{suffix}-{}", ctx.worker_id, lane.name());
+            let queue = ctx.topo.work_queue(lane);
+            consumers.push(
+                consume
+                    .basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+                    .await?,
+            );
+        }
+        let (normal, high) = (consumers.pop().expect("two"), consumers.pop().expect("two"));
+        Ok::<_, lapin::Error>((consume, publish, Lanes { high, normal, high_in_a_row: 0 }))
     };
     match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
-        Ok(Ok((consume, publish, consumer))) => Ok((conn, consume, publish, consumer)),
+        Ok(Ok((consume, publish, lanes))) => Ok((conn, consume, publish, lanes)),
         Ok(Err(e)) => {
             close(&conn, "setup failed").await;
             Err(anyhow::anyhow!("setting up the RabbitMQ channels: {e}"))

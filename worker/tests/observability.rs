@@ -221,10 +221,7 @@ async fn every_dashboard_query_returns_data_and_every_documented_metric_exists()
     }
     assert!(documented >= 14, "{documented} metrics documented");
     // The calendar's queue of the waiting week is the fleet's too.
-    let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let wait = f.topology().wait_queue(Duration::from_secs(6 * 3600));
-    let _ = ch.queue_delete(wait.as_str().into(), Default::default()).await;
+    f.delete_wait_queues(Duration::from_secs(6 * 3600)).await;
     f.cleanup().await;
 }
 

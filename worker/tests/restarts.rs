@@ -81,11 +81,11 @@ async fn settle(f: &Fleet, keys: usize, within: Duration) {
     let start = Instant::now();
     loop {
         let n = f.objects().await.len();
-        let queued = f.queue_len(&f.topology().work).await;
+        let queued = f.work_len().await;
         if n >= keys && queued == 0 {
             // Let redeliveries of in-flight tasks come and go.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            if f.queue_len(&f.topology().work).await == 0 {
+            if f.work_len().await == 0 {
                 return;
             }
         }

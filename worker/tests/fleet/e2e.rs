@@ -254,7 +254,7 @@ async fn sigterm_mid_task_returns_it_and_another_worker_completes_the_backfill()
     })
     .await;
     assert_lake_holds(&f, &src, &weeks, 2000).await;
-    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+    assert_eq!(f.work_len().await, 0);
     f.cleanup().await;
 }
 
@@ -283,7 +283,7 @@ async fn a_cancelled_backfill_stops_with_none_of_its_cancelled_partitions_in_the
     let status = f.producer(&["status"]);
     assert!(stdout(&status).contains("[cancelled]"), "{}", stdout(&status));
     assert!(stdout(&status).contains(&format!("cancelled {}", s.cancelled)), "{}", stdout(&status));
-    assert_eq!(f.queue_len(&f.topology().work).await, 0);
+    assert_eq!(f.work_len().await, 0);
     let unknown = f.producer(&["cancel", "bf-nope"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("no backfill \"bf-nope\""), "{}", stderr(&unknown));

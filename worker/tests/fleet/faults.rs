@@ -115,6 +115,7 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
         refresh: false,
         waiting_since: None,
         redeliveries: 0,
+        lane: lakefleet::task::Lane::Normal,
     };
     lakefleet::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
         .await
@@ -282,6 +283,7 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
         refresh: false,
         waiting_since: None,
         redeliveries: 0,
+        lane: lakefleet::task::Lane::Normal,
     };
     lakefleet::topology::publish_confirmed(&ch, &topo.work, &task.encode(), Default::default()).await.unwrap();
     // A worker that dies holding the delivery returns it to the queue; do that
@@ -316,8 +318,9 @@ async fn a_404_for_the_newest_week_waits_on_the_calendar_instead_of_being_parked
     let day = latest.to_string();
     let out = f.backfill("mta-turnstile", &day, &day, &["--mirror", &src.base]);
     assert_eq!(out.status.code(), Some(0));
-    // The built-in asks again in 6 hours: the task waits in that calendar queue.
-    let wait = f.topology().wait_queue(Duration::from_secs(6 * 3600));
+    // The built-in asks again in 6 hours: the task waits in that calendar
+    // queue of its lane (a 1-week backfill: the high lane).
+    let wait = f.topology().wait_queue_in(lakefleet::task::Lane::High, Duration::from_secs(6 * 3600));
     eventually(Duration::from_secs(20), "the task in the calendar queue", || async { f.queue_len(&wait).await == 1 })
         .await;
     assert_eq!(src.hits(&mta_name(latest)).len(), 1);
@@ -325,9 +328,7 @@ async fn a_404_for_the_newest_week_waits_on_the_calendar_instead_of_being_parked
     assert_eq!((s.pending(), s.dead.len()), (1, 0), "{s:?}");
     assert_eq!(f.queue_len(&f.topology().parking).await, 0);
     assert!(w.log().contains("not published yet: asking again later"), "{}", w.log());
-    let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let _ = ch.queue_delete(wait.as_str().into(), Default::default()).await;
+    f.delete_wait_queues(Duration::from_secs(6 * 3600)).await;
     f.cleanup().await;
 }
 
@@ -476,10 +477,7 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
     );
     let m = w.metrics().await;
     assert!(metric(&m, "lakefleet_nothing_new_since_timestamp_seconds", &[("dataset", "mta-hasty")]) > 0.0, "{m}");
-    // The calendar's queue is the fleet's too: remove it with the rest.
-    let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let wait = f.topology().wait_queue(Duration::from_secs(1));
-    let _ = ch.queue_delete(wait.as_str().into(), Default::default()).await;
+    // The calendar's queues are the fleet's too: remove them with the rest.
+    f.delete_wait_queues(Duration::from_secs(1)).await;
     f.cleanup().await;
 }

@@ -148,10 +148,7 @@ async fn nothing_strands_when_redis_forgets_a_backfill_and_a_retry_writes_its_co
     let w = f.worker(&["--concurrency", "1"]);
     w.ready().await;
     eventually(Duration::from_secs(60), "every week in the lake", || async { f.objects().await.len() == 4 }).await;
-    eventually(Duration::from_secs(30), "no task left in the queues", || async {
-        f.queue_len(&f.topology().work).await == 0
-    })
-    .await;
+    eventually(Duration::from_secs(30), "no task left in the queues", || async { f.work_len().await == 0 }).await;
     assert!(f.parked().await.is_empty(), "nothing parked for what Redis forgot: {:?}", f.parked().await);
     let status = f.producer(&["status", &id]);
     assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
@@ -257,5 +254,55 @@ async fn vacuum_at_its_shortest_retention_racing_a_backfill_never_breaks_the_tab
     let path = path.to_str().unwrap();
     assert!(deltalake_read(path, None).starts_with(&format!("{rows} ")), "{}", deltalake_read(path, None));
     assert!(duckdb_read(path).starts_with(&format!("{rows} ")), "{}", duckdb_read(path));
+    f.cleanup().await;
+}
+
+/// Small backfills are not starved: a 1-week backfill published behind a
+/// 20-week one finishes after a couple of the large one's weeks (it goes to
+/// the high lane by its size), where `--priority normal` (the one FIFO queue
+/// of before) makes it wait for nearly all of them. Per-host limits hold
+/// across the lanes. Prints both latencies.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_backfill_is_not_stuck_behind_a_large_one() {
+    let src = Source::start().await;
+    let f = Fleet::local("races-lanes").with_catalog(&mta_catalog("mta-lanes", "max_downloads_per_host = 2"));
+    serve_mta_weeks(&src, 42, 100, 700, &[]);
+    // Every download takes about 600 ms.
+    src.fault_every(Fault::Slow(3, Duration::from_millis(600)));
+    let w = f.worker(&["--concurrency", "4"]);
+    w.ready().await;
+    let st = f.state().await;
+    let day = |i: u64| week(i).to_string();
+    let mut report = Vec::new();
+    // (large weeks, small week, the small one's flags)
+    for (big, small, flags) in [((0, 19), 40, vec![]), ((20, 39), 41, vec!["--priority", "normal"])] {
+        let large = f.backfill("mta-lanes", &day(big.0), &day(big.1), &["--mirror", &src.base]);
+        assert!(stdout(&large).contains("(normal lane)"), "{}", stdout(&large));
+        let large_id = backfill_id(&large);
+        let before = st.backfill(&large_id).await.unwrap().unwrap().done;
+        let start = std::time::Instant::now();
+        let mut args = vec!["--mirror", src.base.as_str()];
+        args.extend(flags.iter().copied());
+        let small_out = f.backfill("mta-lanes", &day(small), &day(small), &args);
+        let lane = if flags.is_empty() { "(high lane)" } else { "(normal lane)" };
+        assert!(stdout(&small_out).contains(lane), "{}", stdout(&small_out));
+        let s = wait_finished(&f, &small_out, Duration::from_secs(60)).await;
+        let latency = start.elapsed();
+        assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+        let large_done = st.backfill(&large_id).await.unwrap().unwrap().done - before;
+        report.push((flags.is_empty(), latency, large_done));
+        assert_eq!(wait_finished(&f, &large, Duration::from_secs(90)).await.done, 20);
+    }
+    for (high, latency, large_done) in &report {
+        eprintln!(
+            "lanes: 1-week backfill behind a 20-week one, {}: done after {:.2}s, while {large_done} of the large one's 20 weeks were done",
+            if *high { "high lane (by size)" } else { "--priority normal (one FIFO queue)" },
+            latency.as_secs_f64()
+        );
+    }
+    let (by_size, fifo) = (&report[0], &report[1]);
+    assert!(by_size.2 <= 6, "the small backfill waited for {} of the large one's weeks", by_size.2);
+    assert!(fifo.2 >= 12, "behind the large one in one queue it waits for most of it: {}", fifo.2);
+    assert!(src.max_in_flight() <= 2, "per-host limit across lanes: {} at once", src.max_in_flight());
     f.cleanup().await;
 }
