@@ -464,10 +464,20 @@ impl Lake {
         Ok(out)
     }
 
-    /// The row count in a Parquet object's footer (only the footer is read:
-    /// its last 8 bytes, then the metadata they point at). `size` is the
-    /// object's size, as listed.
+    /// The row count in a Parquet object's footer. `size` is the object's
+    /// size, as listed.
     pub async fn parquet_rows(&self, key: &str, size: u64) -> Result<u64, LakeError> {
+        let meta = self.parquet_metadata(key, size).await?;
+        Ok(meta.file_metadata().num_rows().max(0) as u64)
+    }
+
+    /// A Parquet object's footer (only the footer is read: its last 8
+    /// bytes, then the metadata they point at). `size` is the object's size.
+    pub async fn parquet_metadata(
+        &self,
+        key: &str,
+        size: u64,
+    ) -> Result<parquet::file::metadata::ParquetMetaData, LakeError> {
         let path = self.path(key);
         let store_err = |source| LakeError::Store { key: self.display(key), source };
         let bad = |message: String| LakeError::Store {
@@ -486,9 +496,8 @@ impl Lake {
             return Err(bad(format!("a footer of {len} bytes in a file of {size}")));
         }
         let footer = self.store.get_range(&path, size - 8 - len..size - 8).await.map_err(store_err)?;
-        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
-            .map_err(|e| bad(format!("unreadable footer: {e}")))?;
-        Ok(meta.file_metadata().num_rows().max(0) as u64)
+        parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
+            .map_err(|e| bad(format!("unreadable footer: {e}")))
     }
 
     /// Deletes an object (absent is fine).

@@ -497,15 +497,31 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
             Some(generation)
         }
     };
-    // A refresh compares with what was ingested (the done marker).
-    let before = match task.refresh {
-        true => soft("reading the done marker", ctx.state.done_marker(dsn, part).await).flatten(),
-        false => None,
+    // A refresh compares with what was ingested: with a table, what the
+    // table's current generation was made from (its object's footer);
+    // without one (or a footer without it), the done marker.
+    let before = match (task.refresh, generation) {
+        (false, _) => None,
+        (true, Some(next)) if next > 1 => {
+            let current = checked.ds.object_key_gen(checked.date, next - 1);
+            match made_from(ctx, &current).await {
+                Some(m) => Some(m),
+                None => soft("reading the done marker", ctx.state.done_marker(dsn, part).await)
+                    .flatten()
+                    .filter(|m| m.object_key == current),
+            }
+        }
+        (true, _) => soft("reading the done marker", ctx.state.done_marker(dsn, part).await).flatten(),
     };
     match convert_and_upload(ctx, &checked, task, before.as_ref(), generation).await? {
         Ingest::HostBusy(busy) => Ok(busy),
         Ingest::Unchanged(how) => {
             info!(task = %task.label(), how, "refresh: the source is unchanged; nothing downloaded or written");
+            // The marker says what the current generation was made from
+            // (again, if Redis had forgotten it).
+            if let Some(b) = &before {
+                soft("writing the done marker", ctx.state.mark_done(dsn, part, b).await);
+            }
             soft("recording the skip", ctx.state.record_unchanged(&task.backfill_id, part).await);
             Ok(Done::Skipped)
         }
@@ -523,6 +539,45 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
             }
             soft("writing the done marker", ctx.state.mark_done(dsn, part, &marker).await);
             Ok(Done::Converted { uploaded })
+        }
+    }
+}
+
+/// What the object `key` was made from, as its footer says (the checksum
+/// and validators of its source); `None` when it is not there or its footer
+/// does not say (a warning: the refresh then asks without validators).
+async fn made_from(ctx: &Ctx, key: &str) -> Option<DoneMarker> {
+    use lakefleet::convert::meta;
+    let found = async {
+        let head = ctx.lake.head(key).await?.ok_or_else(|| anyhow::anyhow!("no such object"))?;
+        let footer = ctx.lake.parquet_metadata(key, head.size).await?;
+        let fm = footer.file_metadata();
+        let kv: std::collections::HashMap<&str, &str> = fm
+            .key_value_metadata()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| Some((kv.key.as_str(), kv.value.as_deref()?)))
+            .collect();
+        let text = |k: &str| kv.get(k).filter(|v| !v.is_empty()).map(|v| v.to_string());
+        let sha256 =
+            text(meta::SOURCE_SHA256).ok_or_else(|| anyhow::anyhow!("its footer has no {}", meta::SOURCE_SHA256))?;
+        Ok::<_, anyhow::Error>(DoneMarker {
+            object_key: key.to_string(),
+            size: head.size,
+            rows: fm.num_rows().max(0) as u64,
+            sha256,
+            source: lakefleet::source::Validators {
+                etag: text(meta::SOURCE_ETAG),
+                last_modified: text(meta::SOURCE_LAST_MODIFIED),
+                content_length: None,
+            },
+        })
+    };
+    match found.await {
+        Ok(m) => Some(m),
+        Err(e) => {
+            warn!(object = %ctx.lake.display(key), error = %format!("{e:#}"), "refresh: what the table's current generation was made from is unknown; the done marker is used if it names that object");
+            None
         }
     }
 }

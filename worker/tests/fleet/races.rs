@@ -213,6 +213,42 @@ async fn a_refreshed_week_is_done_for_a_plain_backfill_and_is_not_published_agai
     f.cleanup().await;
 }
 
+/// A refresh asks the source with what the table's current generation was
+/// made from (its object's footer), not with a done marker Redis may have
+/// lost: after Redis forgot everything, an unchanged week is a 304 and the
+/// table gets no new generation of the same bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_after_redis_forgot_asks_with_what_the_current_generation_was_made_from() {
+    let src = Source::start().await;
+    let f = Fleet::local("races-refresh-validators");
+    serve_mta_weeks(&src, 2, 100, 470, &[]);
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(1), &[]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 2);
+    let (changed, _) = mta_week(week(1), 130, 471);
+    src.put(&mta_name(week(1)), changed);
+    let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 2);
+    let objects = f.objects().await;
+    let versions = log_entries(f.lake_dir.as_ref().unwrap(), "mta-turnstile").len();
+
+    f.forget_redis().await;
+    let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
+    let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
+    assert_eq!((s.done, s.skipped, s.dead.len()), (2, 2, 0), "{s:?}");
+    // Both asked with the ETag of the generation the table holds (week 1's
+    // second), both unchanged: nothing downloaded, written or committed.
+    let last_two: Vec<(String, u16)> = src.conditional().into_iter().rev().take(2).collect();
+    assert!(last_two.iter().all(|(_, status)| *status == 304), "{last_two:?}");
+    assert_eq!(f.objects().await, objects, "no third generation of the same bytes");
+    assert_eq!(log_entries(f.lake_dir.as_ref().unwrap(), "mta-turnstile").len(), versions);
+    // The done marker is back, naming the current generation.
+    let marker = f.state().await.done_marker("mta-turnstile", &week(1).to_string()).await.unwrap().unwrap();
+    assert!(marker.object_key.ends_with(".2.parquet"), "{marker:?}");
+    f.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn vacuum_at_its_shortest_retention_racing_a_backfill_never_breaks_the_table() {
     let src = Source::start().await;
