@@ -477,7 +477,7 @@ def mirror_catalog(work):
     whose politeness limits suit a mirror the operator runs (the built-in
     dataset allows 10 download starts per second per host, fleet-wide, out
     of courtesy to web.mta.info; 26 files then take at least 2.6 s)."""
-    src = open(os.path.join(ROOT, "common", "src", "catalog", "builtin.toml")).read()
+    src = open(os.path.join(ROOT, "lakefleet", "src", "catalog", "builtin.toml")).read()
     start = src.index('[[dataset]]\nname = "mta-turnstile"')
     block = src[start:src.index("# ----", start)].strip()
     block = block.replace('name = "mta-turnstile"', 'name = "mta-turnstile-mirror"\nmax_downloads_per_host = 64\n'

@@ -84,7 +84,7 @@ fn mta_backfill_args<'a>(src: &'a Source, from: &'a str, to: &'a str, extra: &[&
 /// (without its successor: add one in `options` if the test needs it), with
 /// `options` (TOML lines, e.g. `max_downloads_per_host = 2`) added.
 pub fn mta_catalog(name: &str, options: &str) -> String {
-    let builtin = include_str!("../../common/src/catalog/builtin.toml");
+    let builtin = include_str!("../../lakefleet/src/catalog/builtin.toml");
     let start = builtin.find("[[dataset]]\nname = \"mta-turnstile\"").expect("mta-turnstile is built in");
     let end = builtin[start..].find("# ----").map_or(builtin.len(), |e| start + e);
     let entry = builtin[start..end].lines().filter(|l| !l.starts_with("successor =")).collect::<Vec<_>>().join("\n");

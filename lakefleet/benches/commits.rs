@@ -3,7 +3,7 @@
 //! on a local folder and on moto's S3 server (started here; `pip install
 //! 'moto[server]'`). Prints commits per second and attempts per commit.
 //!
-//!   cargo bench -p lakefleet-common --bench commits [-- COMMITTERS PARTITIONS]
+//!   cargo bench -p lakefleet --bench commits [-- COMMITTERS PARTITIONS]
 //!
 //! Each committer keeps its own snapshot of the log, as separate workers do.
 
