@@ -13,18 +13,13 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
+mod upload;
+pub use upload::*;
+mod kernel;
+pub use kernel::*;
+
 /// Lake URL schemes [`Lake::open`] takes (besides a plain folder).
 pub const SCHEMES: [&str; 7] = ["file", "s3", "s3a", "gs", "az", "abfs", "abfss"];
-
-/// The oldest object a worker adopts as its own upload (an earlier delivery's,
-/// whose commit did not happen); an older one is written again, so that its
-/// age stays inside what `producer vacuum` keeps ([`crate::table::MIN_RETENTION`]).
-pub const ADOPT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Files up to this size go up in one conditional PUT.
-pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
-/// Part size of multipart uploads.
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// A few quick retries inside object_store for 5xx and connection errors;
 /// longer outages are the task-level retry's job (delay queues), so that a
@@ -39,50 +34,6 @@ fn retry_config() -> object_store::RetryConfig {
         max_retries: 3,
         retry_timeout: std::time::Duration::from_secs(60),
     }
-}
-
-/// Whether an existing object is too old to adopt ([`ADOPT_MAX_AGE`]).
-fn stale(found: &ObjectMeta) -> bool {
-    chrono::Utc::now().signed_duration_since(found.last_modified).to_std().is_ok_and(|age| age > ADOPT_MAX_AGE)
-}
-
-/// `url` as a folder URL (its path ends in `/`).
-fn folder_url(url: &url::Url) -> url::Url {
-    let mut u = url.clone();
-    if !u.path().ends_with('/') {
-        let p = format!("{}/", u.path());
-        u.set_path(&p);
-    }
-    u
-}
-
-impl KernelLake {
-    fn new(store: Arc<dyn ObjectStore>, root: url::Url) -> KernelLake {
-        KernelLake { store, root, engine: std::sync::OnceLock::new() }
-    }
-}
-
-/// What an upload does with an object already under its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Existing {
-    /// Plain files: the same bytes are adopted (a repeat), other bytes are a
-    /// conflict (`--overwrite` replaces them).
-    Adopt,
-    /// A table's next generation: nothing references the key yet, so the
-    /// same bytes (an earlier delivery's upload, under [`ADOPT_MAX_AGE`])
-    /// are adopted and anything else is replaced.
-    Replace,
-    /// Always written (`--overwrite`, a refresh of plain files).
-    Overwrite,
-}
-
-/// What an upload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Uploaded {
-    /// The object was written now.
-    Written,
-    /// An identical object (the same bytes) was already there: nothing written.
-    AlreadyPresent,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,65 +58,6 @@ pub struct Lake {
     /// its own over the same bucket (the kernel runs its I/O on a runtime of
     /// its own, so it shares no connection pool with ours), addressed by URL.
     kernel: Arc<KernelLake>,
-}
-
-/// The lake as `delta_kernel` sees it: a store without our key prefix (the
-/// kernel maps a URL's path to the store's path) and the lake's root URL.
-pub struct KernelLake {
-    store: Arc<dyn ObjectStore>,
-    /// The lake's root as a folder URL (`file:///abs/lake/`, `s3://bucket/prefix/`).
-    pub root: url::Url,
-    engine: std::sync::OnceLock<(Arc<crate::table::Engine>, KernelRuntime)>,
-}
-
-/// The kernel's runtime, shut down without waiting when the lake goes (a
-/// lake may be dropped on an async task, where a runtime cannot be dropped).
-struct KernelRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for KernelRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl std::fmt::Debug for KernelLake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KernelLake").field("root", &self.root.as_str()).finish()
-    }
-}
-
-impl KernelLake {
-    /// The kernel's engine over this lake (made at first use: it starts the
-    /// kernel's I/O thread).
-    pub fn engine(&self) -> Arc<crate::table::Engine> {
-        self.engine
-            .get_or_init(|| {
-                use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("delta-kernel-io")
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the Delta kernel's I/O");
-                let executor = TokioMultiThreadExecutor::new(runtime.handle().clone());
-                let engine = delta_kernel_default_engine::DefaultEngine::builder(self.store.clone())
-                    .with_task_executor(Arc::new(executor))
-                    .build();
-                (Arc::new(engine), KernelRuntime(Some(runtime)))
-            })
-            .0
-            .clone()
-    }
-
-    /// The folder URL of `key` (a dataset's table root: `{root}{key}/`).
-    pub fn url_of(&self, key: &str) -> url::Url {
-        let mut u = self.root.clone();
-        let path = format!("{}{}/", u.path(), key.trim_matches('/'));
-        u.set_path(&path);
-        u
-    }
 }
 
 impl Lake {
@@ -334,118 +226,6 @@ impl Lake {
         Ok(self.list_meta(prefix).await?.into_iter().map(|(k, size, _)| (k, size)).collect())
     }
 
-    /// Uploads the local file `file` (`size` bytes) to `key`; `existing`
-    /// says what an object already under the key means (see [`Existing`]).
-    /// An existing object is adopted only when it holds exactly the file's
-    /// bytes (compared by SHA-256). A single PUT is conditional and finds an
-    /// existing object by itself; the multipart path, which cannot be
-    /// conditional, looks first.
-    pub async fn upload_file(
-        &self,
-        key: &str,
-        file: &FsPath,
-        size: u64,
-        existing: Existing,
-    ) -> Result<Uploaded, LakeError> {
-        let path = self.path(key);
-        let spool = |source| LakeError::Spool { key: self.display(key), source };
-        let store_err = |source| LakeError::Store { key: self.display(key), source };
-        if existing != Existing::Overwrite {
-            let found = if size <= self.single_put_max {
-                let data = tokio::fs::read(file).await.map_err(spool)?;
-                let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-                match self.store.put_opts(&path, PutPayload::from(data), opts).await {
-                    Ok(_) => return Ok(Uploaded::Written),
-                    // Someone else (or our own lost response) created it: look.
-                    Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                        match self.head(key).await? {
-                            Some(found) => found,
-                            None => {
-                                return Err(LakeError::Conflict { key: self.display(key), found: 0, expected: size });
-                            }
-                        }
-                    }
-                    Err(source) => return Err(store_err(source)),
-                }
-            } else {
-                match self.head(key).await? {
-                    Some(found) => found,
-                    None => return self.put_file(key, file).await,
-                }
-            };
-            let adoptable = existing == Existing::Adopt || !stale(&found);
-            if adoptable && found.size == size && self.same_bytes(key, file).await? {
-                return Ok(Uploaded::AlreadyPresent);
-            }
-            if existing == Existing::Adopt {
-                return Err(LakeError::Conflict { key: self.display(key), found: found.size, expected: size });
-            }
-            // Replace: another conversion's bytes, or an upload too old to
-            // adopt; nothing references the key yet.
-        }
-        if size <= self.single_put_max {
-            let data = tokio::fs::read(file).await.map_err(spool)?;
-            let opts = PutOptions { mode: PutMode::Overwrite, ..Default::default() };
-            self.store.put_opts(&path, PutPayload::from(data), opts).await.map_err(store_err)?;
-            return Ok(Uploaded::Written);
-        }
-        self.put_file(key, file).await
-    }
-
-    /// Whether the object under `key` holds exactly the bytes of `file`.
-    async fn same_bytes(&self, key: &str, file: &FsPath) -> Result<bool, LakeError> {
-        use futures_util::StreamExt;
-        use sha2::Digest;
-        let spool = |source| LakeError::Spool { key: self.display(key), source };
-        let store_err = |source| LakeError::Store { key: self.display(key), source };
-        let mut ours = sha2::Sha256::new();
-        let mut f = tokio::fs::File::open(file).await.map_err(spool)?;
-        let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = f.read(&mut buf).await.map_err(spool)?;
-            if n == 0 {
-                break;
-            }
-            ours.update(&buf[..n]);
-        }
-        let mut theirs = sha2::Sha256::new();
-        let mut stream = self.store.get(&self.path(key)).await.map_err(store_err)?.into_stream();
-        while let Some(chunk) = stream.next().await {
-            theirs.update(chunk.map_err(store_err)?);
-        }
-        Ok(ours.finalize() == theirs.finalize())
-    }
-
-    /// A multipart upload of `file` to `key` (visible only once completed).
-    async fn put_file(&self, key: &str, file: &FsPath) -> Result<Uploaded, LakeError> {
-        let path = self.path(key);
-        let spool = |source| LakeError::Spool { key: self.display(key), source };
-        let store_err = |source| LakeError::Store { key: self.display(key), source };
-        let mut f = tokio::fs::File::open(file).await.map_err(spool)?;
-        let upload = self.store.put_multipart(&path).await.map_err(store_err)?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut buf = vec![0u8; 1024 * 1024];
-        // Any failure aborts the upload, so that the store keeps no orphan parts.
-        let failed = loop {
-            match f.read(&mut buf).await {
-                Ok(0) => break None,
-                Ok(n) => {
-                    if let Err(e) = w.wait_for_capacity(2).await {
-                        break Some(store_err(e));
-                    }
-                    w.write(&buf[..n]);
-                }
-                Err(e) => break Some(spool(e)),
-            }
-        };
-        if let Some(e) = failed {
-            w.abort().await.ok();
-            return Err(e);
-        }
-        w.finish().await.map_err(store_err)?;
-        Ok(Uploaded::Written)
-    }
-
     /// Objects under `prefix` with their size and last modification (ms
     /// since the epoch), keys relative to the lake root.
     pub async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, u64, i64)>, LakeError> {
@@ -506,27 +286,6 @@ impl Lake {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(LakeError::Store { key: self.display(key), source }),
         }
-    }
-
-    /// Creates a small object (a table's log entry) if no object is under
-    /// `key`: `false` when one is (another writer's, or our own create whose
-    /// answer was lost: the caller reads it and knows).
-    pub async fn create_small(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&self.path(key), PutPayload::from(body), opts).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(false),
-            Err(source) => Err(LakeError::Store { key: self.display(key), source }),
-        }
-    }
-
-    /// Writes a small object (a manifest) in one PUT, replacing any.
-    pub async fn put_small(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
-        self.store
-            .put(&self.path(key), PutPayload::from(body))
-            .await
-            .map(|_| ())
-            .map_err(|source| LakeError::Store { key: self.display(key), source })
     }
 }
 
