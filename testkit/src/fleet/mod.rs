@@ -13,6 +13,10 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
 
 use crate::*;
 
+mod worker;
+pub use worker::*;
+mod queues;
+
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -84,7 +88,7 @@ fn mta_backfill_args<'a>(src: &'a Source, from: &'a str, to: &'a str, extra: &[&
 /// (without its successor: add one in `options` if the test needs it), with
 /// `options` (TOML lines, e.g. `max_downloads_per_host = 2`) added.
 pub fn mta_catalog(name: &str, options: &str) -> String {
-    let builtin = include_str!("../../lakefleet/src/catalog/builtin.toml");
+    let builtin = include_str!("../../../lakefleet/src/catalog/builtin.toml");
     let start = builtin.find("[[dataset]]\nname = \"mta-turnstile\"").expect("mta-turnstile is built in");
     let end = builtin[start..].find("# ----").map_or(builtin.len(), |e| start + e);
     let entry = builtin[start..end].lines().filter(|l| !l.starts_with("successor =")).collect::<Vec<_>>().join("\n");
@@ -301,68 +305,6 @@ impl Fleet {
         WorkerProc { child: Some(child), addr, log }
     }
 
-    /// Messages in `queue` (0 if it does not exist).
-    pub async fn queue_len(&self, queue: &str) -> u32 {
-        let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let n = match ch
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                Default::default(),
-            )
-            .await
-        {
-            Ok(q) => q.message_count(),
-            Err(_) => 0,
-        };
-        let _ = conn.close(200, "".into()).await;
-        n
-    }
-
-    /// Takes (and acks) every message of `queue`.
-    pub async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
-        let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let mut out = Vec::new();
-        while let Ok(Some(m)) = ch.basic_get(queue.into(), BasicGetOptions::default()).await {
-            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
-            out.push(m.delivery);
-        }
-        let _ = conn.close(200, "".into()).await;
-        out
-    }
-
-    pub async fn drain_tasks(&self, queue: &str) -> Vec<Task> {
-        self.drain(queue).await.iter().map(|d| Task::decode(&d.data).unwrap()).collect()
-    }
-
-    /// Deletes both lanes' calendar queues of `delay` (declared by workers
-    /// when a task first waits; [`Fleet::cleanup`] does not know them).
-    pub async fn delete_wait_queues(&self, delay: Duration) {
-        let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        for lane in lakefleet::task::Lane::ALL {
-            let q = self.topology().wait_queue_in(lane, delay);
-            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-        }
-        let _ = conn.close(200, "".into()).await;
-    }
-
-    /// Messages in both lanes' work queues.
-    pub async fn work_len(&self) -> u32 {
-        let topo = self.topology();
-        self.queue_len(&topo.work).await + self.queue_len(&topo.work_high).await
-    }
-
-    /// Takes (and acks) every task of both lanes' work queues, the high lane's first.
-    pub async fn drain_work(&self) -> Vec<Task> {
-        let topo = self.topology();
-        let mut tasks = self.drain_tasks(&topo.work_high).await;
-        tasks.extend(self.drain_tasks(&topo.work).await);
-        tasks
-    }
-
     pub async fn state(&self) -> lakefleet::state::State {
         lakefleet::state::State::connect(REDIS, &self.prefix).await.unwrap()
     }
@@ -427,86 +369,6 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A running worker; killed (SIGKILL) when dropped.
-pub struct WorkerProc {
-    pub child: Option<Child>,
-    pub addr: String,
-    pub log: PathBuf,
-}
-
-impl WorkerProc {
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
-        assert!(st.success());
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit code.
-    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
-        self.signal("-TERM");
-        self.wait(within)
-    }
-
-    pub fn wait(&mut self, within: Duration) -> Option<i32> {
-        let start = Instant::now();
-        let child = self.child.as_mut().unwrap();
-        while start.elapsed() < within {
-            if let Some(st) = child.try_wait().unwrap() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, String) {
-        let url = format!("http://{}{path}", self.addr);
-        for _ in 0..100 {
-            if let Ok(r) = reqwest::get(&url).await {
-                let code = r.status().as_u16();
-                return (code, r.text().await.unwrap_or_default());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("worker at {} never answered; log:\n{}", self.addr, self.log());
-    }
-
-    pub async fn metrics(&self) -> String {
-        self.get("/metrics").await.1
-    }
-
-    /// Waits (bounded) until /readyz says ready.
-    pub async fn ready(&self) {
-        for _ in 0..100 {
-            if self.get("/readyz").await.0 == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("worker never became ready; log:\n{}", self.log());
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 /// The value of a metric series whose labels include all of `labels`.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut total = None;
@@ -545,35 +407,6 @@ where
 }
 
 // ---------------------------------------------------------------- hostile inputs
-
-impl Fleet {
-    /// Publishes `task` to the work queue as a producer would (confirmed).
-    pub async fn publish_task(&self, task: &Task) {
-        let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-        let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
-        let topo = self.topology();
-        topo.declare(&ch).await.unwrap();
-        let headers = lakefleet::topology::headers(&lakefleet::parking::task_headers(task));
-        lakefleet::topology::publish_confirmed(&ch, topo.work_queue(task.lane), &task.encode(), headers).await.unwrap();
-        let _ = conn.close(200, "".into()).await;
-    }
-
-    /// The parked messages' headers (drains the parking queue).
-    pub async fn parked(&self) -> Vec<lakefleet::parking::ParkHeaders> {
-        let msgs = self.drain(&self.topology().parking).await;
-        msgs.iter()
-            .map(|d| lakefleet::parking::ParkHeaders::from_table(d.properties.headers().as_ref(), None))
-            .collect()
-    }
-
-    /// Uses the TOML catalog `toml` (written to a file) for every binary.
-    pub fn with_catalog(mut self, toml: &str) -> Fleet {
-        let path = tmpdir("catalog").join("catalog.toml");
-        std::fs::write(&path, toml).unwrap();
-        self.env.push(("LAKEFLEET_CATALOG".into(), path.to_str().unwrap().to_string()));
-        self
-    }
-}
 
 /// The peak resident set of a running process (`VmHWM`), in bytes.
 pub fn peak_rss(pid: u32) -> u64 {
