@@ -138,7 +138,12 @@ pub async fn run(conn: &Connections, cmd: &DlqCommand) -> anyhow::Result<ExitCod
             }
             println!("will remove {} parked task(s):", items.len());
             print_table(&items);
-            if !yes && !crate::confirm("remove them?", "refusing to purge without confirmation: pass --yes".into())? {
+            if !yes
+                && !crate::refusal::confirm(
+                    "remove them?",
+                    "refusing to purge without confirmation: pass --yes".into(),
+                )?
+            {
                 println!("nothing removed");
                 return Ok(ExitCode::SUCCESS);
             }

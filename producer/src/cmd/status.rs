@@ -39,131 +39,6 @@ fn summary(s: &BackfillStatus) -> String {
     )
 }
 
-/// `producer vacuum --dataset X [--older-than 7d] [--dry-run]`.
-pub async fn vacuum(conn: &Connections, catalog: &Catalog, args: &crate::cli::VacuumArgs) -> anyhow::Result<ExitCode> {
-    let ds = catalog.require(&args.dataset).map_err(crate::Refused)?;
-    let lake = Lake::open(&conn.lake_url)?;
-    let table = lakefleet::table::Table::new(&lake, ds);
-    let vacuumed = match table.vacuum(args.older_than, args.dry_run).await {
-        Err(e @ lakefleet::table::TableError::Unsupported { .. }) => return Err(crate::Refused(e.to_string()).into()),
-        other => other?,
-    };
-    let Some(v) = vacuumed else {
-        return Err(crate::Refused(format!(
-            "{}/{}: not a Delta table (no _delta_log): nothing is deleted from a folder whose files no log lists",
-            redact(&conn.lake_url),
-            ds.name
-        ))
-        .into());
-    };
-    let verb = if args.dry_run { "would delete" } else { "deleted" };
-    for (key, size) in &v.deleted {
-        println!("{verb} {key} ({size} bytes)");
-    }
-    let freed: u64 = v.deleted.iter().map(|(_, s)| s).sum();
-    println!(
-        "vacuum {}: {verb} {} object(s), {freed} bytes ({:.1} MB) {}; kept {} removed file(s) younger than {}s (retention)",
-        ds.name,
-        v.deleted.len(),
-        freed as f64 / 1e6,
-        if args.dry_run { "would be freed" } else { "freed" },
-        v.kept,
-        args.older_than.as_secs()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `producer table init --dataset X`.
-pub async fn table_init(conn: &Connections, catalog: &Catalog, dataset: &str) -> anyhow::Result<ExitCode> {
-    let ds = catalog.require(dataset).map_err(crate::Refused)?;
-    let lake = Lake::open(&conn.lake_url)?;
-    let table = lakefleet::table::Table::new(&lake, ds);
-    let mut snap = lakefleet::table::Snapshot::default();
-    let (committed, found, rows) = table.init_from_folder(&mut snap).await?;
-    match committed {
-        lakefleet::table::Committed::Written { version, .. } => println!(
-            "table {}: version {version} committed from the folder's objects ({found} partition file(s), {rows} rows read from their footers)",
-            ds.name
-        ),
-        lakefleet::table::Committed::AlreadyCommitted { .. } if found == 0 => {
-            return Err(crate::Refused(format!(
-                "{}/{}: no object named as one of {}'s partitions ({{dataset}}_{{partition}}.parquet); nothing to commit",
-                redact(&conn.lake_url),
-                ds.name,
-                ds.name
-            ))
-            .into());
-        }
-        lakefleet::table::Committed::AlreadyCommitted { .. } => {
-            println!("table {}: already holds every partition file of the folder ({found}); nothing to add", ds.name)
-        }
-    }
-    println!("{}", table_line(&lake, ds).await);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `producer hosts [resume HOST]`.
-pub async fn hosts(conn: &Connections, args: &crate::cli::HostsArgs) -> anyhow::Result<ExitCode> {
-    let state = State::connect(&conn.redis_url, &conn.prefix).await?;
-    if let Some(crate::cli::HostsCommand::Resume { host }) = &args.command {
-        match state.resume_host(host).await.context("resuming the host in Redis")? {
-            Some(left) => println!("{host}: pause lifted ({}s were left); downloads go ahead now", left.as_secs()),
-            None => println!("{host}: was not paused (hosts with slots or pauses are listed by `producer hosts`)"),
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let hosts = state.hosts().await.context("reading the hosts from Redis")?;
-    if hosts.is_empty() {
-        println!("no source host has a download in progress or a pause");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{:<40} {:>5}  {:<28} HELD BY", "HOST", "SLOTS", "PAUSED");
-    let now = chrono::Utc::now();
-    for h in hosts {
-        let paused = match h.paused_ms {
-            Some(ms) => {
-                let until = now + chrono::Duration::milliseconds(ms);
-                format!("until {} ({}s)", until.format("%Y-%m-%dT%H:%M:%SZ"), (ms + 999) / 1000)
-            }
-            None => "no".into(),
-        };
-        // Tokens are `{worker}:{pid}-{n}`: count the slots per worker.
-        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
-        for (token, _) in &h.slots {
-            *by.entry(token.rsplit_once(':').map_or(token.as_str(), |(w, _)| w)).or_default() += 1;
-        }
-        let held: Vec<String> = by.iter().map(|(w, n)| format!("{w} ({n})")).collect();
-        println!("{:<40} {:>5}  {:<28} {}", h.host, h.slots.len(), paused, held.join(", "));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `producer cancel ID`.
-pub async fn cancel(conn: &Connections, id: &str) -> anyhow::Result<ExitCode> {
-    let state = State::connect(&conn.redis_url, &conn.prefix).await?;
-    if let Some(s) = state.backfill(id).await?
-        && s.finished()
-        && s.cancelled_at.is_none()
-    {
-        return Err(crate::Refused(format!(
-            "backfill {id} has finished (done {}, parked {}): nothing is left to cancel",
-            s.done,
-            s.dead.len()
-        ))
-        .into());
-    }
-    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    if !state.cancel_backfill(id, &at).await.context("cancelling in Redis")? {
-        return Err(crate::Refused(format!("no backfill {id:?} in Redis (ids are listed by `producer status`)")).into());
-    }
-    let s = state.backfill(id).await?.unwrap_or_default();
-    println!(
-        "backfill {id} cancelled: its {} pending task(s) are acked without work as workers reach them (tasks in flight finish); follow it with `producer status {id}`",
-        s.pending()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 fn print_failures(s: &BackfillStatus, catalog: &Catalog) {
     if !s.dead.is_empty() {
         println!("parked partitions (see `producer dlq list --backfill {}`):", s.id);
@@ -240,7 +115,7 @@ pub async fn rebuild(
             done.push(p.clone());
         }
     }
-    let parked = crate::dlq::parked_of_backfill(conn, id).await?;
+    let parked = crate::cmd::dlq::parked_of_backfill(conn, id).await?;
     let parked: Vec<(String, String)> = parked.into_iter().filter(|(p, _)| !done.contains(p)).collect();
     state.create_backfill(&m, &done, false, &parked).await.context("recording the rebuilt backfill in Redis")?;
     eprintln!(
@@ -290,7 +165,7 @@ pub async fn run(
         None => rebuild(conn, catalog, &state, id).await?,
     };
     let Some(s) = found else {
-        return Err(crate::Refused(format!(
+        return Err(crate::refusal::Refused(format!(
             "no backfill {id:?} in Redis nor in the lake (ids are listed by `producer status`)"
         ))
         .into());

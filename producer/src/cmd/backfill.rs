@@ -16,8 +16,9 @@ use lakefleet::task::{Lane, Task};
 use lakefleet::topology;
 
 use crate::cli::BackfillArgs;
+use crate::cmd::status;
 use crate::progress::Progress;
-use crate::{Refused, status};
+use crate::refusal::Refused;
 
 /// A plan larger than this is published only with `--yes` or a confirmation.
 pub const CONFIRM_ABOVE: usize = 1_000;
@@ -135,7 +136,7 @@ fn confirm_large(n: usize, what: &str, yes: bool) -> anyhow::Result<bool> {
     if n <= CONFIRM_ABOVE || yes {
         return Ok(true);
     }
-    crate::confirm(
+    crate::refusal::confirm(
         &format!("{what} plans {n} partitions (more than {CONFIRM_ABOVE}). Publish them?"),
         format!(
             "{what} plans {n} partitions (more than {CONFIRM_ABOVE}): check the range, then pass --yes to publish them"

@@ -10,14 +10,14 @@ use lakefleet::catalog::{Cadence, Catalog};
 use lakefleet::config::Connections;
 use lakefleet::plan::latest_published;
 
-use crate::backfill::Request;
 use crate::cli::ScheduleArgs;
+use crate::cmd::backfill::Request;
 
 async fn run_once(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
     let today = chrono::Local::now().date_naive();
     let mut code = ExitCode::SUCCESS;
     for name in &args.datasets {
-        let ds = catalog.require(name).map_err(crate::Refused)?;
+        let ds = catalog.require(name).map_err(crate::refusal::Refused)?;
         let to = latest_published(ds, today);
         let back = args.lookback.get() - 1;
         let from = match ds.cadence {
@@ -44,7 +44,7 @@ async fn run_once(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) ->
             });
         }
         for b in runs {
-            match crate::backfill::run(conn, catalog, &b).await {
+            match crate::cmd::backfill::run(conn, catalog, &b).await {
                 Ok(c) if c == ExitCode::SUCCESS => {}
                 Ok(c) => code = c,
                 Err(e) => {
@@ -59,9 +59,9 @@ async fn run_once(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) ->
 
 pub async fn run(conn: &Connections, catalog: &Catalog, args: &ScheduleArgs) -> anyhow::Result<ExitCode> {
     for name in &args.datasets {
-        let ds = catalog.require(name).map_err(crate::Refused)?;
+        let ds = catalog.require(name).map_err(crate::refusal::Refused)?;
         if let Some(ended) = ds.ended() {
-            return Err(crate::Refused(format!("{name}: not scheduled: {ended}")).into());
+            return Err(crate::refusal::Refused(format!("{name}: not scheduled: {ended}")).into());
         }
     }
     if args.once {
