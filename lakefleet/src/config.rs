@@ -2,6 +2,8 @@
 //! flags and environment variables they come from are the binaries' business
 //! ([`crate::cli`], behind the `cli` feature).
 
+use crate::text::redact;
+
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_LAKE_URL: &str = "./lake";
@@ -83,21 +85,6 @@ impl Connections {
     }
 }
 
-/// A URL with its password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    if url.contains(',') {
-        // Several nodes (AMQP_URL of a cluster): each redacted.
-        return url.split(',').map(|u| redact(u.trim())).collect::<Vec<_>>().join(",");
-    }
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,12 +122,5 @@ mod tests {
         let e = Connections { lake_url: "ftp://h/lake".into(), ..defaults() }.validate().unwrap_err();
         assert!(e.starts_with("LAKE_URL (--lake-url)") && e.contains("\"ftp\""), "{e}");
         assert_eq!(Connections { lake_url: "s3://b/lake".into(), ..defaults() }.validate(), Ok(()));
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(super::redact("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
-        assert_eq!(super::redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(super::redact("amqp://u:a@h1/%2f, amqp://u:b@h2/%2f"), "amqp://u:***@h1/%2f,amqp://u:***@h2/%2f");
     }
 }

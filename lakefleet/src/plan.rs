@@ -9,6 +9,8 @@ use chrono::{Datelike, Days, Months, NaiveDate, Weekday};
 
 use crate::catalog::{Cadence, Dataset};
 
+pub use crate::catalog::cadence::{next, round_down};
+
 /// One planned partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
@@ -32,28 +34,6 @@ pub enum PlanError {
     NotPublishedYet { dataset: String, date: NaiveDate, latest: NaiveDate, today: NaiveDate },
     #[error("{dataset}: no {cadence} publication between {from} and {to}")]
     Empty { dataset: String, cadence: String, from: NaiveDate, to: NaiveDate },
-}
-
-/// The publication date of the partition that contains `date`, rounded down
-/// (the Saturday on or before it; the 1st of its month).
-pub fn round_down(cadence: Cadence, date: NaiveDate) -> NaiveDate {
-    match cadence {
-        Cadence::Daily => date,
-        Cadence::Weekly => {
-            let back = (date.weekday().num_days_from_sunday() + 1) % 7; // Sat -> 0, Sun -> 1, ...
-            date - Days::new(back as u64)
-        }
-        Cadence::Monthly => date.with_day(1).expect("day 1 exists"),
-    }
-}
-
-/// The partition after `date` (a week or a month later).
-pub fn next(cadence: Cadence, date: NaiveDate) -> NaiveDate {
-    match cadence {
-        Cadence::Daily => date + Days::new(1),
-        Cadence::Weekly => date + Days::new(7),
-        Cadence::Monthly => date + Months::new(1),
-    }
 }
 
 /// The latest partition that is published on `today`: a week is published on

@@ -32,6 +32,21 @@ pub fn quote(v: &[u8]) -> String {
     format!("{:?}… ({} bytes)", head, v.len())
 }
 
+/// A URL with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    if url.contains(',') {
+        // Several nodes (AMQP_URL of a cluster): each redacted.
+        return url.split(',').map(|u| redact(u.trim())).collect::<Vec<_>>().join(",");
+    }
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +61,12 @@ mod tests {
         assert_eq!(quote(b"12"), "\"12\"");
         let q = quote(&vec![b'x'; 20 << 20]);
         assert!(q.starts_with("\"xxxx") && q.ends_with("… (20971520 bytes)") && q.len() < 100, "{q}");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(super::redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(super::redact("amqp://u:a@h1/%2f, amqp://u:b@h2/%2f"), "amqp://u:***@h1/%2f,amqp://u:***@h2/%2f");
     }
 }

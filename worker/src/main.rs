@@ -10,6 +10,7 @@
 //!
 //! `main` only parses flags, sets up logging and wires the parts.
 
+mod ctx;
 mod http;
 mod outcome;
 mod process;
@@ -110,7 +111,7 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     tokio::spawn(http::serve(listener, metrics.clone(), state.clone()));
     info!(%bound, worker = %s.worker_id, lake = %s.conn.lake_url, "metrics on http://{bound}/metrics");
-    let ctx = Arc::new(process::Ctx {
+    let ctx = Arc::new(ctx::Ctx {
         catalog,
         state,
         lake,
@@ -124,7 +125,7 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
         poison_after: s.poison_after,
         tables: s.tables,
         snapshots: Default::default(),
-        stop: tokio::sync::watch::Sender::new(process::Stop::Running),
+        stop: tokio::sync::watch::Sender::new(ctx::Stop::Running),
     });
     let settings = service::Settings {
         amqp_url: s.conn.amqp_url.clone(),

@@ -22,7 +22,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tracing::{info, warn};
 
-use crate::process::Ctx;
+use crate::ctx::Ctx;
 
 /// How a task that did its work ended.
 pub enum Done {

@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::process::{Ctx, handle};
+use crate::ctx::Ctx;
+use crate::process::handle;
 
 /// What the consume loop needs of the worker's settings.
 pub struct Settings {
@@ -85,7 +86,7 @@ pub async fn run(
                     // once its object is written (its commit overlaps the
                     // next task's conversion), or when it ends.
                     let held = std::cell::RefCell::new(Some(permit));
-                    tasks.spawn(crate::process::PERMIT.scope(held, handle(ctx, publish, delivery)));
+                    tasks.spawn(crate::ctx::PERMIT.scope(held, handle(ctx, publish, delivery)));
                 }
                 Some(Err(e)) => {
                     warn!(error = %e, lane = lane.name(), "consumer error; reconnecting");
@@ -106,7 +107,7 @@ pub async fn run(
             );
             // No new task or download starts from here.
             let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
-            ctx.stop.send_replace(crate::process::Stop::Draining);
+            ctx.stop.send_replace(crate::ctx::Stop::Draining);
             let grace = settings.shutdown_grace;
             let cancel = async {
                 for c in [&lanes.high, &lanes.normal] {
@@ -119,7 +120,7 @@ pub async fn run(
             for c in [&mut lanes.high, &mut lanes.normal] {
                 while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(50), c.next()).await {
                     let none = std::cell::RefCell::new(None);
-                    tasks.spawn(crate::process::PERMIT.scope(none, handle(ctx.clone(), publish.clone(), delivery)));
+                    tasks.spawn(crate::ctx::PERMIT.scope(none, handle(ctx.clone(), publish.clone(), delivery)));
                 }
             }
             // Running work may finish until shortly before the grace ends;
@@ -134,7 +135,7 @@ pub async fn run(
                 .is_err()
             {
                 warn!(unfinished = tasks.len(), "grace nearly over: handing the unfinished tasks back to the queue");
-                ctx.stop.send_replace(crate::process::Stop::HandBack);
+                ctx.stop.send_replace(crate::ctx::Stop::HandBack);
                 if tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} })
                     .await
                     .is_err()

@@ -42,7 +42,7 @@ impl Dataset {
     pub fn slice(&self, date: NaiveDate) -> (NaiveDate, NaiveDate) {
         match self.cadence {
             Cadence::Weekly => (date - chrono::Days::new(7), date),
-            _ => (date, crate::plan::next(self.cadence, date)),
+            _ => (date, super::cadence::next(self.cadence, date)),
         }
     }
 
@@ -123,7 +123,7 @@ impl Dataset {
     /// Whether `date` is a partition of this dataset: a Saturday (weekly) or
     /// the 1st of a month (monthly), within `first ..= last`.
     pub fn check_partition(&self, date: NaiveDate) -> Result<(), String> {
-        if crate::plan::round_down(self.cadence, date) != date {
+        if super::cadence::round_down(self.cadence, date) != date {
             return Err(format!("{date} is not a {} partition date of {}", self.cadence, self.name));
         }
         if date < self.first || self.last.is_some_and(|l| date > l) {

@@ -5,10 +5,12 @@
 //! with a TOML file (see `testdata/catalog.example.toml` and the README).
 //!
 //! Rooms: `types.rs` (a dataset and its options, with defaults),
+//! `cadence.rs` (the partition a date falls in, and the next one),
 //! `dataset.rs` (what a partition's date gives: URLs, keys, eras),
 //! `validate.rs` (every refusal of an entry), `load.rs` (built-ins and
 //! user files).
 
+pub mod cadence;
 mod dataset;
 mod load;
 mod types;

@@ -323,7 +323,7 @@ impl Dataset {
         }
         let end = self.last.unwrap_or_else(|| chrono::Local::now().date_naive());
         let mut seen: std::collections::HashMap<String, NaiveDate> = std::collections::HashMap::new();
-        let mut d = crate::plan::round_down(self.cadence, self.first);
+        let mut d = super::cadence::round_down(self.cadence, self.first);
         for _ in 0..MAX_CHECKED_PARTITIONS {
             if d > end {
                 break;
@@ -338,7 +338,7 @@ impl Dataset {
                     }
                 ));
             }
-            d = crate::plan::next(self.cadence, d);
+            d = super::cadence::next(self.cadence, d);
         }
         Ok(())
     }

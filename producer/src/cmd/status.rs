@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lakefleet::catalog::Catalog;
-use lakefleet::config::{Connections, redact};
+use lakefleet::config::Connections;
 use lakefleet::lake::Lake;
 use lakefleet::manifest::BackfillManifest;
 use lakefleet::state::{BackfillStatus, State};
+use lakefleet::text::redact;
 
 use crate::progress::Progress;
 
@@ -64,7 +65,7 @@ fn nothing_new(s: &BackfillStatus, ds: &lakefleet::catalog::Dataset) -> Option<S
     unpublished.sort_unstable();
     let first: chrono::NaiveDate = unpublished.first()?.parse().ok()?;
     let from: Option<chrono::NaiveDate> = s.from.parse().ok();
-    let before = lakefleet::plan::round_down(ds.cadence, first - chrono::Days::new(1));
+    let before = lakefleet::catalog::cadence::round_down(ds.cadence, first - chrono::Days::new(1));
     let got = from.is_some_and(|f| before >= f) && !s.dead.iter().any(|(p, _)| *p == before.to_string());
     let since = match got {
         true => format!("nothing new since {before}"),

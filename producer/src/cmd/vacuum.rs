@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use lakefleet::catalog::Catalog;
-use lakefleet::config::{Connections, redact};
+use lakefleet::config::Connections;
 use lakefleet::lake::Lake;
+use lakefleet::text::redact;
 
 use crate::refusal::Refused;
 
