@@ -2,7 +2,7 @@
 //! flags and environment variables they come from are the binaries' business
 //! ([`crate::cli`], behind the `cli` feature).
 
-use crate::text::redact;
+use crate::util::text::redact;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -46,7 +46,7 @@ impl Connections {
                 self.max_attempts
             ));
         }
-        let amqp = crate::topology::amqp_nodes(&self.amqp_url);
+        let amqp = crate::rabbitmq::topology::amqp_nodes(&self.amqp_url);
         if amqp.is_empty() {
             return Err(
                 "AMQP_URL (--amqp-url) is empty: give a URL, or the comma-separated URLs of a cluster's nodes".into()
@@ -80,8 +80,8 @@ impl Connections {
         Ok(())
     }
 
-    pub fn topology(&self) -> crate::topology::Topology {
-        crate::topology::Topology::new(&self.prefix, self.retry_base_ms, self.max_attempts)
+    pub fn topology(&self) -> crate::rabbitmq::topology::Topology {
+        crate::rabbitmq::topology::Topology::new(&self.prefix, self.retry_base_ms, self.max_attempts)
     }
 }
 

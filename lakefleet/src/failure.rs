@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::convert::ConvertError;
 use crate::lake::LakeError;
 use crate::source::FetchError;
-use crate::text;
+use crate::util::text;
 
 /// Why a task was parked. The code is a metric label and a message header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +198,7 @@ mod tests {
         let refused = FetchError::Refused { url: "file:///etc/passwd".into(), message: "not http".into() };
         assert!(matches!(Failure::from_fetch(refused, false), Failure::Permanent { reason: Reason::BadMessage, .. }));
         let Failure::Transient { message, .. } = Failure::transient("x".repeat(1 << 20)) else { unreachable!() };
-        assert!(message.len() < 2 * crate::text::MAX_MESSAGE, "{}", message.len());
+        assert!(message.len() < 2 * crate::util::text::MAX_MESSAGE, "{}", message.len());
         for r in Reason::ALL {
             assert_eq!(Reason::from_code(r.code()), Some(r));
         }

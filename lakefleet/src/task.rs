@@ -134,7 +134,7 @@ impl Task {
     /// `dataset/partition`, for logs and messages (bounded: the fields come
     /// from the queue, which is not a trusted source).
     pub fn label(&self) -> String {
-        crate::text::bounded(&format!("{}/{}", self.dataset, self.partition), 200)
+        crate::util::text::bounded(&format!("{}/{}", self.dataset, self.partition), 200)
     }
 }
 

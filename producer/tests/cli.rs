@@ -212,11 +212,12 @@ async fn unreachable_services_give_one_clear_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unroutable_publish_is_an_error() {
-    let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
-    let e = lakefleet::topology::publish_confirmed(&ch, "lakefleet-test-no-such-queue", b"x", Default::default())
-        .await
-        .unwrap_err();
+    let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+    let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
+    let e =
+        lakefleet::rabbitmq::topology::publish_confirmed(&ch, "lakefleet-test-no-such-queue", b"x", Default::default())
+            .await
+            .unwrap_err();
     assert!(e.to_string().contains("unroutable"), "{e}");
 }
 
@@ -429,16 +430,16 @@ async fn status_rebuilds_a_backfill_that_redis_lost_from_the_lake_and_the_parkin
     for t in &tasks[..2] {
         f.fake_done(ds, t.partition.parse().unwrap()).await;
     }
-    let parked = lakefleet::parking::ParkHeaders::new(
+    let parked = lakefleet::rabbitmq::parking::ParkHeaders::new(
         lakefleet::failure::Reason::BadRow,
         "turnstile_220115.txt: line 7, column 10 (entries): cannot parse \"x\" as int64",
         1,
         "w1",
         Some(&tasks[2]),
     );
-    let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
-    lakefleet::topology::publish_confirmed(&ch, &f.topology().parking, &tasks[2].encode(), parked.to_table())
+    let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+    let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
+    lakefleet::rabbitmq::topology::publish_confirmed(&ch, &f.topology().parking, &tasks[2].encode(), parked.to_table())
         .await
         .unwrap();
     let _ = conn.close(200, "".into()).await;

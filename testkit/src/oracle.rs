@@ -52,8 +52,8 @@ pub async fn oracle(f: &Fleet, in_lake: &[(String, usize, String)], parked: &[(&
         .map(|d| {
             let h = d.properties.headers().as_ref();
             (
-                lakefleet::topology::header_str(h, "x-lakefleet-partition").unwrap_or_default(),
-                lakefleet::topology::header_str(h, "x-lakefleet-reason").unwrap_or_default(),
+                lakefleet::rabbitmq::topology::header_str(h, "x-lakefleet-partition").unwrap_or_default(),
+                lakefleet::rabbitmq::topology::header_str(h, "x-lakefleet-reason").unwrap_or_default(),
             )
         })
         .collect();

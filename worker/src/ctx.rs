@@ -7,9 +7,9 @@ use std::time::Duration;
 use lakefleet::catalog::Catalog;
 use lakefleet::lake::Lake;
 use lakefleet::metrics::Metrics;
+use lakefleet::rabbitmq::topology::Topology;
 use lakefleet::source::Fetcher;
 use lakefleet::state::State;
-use lakefleet::topology::Topology;
 
 tokio::task_local! {
     /// The task's share of `--concurrency`: given back when its object is

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use hyper::StatusCode;
-use lakefleet::httpd::{self, PROMETHEUS_TEXT, Response};
 use lakefleet::metrics::Metrics;
+use lakefleet::metrics::httpd::{self, PROMETHEUS_TEXT, Response};
 use lakefleet::state::State;
 use tokio::net::TcpListener;
 

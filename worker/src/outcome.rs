@@ -14,9 +14,10 @@ use lakefleet::catalog::{DEFAULT_NOT_PUBLISHED_PATIENCE_SECONDS, DEFAULT_NOT_PUB
 use lakefleet::failure::{Failure, Reason};
 use lakefleet::lake::Uploaded;
 use lakefleet::metrics::outcome as label;
-use lakefleet::parking::{ParkHeaders, key, task_headers};
+use lakefleet::rabbitmq::parking::{ParkHeaders, key, task_headers};
+use lakefleet::rabbitmq::topology;
 use lakefleet::task::Task;
-use lakefleet::{text, topology};
+use lakefleet::util::text;
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 
 use super::*;
-use crate::timefmt::DateTimeFormat;
+use crate::util::timefmt::DateTimeFormat;
 
 impl Dataset {
     /// The zone timestamps are read in when they are stored as instants
@@ -258,7 +258,7 @@ impl Dataset {
         if !crate::source::is_http(&s.portal) || s.portal.contains(['?', '#']) {
             return Err(format!(
                 "field `socrata.portal`: {:?} must be an http:// or https:// URL",
-                crate::text::bounded(&s.portal, 200)
+                crate::util::text::bounded(&s.portal, 200)
             ));
         }
         let ident = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -306,7 +306,10 @@ impl Dataset {
         let t = &self.url_template;
         let field = "field `url_template`";
         if !crate::source::is_http(t) {
-            return Err(format!("{field}: {:?} must be an http:// or https:// URL", crate::text::bounded(t, 200)));
+            return Err(format!(
+                "{field}: {:?} must be an http:// or https:// URL",
+                crate::util::text::bounded(t, 200)
+            ));
         }
         let mut rest = t.as_str();
         while let Some(open) = rest.find('{') {

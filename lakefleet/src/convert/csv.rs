@@ -13,7 +13,7 @@ use super::input::Limit;
 use super::split::{Chunk, Ragged, SplitError, Splitter};
 use super::{BATCH_BYTES, BATCH_ROWS, ConvertError};
 use crate::catalog::Dataset;
-use crate::text;
+use crate::util::text;
 
 /// Why the row loop stopped early.
 pub(super) enum Stop {

@@ -358,14 +358,14 @@ pub fn convert<R: Read, W: Write + Send>(
             if let Some((col, start, end)) = slice
                 && let Some((row, ms)) = first_outside(batch.column(col), start, end)
             {
-                let day = |ms: i64| crate::timefmt::millis_to_string(ms).replace(" 00:00:00", "");
+                let day = |ms: i64| crate::util::timefmt::millis_to_string(ms).replace(" 00:00:00", "");
                 outside = Some(ConvertError::OutsideSlice {
                     file: file.to_string(),
                     row: seen + row as u64 + 1,
                     message: format!(
                         "column {}: {} is outside the partition's slice [{}, {}): the portal (or a mirror that ignores $where) sent rows of another partition; nothing was landed",
                         Dataset::output_name(&ds.columns[col]),
-                        crate::timefmt::millis_to_string(ms),
+                        crate::util::timefmt::millis_to_string(ms),
                         day(start),
                         day(end)
                     ),

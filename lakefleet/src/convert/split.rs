@@ -11,7 +11,7 @@
 
 use std::io::Read;
 
-use crate::swar::{ONES, zero_bytes};
+use crate::util::swar::{ONES, zero_bytes};
 
 /// Bytes read per fill (the chunk's text).
 pub(super) const FILL: usize = 256 * 1024;

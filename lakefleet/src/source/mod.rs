@@ -51,7 +51,9 @@ pub struct Validators {
 impl Validators {
     fn of(h: &reqwest::header::HeaderMap, content_length: Option<u64>) -> Validators {
         let get = |k| {
-            h.get(k).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(|v| crate::text::bounded(v, 200))
+            h.get(k)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(|v| crate::util::text::bounded(v, 200))
         };
         Validators {
             etag: get(reqwest::header::ETAG),
@@ -139,7 +141,7 @@ impl Fetcher {
         let net = |e: reqwest::Error| FetchError::Network { url: url.to_string(), message: describe(&e) };
         if !is_http(url) {
             return Err(FetchError::Refused {
-                url: crate::text::bounded(url, 200),
+                url: crate::util::text::bounded(url, 200),
                 message: "only http:// and https:// sources are fetched".into(),
             });
         }

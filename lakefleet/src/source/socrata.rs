@@ -101,7 +101,7 @@ async fn status_error(url: &str, resp: reqwest::Response) -> FetchError {
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
         .unwrap_or(body);
-    let detail = (!message.trim().is_empty()).then(|| crate::text::bounded(message.trim(), 300));
+    let detail = (!message.trim().is_empty()).then(|| crate::util::text::bounded(message.trim(), 300));
     FetchError::Status { url: url.to_string(), status, retry_after, detail }
 }
 
@@ -123,7 +123,7 @@ impl Fetcher {
         });
         n.ok_or_else(|| FetchError::Network {
             url: url.clone(),
-            message: format!("unexpected count(*) answer {}", crate::text::bounded(&body.to_string(), 200)),
+            message: format!("unexpected count(*) answer {}", crate::util::text::bounded(&body.to_string(), 200)),
         })
     }
 
@@ -321,7 +321,7 @@ impl<F: Fn(usize) + Send + Sync> Page<'_, F> {
         Err(format!(
             "the portal changed the columns while the slice was read: page {}'s header is [{}], the query selected [{}]; it is read again",
             k + 1,
-            crate::text::bounded(&names.join(","), 300),
+            crate::util::text::bounded(&names.join(","), 300),
             self.select.join(",")
         ))
     }
@@ -338,6 +338,6 @@ fn header_names(head: &[u8]) -> Vec<String> {
 fn not_csv(head: &[u8], k: u64) -> Option<String> {
     let start = head.iter().position(|b| !b.is_ascii_whitespace()).map_or(&[][..], |i| &head[i..]);
     matches!(start.first(), Some(b'<' | b'{' | b'[')).then(|| {
-        format!("page {} is not CSV: it starts with {}", k + 1, crate::text::quote(&start[..start.len().min(40)]))
+        format!("page {} is not CSV: it starts with {}", k + 1, crate::util::text::quote(&start[..start.len().min(40)]))
     })
 }

@@ -70,7 +70,12 @@ impl State {
             }
         }
         for (part, error) in parked {
-            p.hset(self.k(&["bf", id, "dead"]), part, crate::text::bounded(error, crate::text::MAX_MESSAGE)).ignore();
+            p.hset(
+                self.k(&["bf", id, "dead"]),
+                part,
+                crate::util::text::bounded(error, crate::util::text::MAX_MESSAGE),
+            )
+            .ignore();
         }
         p.zadd(self.k(&["backfills"]), id, created).ignore();
         p.exec_async(&mut c).await
@@ -114,7 +119,7 @@ impl State {
     /// A partition was parked with `error` (bounded here).
     pub async fn record_dead(&self, id: &str, dataset: &str, partition: &str, error: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
-        let error = crate::text::bounded(error, crate::text::MAX_MESSAGE);
+        let error = crate::util::text::bounded(error, crate::util::text::MAX_MESSAGE);
         let error = error.as_str();
         redis::pipe()
             .hset(self.k(&["bf", id, "dead"]), partition, error)

@@ -86,7 +86,7 @@ impl State {
     /// Connects; the error names the (redacted) address. The connection
     /// manager reconnects by itself after Redis restarts.
     pub async fn connect(redis_url: &str, prefix: &str) -> anyhow::Result<State> {
-        let shown = crate::text::redact(redis_url);
+        let shown = crate::util::text::redact(redis_url);
         let client = redis::Client::open(redis_url).map_err(|e| anyhow::anyhow!("invalid REDIS_URL {shown}: {e}"))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))

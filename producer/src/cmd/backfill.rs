@@ -9,11 +9,11 @@ use lakefleet::catalog::Catalog;
 use lakefleet::config::Connections;
 use lakefleet::lake::Lake;
 use lakefleet::manifest::BackfillManifest;
-use lakefleet::parking::task_headers;
 use lakefleet::plan::{Partition, plan};
+use lakefleet::rabbitmq::parking::task_headers;
+use lakefleet::rabbitmq::topology;
 use lakefleet::state::State;
 use lakefleet::task::{Lane, Task};
-use lakefleet::topology;
 
 use crate::cli::BackfillArgs;
 use crate::cmd::status;

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use lakefleet::config::Connections;
-use lakefleet::parking::{ParkHeaders, task_headers};
+use lakefleet::rabbitmq::parking::{ParkHeaders, task_headers};
+use lakefleet::rabbitmq::topology::{self, Topology};
 use lakefleet::state::State;
 use lakefleet::task::Task;
-use lakefleet::topology::{self, Topology};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 
 use crate::cli::{DlqCommand, DlqFilter};

@@ -13,7 +13,7 @@ use lakefleet::config::Connections;
 use lakefleet::lake::Lake;
 use lakefleet::manifest::BackfillManifest;
 use lakefleet::state::{BackfillStatus, State};
-use lakefleet::text::redact;
+use lakefleet::util::text::redact;
 
 use crate::progress::Progress;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use lakefleet::catalog::Catalog;
 use lakefleet::config::Connections;
 use lakefleet::lake::Lake;
-use lakefleet::text::redact;
+use lakefleet::util::text::redact;
 
 use crate::refusal::Refused;
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use lakefleet::rabbitmq::topology::Topology;
 use lakefleet::task::Task;
-use lakefleet::topology::Topology;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
 
 use crate::*;

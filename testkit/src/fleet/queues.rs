@@ -6,20 +6,22 @@ use super::*;
 impl Fleet {
     /// Publishes `task` to the work queue as a producer would (confirmed).
     pub async fn publish_task(&self, task: &Task) {
-        let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-        let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
+        let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+        let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
         let topo = self.topology();
         topo.declare(&ch).await.unwrap();
-        let headers = lakefleet::topology::headers(&lakefleet::parking::task_headers(task));
-        lakefleet::topology::publish_confirmed(&ch, topo.work_queue(task.lane), &task.encode(), headers).await.unwrap();
+        let headers = lakefleet::rabbitmq::topology::headers(&lakefleet::rabbitmq::parking::task_headers(task));
+        lakefleet::rabbitmq::topology::publish_confirmed(&ch, topo.work_queue(task.lane), &task.encode(), headers)
+            .await
+            .unwrap();
         let _ = conn.close(200, "".into()).await;
     }
 
     /// The parked messages' headers (drains the parking queue).
-    pub async fn parked(&self) -> Vec<lakefleet::parking::ParkHeaders> {
+    pub async fn parked(&self) -> Vec<lakefleet::rabbitmq::parking::ParkHeaders> {
         let msgs = self.drain(&self.topology().parking).await;
         msgs.iter()
-            .map(|d| lakefleet::parking::ParkHeaders::from_table(d.properties.headers().as_ref(), None))
+            .map(|d| lakefleet::rabbitmq::parking::ParkHeaders::from_table(d.properties.headers().as_ref(), None))
             .collect()
     }
 

@@ -84,7 +84,7 @@ fn tlc_multi_member_gzip_crlf_blank_lines_nulls_and_trailing_fields() {
     let expected_passengers: i64 = (0..1000).map(|i| if i % 3 == 0 { 1 } else { (i % 4) as i64 }).sum();
     assert_eq!(passengers, expected_passengers, "1.0 is an integer");
     let ts = ny_wall_millis(batches[0].column_by_name("pickup_datetime").unwrap())[1].unwrap();
-    assert_eq!(lakefleet::timefmt::millis_to_string(ts), "2019-01-02 00:01:10");
+    assert_eq!(lakefleet::util::timefmt::millis_to_string(ts), "2019-01-02 00:01:10");
 }
 
 #[test]

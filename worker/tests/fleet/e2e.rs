@@ -118,7 +118,7 @@ async fn two_workers_backfill_into_a_local_lake_and_a_repeat_writes_nothing() {
     assert!(descs.contains(&"RECOVR AUD"));
     // Row 0 of the generator: 2021-12-26 (six days before the Saturday) at 00:00:00.
     let obs = ny_wall_millis(b.column_by_name("observed_at").unwrap())[0].unwrap();
-    assert_eq!(lakefleet::timefmt::millis_to_string(obs), "2021-12-26 00:00:00");
+    assert_eq!(lakefleet::util::timefmt::millis_to_string(obs), "2021-12-26 00:00:00");
 
     let before = f.objects().await;
     let mtimes: Vec<_> = before
@@ -223,8 +223,8 @@ async fn a_malformed_row_fails_the_task_with_its_line_and_leaves_no_object() {
     let parked = f.drain(&f.topology().parking).await;
     assert_eq!(parked.len(), 1);
     let h = parked[0].properties.headers().as_ref();
-    assert_eq!(lakefleet::topology::header_str(h, "x-lakefleet-reason").as_deref(), Some("bad_row"));
-    let err = lakefleet::topology::header_str(h, "x-lakefleet-error").unwrap();
+    assert_eq!(lakefleet::rabbitmq::topology::header_str(h, "x-lakefleet-reason").as_deref(), Some("bad_row"));
+    let err = lakefleet::rabbitmq::topology::header_str(h, "x-lakefleet-error").unwrap();
     assert!(err.contains("turnstile_220108.txt: line 5, column 10 (entries)") && err.contains("12x34"), "{err}");
     f.cleanup().await;
 }

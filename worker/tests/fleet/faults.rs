@@ -96,11 +96,16 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
     let f = Fleet::local("badmsg");
     let w = f.worker(&[]);
     w.ready().await;
-    let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
-    lakefleet::topology::publish_confirmed(&ch, &f.topology().work, b"{\"not\": \"msgpack\"}", Default::default())
-        .await
-        .unwrap();
+    let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+    let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
+    lakefleet::rabbitmq::topology::publish_confirmed(
+        &ch,
+        &f.topology().work,
+        b"{\"not\": \"msgpack\"}",
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let mut future = lakefleet::task::Task {
         v: lakefleet::task::MAJOR + 1,
         backfill_id: "x".into(),
@@ -117,7 +122,7 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
         redeliveries: 0,
         lane: lakefleet::task::Lane::Normal,
     };
-    lakefleet::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
+    lakefleet::rabbitmq::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
         .await
         .unwrap();
     future.v = lakefleet::task::MAJOR;
@@ -265,8 +270,8 @@ async fn an_object_store_answering_500_for_a_while_is_retried_then_written_once(
 async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
     use lapin::options::{BasicGetOptions, BasicNackOptions};
     let f = Fleet::local("poison");
-    let conn = lakefleet::topology::connect(AMQP, "test").await.unwrap();
-    let ch = lakefleet::topology::confirm_channel(&conn).await.unwrap();
+    let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+    let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
     let topo = f.topology();
     topo.declare(&ch).await.unwrap();
     let task = lakefleet::task::Task {
@@ -285,11 +290,13 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
         redeliveries: 0,
         lane: lakefleet::task::Lane::Normal,
     };
-    lakefleet::topology::publish_confirmed(&ch, &topo.work, &task.encode(), Default::default()).await.unwrap();
+    lakefleet::rabbitmq::topology::publish_confirmed(&ch, &topo.work, &task.encode(), Default::default())
+        .await
+        .unwrap();
     // A worker that dies holding the delivery returns it to the queue; do that
     // more times than the delivery limit allows.
     let mut returns = 0;
-    for _ in 0..=lakefleet::topology::DELIVERY_LIMIT + 1 {
+    for _ in 0..=lakefleet::rabbitmq::topology::DELIVERY_LIMIT + 1 {
         match ch.basic_get(topo.work.as_str().into(), BasicGetOptions::default()).await.unwrap() {
             Some(m) => {
                 m.delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.unwrap();
@@ -298,7 +305,7 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
             None => break,
         }
     }
-    assert_eq!(returns, lakefleet::topology::DELIVERY_LIMIT + 1);
+    assert_eq!(returns, lakefleet::rabbitmq::topology::DELIVERY_LIMIT + 1);
     eventually(Duration::from_secs(10), "parked by the broker", || async { f.queue_len(&topo.parking).await == 1 })
         .await;
     let list = f.producer(&["dlq", "list", "--reason", "delivery_limit"]);

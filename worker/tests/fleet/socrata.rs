@@ -130,7 +130,7 @@ async fn a_monthly_backfill_lands_every_slice_once_with_exactly_the_counted_rows
     let station = batches[0].column_by_name("station_complex").unwrap().as_string::<i32>().value(42).to_string();
     assert_eq!(station, "Times Sq-42 St (N,Q,R,W,S,1,2,3,7) \"A\"");
     let ts = ny_wall_millis(batches[0].column_by_name("transit_timestamp").unwrap());
-    assert_eq!(lakefleet::timefmt::millis_to_string(ts[100].unwrap()), "2024-11-01 01:00:00");
+    assert_eq!(lakefleet::util::timefmt::millis_to_string(ts[100].unwrap()), "2024-11-01 01:00:00");
 
     // Paged: the 60,000-row slice took two pages of 50,000 in :id order.
     let reqs = soda.requests();
@@ -260,7 +260,7 @@ async fn the_turnstile_archive_lands_2014_and_2022_weeks_in_mta_turnstiles_schem
         assert_eq!(linename, "NQR456W", "{week}");
         let ts = ny_wall_millis(b.column_by_name("observed_at").unwrap());
         let first_day = if week.starts_with("2014") { "2014-01-04" } else { "2022-01-01" };
-        assert_eq!(lakefleet::timefmt::millis_to_string(ts[1].unwrap()), format!("{first_day} 04:00:00"));
+        assert_eq!(lakefleet::util::timefmt::millis_to_string(ts[1].unwrap()), format!("{first_day} 04:00:00"));
     }
     // 2014's first page was refused, then asked with the old names under the new ones.
     let reqs = soda.requests();

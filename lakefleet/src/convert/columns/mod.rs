@@ -11,9 +11,9 @@ use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 
 use super::split::Chunk;
 use crate::catalog::ColumnType;
-use crate::swar;
-use crate::text::quote;
-use crate::timefmt::{DateTimeFormat, LastDay};
+use crate::util::swar;
+use crate::util::text::quote;
+use crate::util::timefmt::{DateTimeFormat, LastDay};
 
 mod numbers;
 use numbers::*;
@@ -115,7 +115,7 @@ const EMPTY: &str = "empty value in a column that is not nullable";
 
 /// `date (format "%m/%d/%Y")`, for messages.
 fn typed(kind: &str, f: &DateTimeFormat) -> String {
-    format!("{kind} (format {:?}, from {})", f.as_str(), crate::timefmt::READABLE_RANGE)
+    format!("{kind} (format {:?}, from {})", f.as_str(), crate::util::timefmt::READABLE_RANGE)
 }
 
 fn bad(v: &[u8], what: &str) -> String {

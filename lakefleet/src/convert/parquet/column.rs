@@ -282,7 +282,7 @@ pub(super) fn convert_column(a: &ArrayRef, t: &Target) -> Result<ArrayRef, Bad> 
 /// represent it (`timefmt::READABLE_MILLIS`); otherwise the row fails naming
 /// the value: year 9999 in the lake makes pandas and pyarrow raise.
 pub(super) fn readable_millis(ms: i64, date: bool) -> Result<i64, String> {
-    if crate::timefmt::READABLE_MILLIS.contains(&ms) {
+    if crate::util::timefmt::READABLE_MILLIS.contains(&ms) {
         return Ok(ms);
     }
     let shown = chrono::DateTime::from_timestamp_millis(ms)
@@ -290,7 +290,7 @@ pub(super) fn readable_millis(ms: i64, date: bool) -> Result<i64, String> {
         .unwrap_or_else(|| format!("{ms} ms from 1970-01-01"));
     Err(format!(
         "{shown} is outside {} (what readers represent as nanoseconds); a wrong value in the source?",
-        crate::timefmt::READABLE_RANGE
+        crate::util::timefmt::READABLE_RANGE
     ))
 }
 

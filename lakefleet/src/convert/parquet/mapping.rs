@@ -106,7 +106,7 @@ pub(super) fn map_schema(
             continue;
         }
         let Some(i) = accepted.iter().position(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name))) else {
-            unknown.push(format!("{} ({})", crate::text::bounded(name, 100), type_name(field.data_type())));
+            unknown.push(format!("{} ({})", crate::util::text::bounded(name, 100), type_name(field.data_type())));
             continue;
         };
         if let Some(prev) = source_of[i] {
@@ -127,7 +127,7 @@ pub(super) fn map_schema(
                 file,
                 format!(
                     "source column {name} is a timestamp in time zone {}: the lake holds wall-clock times without a zone, and storing this column's UTC instants would shift every value by the zone's offset; convert it to local time without a zone upstream, or leave the column out of the catalog",
-                    crate::text::bounded(tz, 60)
+                    crate::util::text::bounded(tz, 60)
                 ),
             ));
         }
@@ -170,7 +170,7 @@ pub(super) fn map_schema(
             format!(
                 "missing column(s) {}; found [{}]",
                 missing.join(", "),
-                crate::text::bounded(&found.join(","), 600)
+                crate::util::text::bounded(&found.join(","), 600)
             ),
         ));
     }

@@ -26,8 +26,8 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use super::columns::{parse_f64, parse_i64};
 use super::{ConvertError, PARQUET_BATCH_ROWS};
 use crate::catalog::{ColumnType, Dataset, MissingColumns, UnknownColumns};
-use crate::text::quote;
-use crate::timefmt::DateTimeFormat;
+use crate::util::text::quote;
+use crate::util::timefmt::DateTimeFormat;
 
 mod mapping;
 use mapping::*;
@@ -58,7 +58,7 @@ pub(super) fn run(
 ) -> Result<Option<(u64, u64)>, ConvertError> {
     let corrupt = |e: &dyn std::fmt::Display| ConvertError::Corrupt {
         file: file_name.to_string(),
-        message: crate::text::bounded(&e.to_string(), 400),
+        message: crate::util::text::bounded(&e.to_string(), 400),
     };
     let too_large = |message: String| ConvertError::TooLarge { file: file_name.to_string(), message };
     let size = source.metadata().map(|m| m.len()).unwrap_or(0);
@@ -114,7 +114,7 @@ pub(super) fn run(
                 file: file_name.to_string(),
                 row_group: row_group(row),
                 row: row + 1,
-                column: crate::text::bounded(&column, 100),
+                column: crate::util::text::bounded(&column, 100),
                 output: target.map(|t| t.name.clone()).unwrap_or_default(),
                 message: format!("a value of {len} bytes, longer than max_record_bytes {}", ds.max_record_bytes),
             }
@@ -152,7 +152,7 @@ pub(super) fn run(
                             file: file_name.to_string(),
                             row_group: row_group(row),
                             row: row + 1,
-                            column: crate::text::bounded(source_name, 100),
+                            column: crate::util::text::bounded(source_name, 100),
                             output: t.name.clone(),
                             message,
                         }

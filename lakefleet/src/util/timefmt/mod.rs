@@ -4,7 +4,7 @@
 //! dataset, then applied to raw bytes without allocating. Numbers may be
 //! unpadded (`1/1/2019 0:46`), as chrono also accepts.
 
-use crate::swar;
+use crate::util::swar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok {

@@ -8,9 +8,9 @@
 use lapin::types::FieldTable;
 
 use crate::failure::Reason;
+use crate::rabbitmq::topology::{header_str, headers, x_death};
 use crate::task::Task;
-use crate::text;
-use crate::topology::{header_str, headers, x_death};
+use crate::util::text;
 
 /// Header names (`x-lakefleet-*`).
 pub mod key {

@@ -212,12 +212,12 @@ pub async fn connect(amqp_url: &str, name: &str) -> anyhow::Result<Connection> {
                 // Next time (a reconnect after this node is lost), start with the next node.
                 NEXT.store(k + 1, Ordering::Relaxed);
                 if i > 0 {
-                    tracing::info!(node = %crate::text::redact(url), "connected to another RabbitMQ node");
+                    tracing::info!(node = %crate::util::text::redact(url), "connected to another RabbitMQ node");
                 }
                 return Ok(c);
             }
-            Ok(Err(e)) => failed.push(format!("{}: {e}", crate::text::redact(url))),
-            Err(_) => failed.push(format!("{}: no answer within {}s", crate::text::redact(url), wait.as_secs())),
+            Ok(Err(e)) => failed.push(format!("{}: {e}", crate::util::text::redact(url))),
+            Err(_) => failed.push(format!("{}: no answer within {}s", crate::util::text::redact(url), wait.as_secs())),
         }
     }
     match failed.as_slice() {

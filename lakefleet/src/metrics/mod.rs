@@ -2,6 +2,8 @@
 //! fixed sets: `dataset` (catalog names), `outcome`, `stage`, `reason`,
 //! `result`, `service`. Every metric here is documented in docs/operations.md.
 
+pub mod httpd;
+
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
