@@ -1,8 +1,9 @@
 //! Backfill planning: a date range becomes one partition per publication.
 //!
-//! Weekly datasets publish on Saturdays: every Saturday in `[from, to]` is a
-//! partition. Monthly datasets publish one file per month, dated on the 1st:
-//! every month from `from`'s month to `to`'s month is a partition. Ranges that
+//! Daily datasets have a partition per day. Weekly datasets publish on
+//! Saturdays: every Saturday in `[from, to]` is a partition. Monthly datasets
+//! publish one file per month, dated on the 1st: every month from `from`'s
+//! month to `to`'s month is a partition. Ranges that
 //! reach outside what the dataset has published are refused, never trimmed.
 
 use chrono::{Datelike, Days, Months, NaiveDate, Weekday};
@@ -15,7 +16,7 @@ pub use crate::catalog::cadence::{next, round_down};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
     pub date: NaiveDate,
-    pub source_url: String,
+    /// Its first generation's object key ([`Dataset::object_key`]).
     pub object_key: String,
 }
 
@@ -98,7 +99,7 @@ pub fn plan(ds: &Dataset, from: NaiveDate, to: NaiveDate, today: NaiveDate) -> R
     let mut out = Vec::new();
     let mut d = first_partition;
     while d <= last_partition {
-        out.push(Partition { date: d, source_url: ds.source_url(d), object_key: ds.object_key(d) });
+        out.push(Partition { date: d, object_key: ds.object_key(d) });
         d = next(ds.cadence, d);
     }
     debug_assert!(out.iter().all(|p| ds.cadence != Cadence::Weekly || p.date.weekday() == Weekday::Sat));
@@ -126,7 +127,7 @@ mod tests {
         let mta = cat.get("mta-turnstile").unwrap();
         let p = plan(mta, d("2021-12-20"), d("2022-01-15"), d(TODAY)).unwrap();
         assert_eq!(dates(&p), ["2021-12-25", "2022-01-01", "2022-01-08", "2022-01-15"]);
-        assert!(p[1].source_url.ends_with("turnstile_220101.txt"));
+        assert!(mta.source_url(p[1].date).ends_with("turnstile_220101.txt"));
         assert_eq!(p[0].object_key, "mta-turnstile/year=2021/mta-turnstile_2021-12-25.parquet");
     }
 
@@ -158,7 +159,10 @@ mod tests {
         let y = cat.get("nyc-tlc-green").unwrap();
         let p = plan(y, d("2019-11-15"), d("2020-02-03"), d(TODAY)).unwrap();
         assert_eq!(dates(&p), ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]);
-        assert_eq!(p[3].source_url, "https://d37ci6vzurychx.cloudfront.net/trip-data/green_tripdata_2020-02.parquet");
+        assert_eq!(
+            y.source_url(p[3].date),
+            "https://d37ci6vzurychx.cloudfront.net/trip-data/green_tripdata_2020-02.parquet"
+        );
     }
 
     #[test]
@@ -210,7 +214,7 @@ mod tests {
         let all = plan(y, d("2009-01-01"), d("2025-06-30"), d(TODAY)).unwrap();
         assert_eq!(all.len(), 16 * 12 + 6);
         assert_eq!(
-            all[0].source_url,
+            y.source_url(all[0].date),
             "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2009-01.parquet"
         );
         assert_eq!(all.last().unwrap().object_key, "nyc-tlc-yellow/year=2025/nyc-tlc-yellow_2025-06.parquet");

@@ -38,7 +38,7 @@ async fn backfill_publishes_exactly_the_planned_tasks() {
     }
     // The plan is recorded for status.
     let st = f.state().await.backfill(&id).await.unwrap().unwrap();
-    assert_eq!((st.planned, st.done, st.dead.len()), (13, 0, 0));
+    assert_eq!((st.planned, st.done, st.parked.len()), (13, 0, 0));
     let list = f.producer(&["status"]);
     let line = stdout(&list).lines().find(|l| l.starts_with(&id)).map(String::from);
     assert!(line.as_deref().is_some_and(|l| l.contains("planned 13") && l.contains("[running]")), "{}", stdout(&list));
@@ -282,7 +282,7 @@ async fn schedule_enqueues_the_newest_weeks_missing_from_the_lake() {
     // One week is in the lake, one is parked: the schedule leaves both alone.
     let done = back(1);
     f.fake_done(ds, done).await;
-    st.record_dead("bf-old", "mta-turnstile", &back(2).to_string(), "not_found: gone").await.unwrap();
+    st.record_parked("bf-old", "mta-turnstile", &back(2).to_string(), "not_found: gone").await.unwrap();
 
     let out = f.producer(&[
         "schedule",

@@ -88,7 +88,12 @@ pub async fn wait_finished(f: &Fleet, out: &Output, within: Duration) -> lakefle
     }
 }
 
+/// The object key of an MTA week's first generation.
+pub fn mta_key(week: NaiveDate) -> String {
+    format!("mta-turnstile/year={}/mta-turnstile_{}.parquet", week.format("%Y"), week)
+}
+
 /// `(key, rows, sha256)` of an MTA week as the oracle expects it.
 pub fn mta_expect(week: NaiveDate, rows: usize, bytes: &[u8]) -> (String, usize, String) {
-    (format!("mta-turnstile/year={}/mta-turnstile_{}.parquet", week.format("%Y"), week), rows, sha256_hex(bytes))
+    (mta_key(week), rows, sha256_hex(bytes))
 }

@@ -42,6 +42,16 @@ print(*r)
     python(script, &[path])
 }
 
+/// The key of version `v`'s commit in `dataset`'s log, below the lake root.
+pub fn log_key(dataset: &str, v: u64) -> String {
+    format!("{dataset}/_delta_log/{v:020}.json")
+}
+
+/// The key of version `v`'s checkpoint in `dataset`'s log, below the lake root.
+pub fn checkpoint_key(dataset: &str, v: u64) -> String {
+    format!("{dataset}/_delta_log/{v:020}.checkpoint.parquet")
+}
+
 /// The log's entries: (version, its actions) in order.
 pub fn log_entries(dir: &std::path::Path, dataset: &str) -> Vec<(u64, Vec<serde_json::Value>)> {
     let log = dir.join(dataset).join("_delta_log");

@@ -55,10 +55,10 @@ pub enum Outcome {
     Cancelled,
     /// Another worker converts it now: delayed through the first retry
     /// queue, not counted as an attempt.
-    Delayed,
+    LeaseHeld,
     /// Its source host is paused or full: delayed through the retry queue
     /// of `level` (the shortest that covers the pause), not an attempt.
-    HostWait {
+    HostBusy {
         level: u32,
         why: String,
     },
@@ -101,9 +101,9 @@ impl Outcome {
         match result {
             Ok(Done::Converted { uploaded }) => Outcome::Succeeded { uploaded },
             Ok(Done::Skipped) => Outcome::Skipped,
-            Ok(Done::LeaseHeld) => Outcome::Delayed,
+            Ok(Done::LeaseHeld) => Outcome::LeaseHeld,
             Ok(Done::Cancelled) => Outcome::Cancelled,
-            Ok(Done::HostBusy { delay, why }) => Outcome::HostWait { level: ctx.topo.retry_level(1, Some(delay)), why },
+            Ok(Done::HostBusy { delay, why }) => Outcome::HostBusy { level: ctx.topo.retry_level(1, Some(delay)), why },
             Err(Failure::Transient { message, retry_after }) if attempt < ctx.topo.max_attempts => {
                 Outcome::Retry { level: ctx.topo.retry_level(attempt, retry_after), message }
             }
@@ -158,7 +158,7 @@ impl Outcome {
             Outcome::Succeeded { .. } => label::SUCCEEDED,
             Outcome::Skipped => label::SKIPPED_DUPLICATE,
             Outcome::Cancelled => label::CANCELLED,
-            Outcome::Delayed | Outcome::HostWait { .. } | Outcome::HandedBack => label::DELAYED,
+            Outcome::LeaseHeld | Outcome::HostBusy { .. } | Outcome::HandedBack => label::DELAYED,
             Outcome::Retry { .. } => label::RETRIED,
             Outcome::Wait { .. } => label::WAITING,
             Outcome::Parked { .. } => label::PARKED,
@@ -178,13 +178,13 @@ impl Outcome {
         let (queue, (payload, headers)) = match (self, task) {
             (Outcome::Succeeded { .. } | Outcome::Skipped | Outcome::Cancelled, _) => return ack(d).await,
             // Every re-published copy stays in its task's lane.
-            (Outcome::Delayed, Some(t)) => {
+            (Outcome::LeaseHeld, Some(t)) => {
                 (ctx.topo.retry_queue_in(t.lane, 0), next_copy(t, t.attempt, redeliveries, None))
             }
             (Outcome::HandedBack, Some(t)) => {
                 (ctx.topo.work_queue(t.lane).to_string(), next_copy(t, t.attempt, redeliveries, None))
             }
-            (Outcome::HostWait { level, .. }, Some(t)) => {
+            (Outcome::HostBusy { level, .. }, Some(t)) => {
                 (ctx.topo.retry_queue_in(t.lane, *level), next_copy(t, t.attempt, redeliveries, None))
             }
             (Outcome::Retry { level, message }, Some(t)) => {
@@ -209,8 +209,8 @@ impl Outcome {
                 (ctx.topo.parking.clone(), (d.data.clone(), h.to_table()))
             }
             (
-                Outcome::Delayed
-                | Outcome::HostWait { .. }
+                Outcome::LeaseHeld
+                | Outcome::HostBusy { .. }
                 | Outcome::Retry { .. }
                 | Outcome::Wait { .. }
                 | Outcome::HandedBack,
@@ -265,12 +265,12 @@ impl Outcome {
                 info!(task = %name, "handed back to the work queue: the worker is shutting down (not an attempt)");
                 Ok(())
             }
-            (Outcome::Delayed, _) => {
+            (Outcome::LeaseHeld, _) => {
                 m.lease_conflicts.with_label_values(&[dataset]).inc();
                 info!(task = %name, "delayed: another worker holds the partition's lease");
                 Ok(())
             }
-            (Outcome::HostWait { level, why }, _) => {
+            (Outcome::HostBusy { level, why }, _) => {
                 let delay_ms = ctx.topo.retry_delay(*level).as_millis() as u64;
                 info!(task = %name, delay_ms, why = %why, "delayed: waiting for the source host (not an attempt)");
                 Ok(())
@@ -298,7 +298,7 @@ impl Outcome {
                 match t {
                     Some(t) => {
                         let error = format!("{}: {message}", reason.code());
-                        ctx.state.record_dead(&t.backfill_id, &t.dataset, &t.partition, &error).await
+                        ctx.state.record_parked(&t.backfill_id, &t.dataset, &t.partition, &error).await
                     }
                     None => Ok(()),
                 }

@@ -67,7 +67,7 @@ async fn a_backfill_survives_the_loss_of_the_node_that_leads_the_work_queue() {
     }
     eprintln!("workers consuming again {:?} after {leader} stopped", lost.elapsed());
     let s = wait_finished(&f, &out, Duration::from_secs(180)).await;
-    assert_eq!((s.done, s.dead.len()), (40, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (40, 0), "{s:?}");
     // Each partition exactly once in the lake, with the source's rows and checksum.
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;

@@ -85,7 +85,7 @@ impl Dataset {
         host_of(&self.fetch_url(date, mirror))
     }
 
-    /// The partition's label: `2022-01-08` (weekly), `2019-03` (monthly).
+    /// The partition's label: `2022-01-08` (daily, weekly), `2019-03` (monthly).
     pub fn partition_label(&self, date: NaiveDate) -> String {
         match self.cadence {
             Cadence::Daily | Cadence::Weekly => date.format("%Y-%m-%d").to_string(),
@@ -120,8 +120,8 @@ impl Dataset {
         format!("{}/year={}/{}_{}.parquet", self.name, date.format("%Y"), self.name, self.partition_label(date))
     }
 
-    /// Whether `date` is a partition of this dataset: a Saturday (weekly) or
-    /// the 1st of a month (monthly), within `first ..= last`.
+    /// Whether `date` is a partition of this dataset: any day (daily), a
+    /// Saturday (weekly) or the 1st of a month (monthly), within `first ..= last`.
     pub fn check_partition(&self, date: NaiveDate) -> Result<(), String> {
         if super::cadence::round_down(self.cadence, date) != date {
             return Err(format!("{date} is not a {} partition date of {}", self.cadence, self.name));

@@ -15,7 +15,7 @@ pub struct BackfillStatus {
     pub done: u64,
     pub skipped: u64,
     pub retried: u64,
-    pub dead: Vec<(String, String)>,
+    pub parked: Vec<(String, String)>,
     /// Partitions whose tasks were acked without work after `producer cancel`.
     pub cancelled: u64,
     /// When the backfill was cancelled (RFC 3339), if it was.
@@ -25,7 +25,7 @@ pub struct BackfillStatus {
 impl BackfillStatus {
     /// Partitions neither done, parked nor cancelled.
     pub fn pending(&self) -> u64 {
-        self.planned.saturating_sub(self.done + self.dead.len() as u64 + self.cancelled)
+        self.planned.saturating_sub(self.done + self.parked.len() as u64 + self.cancelled)
     }
     pub fn finished(&self) -> bool {
         self.planned > 0 && self.pending() == 0
@@ -117,7 +117,7 @@ impl State {
     }
 
     /// A partition was parked with `error` (bounded here).
-    pub async fn record_dead(&self, id: &str, dataset: &str, partition: &str, error: &str) -> redis::RedisResult<()> {
+    pub async fn record_parked(&self, id: &str, dataset: &str, partition: &str, error: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         let error = crate::util::text::bounded(error, crate::util::text::MAX_MESSAGE);
         let error = error.as_str();
@@ -131,7 +131,7 @@ impl State {
     }
 
     /// A parked partition was replayed: it is pending again.
-    pub async fn clear_dead(&self, id: &str, dataset: &str, partition: &str) -> redis::RedisResult<()> {
+    pub async fn clear_parked(&self, id: &str, dataset: &str, partition: &str) -> redis::RedisResult<()> {
         let mut c = self.con.clone();
         redis::pipe()
             .hdel(self.k(&["bf", id, "dead"]), partition)
@@ -144,7 +144,7 @@ impl State {
 
     pub async fn backfill(&self, id: &str) -> redis::RedisResult<Option<BackfillStatus>> {
         let mut c = self.con.clone();
-        let (meta, done, skipped, dead, cancelled): BackfillRow = redis::pipe()
+        let (meta, done, skipped, parked, cancelled): BackfillRow = redis::pipe()
             .hgetall(self.k(&["bf", id]))
             .scard(self.k(&["bf", id, "done"]))
             .scard(self.k(&["bf", id, "skipped"]))
@@ -156,8 +156,8 @@ impl State {
             return Ok(None);
         }
         let get = |f: &str| meta.get(f).cloned().unwrap_or_default();
-        let mut dead = dead;
-        dead.sort();
+        let mut parked = parked;
+        parked.sort();
         Ok(Some(BackfillStatus {
             id: id.to_string(),
             dataset: get("dataset"),
@@ -168,7 +168,7 @@ impl State {
             done,
             skipped,
             retried: get("retried").parse().unwrap_or(0),
-            dead,
+            parked,
             cancelled,
             cancelled_at: meta.get("cancelled_at").cloned(),
         }))

@@ -9,7 +9,7 @@
 //! | `{p}:backfills` | zset | backfill ids by creation time |
 //! | `{p}:bf:{id}` | hash | dataset, from, to, planned, created, retried, mirror |
 //! | `{p}:bf:{id}:done` / `:skipped` | set | partitions done / skipped as duplicates |
-//! | `{p}:bf:{id}:dead` | hash | parked partition -> last error |
+//! | `{p}:bf:{id}:dead` | hash | parked partition -> last error (the key keeps its first name: stores hold running backfills) |
 //!
 //! Redis keeps nothing on disk here: losing these keys makes work more
 //! expensive (partitions are converted again) but never incorrect, because the

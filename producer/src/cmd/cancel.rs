@@ -19,7 +19,7 @@ pub async fn run(conn: &Connections, id: &str) -> anyhow::Result<ExitCode> {
         return Err(Refused(format!(
             "backfill {id} has finished (done {}, parked {}): nothing is left to cancel",
             s.done,
-            s.dead.len()
+            s.parked.len()
         ))
         .into());
     }

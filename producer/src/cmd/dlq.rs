@@ -119,7 +119,7 @@ pub async fn run(conn: &Connections, cmd: &DlqCommand) -> anyhow::Result<ExitCod
                     .await
                     .with_context(|| format!("re-publishing {}", t.label()))?;
                 p.delivery.ack(BasicAckOptions::default()).await?;
-                state.clear_dead(&t.backfill_id, &t.dataset, &t.partition).await?;
+                state.clear_parked(&t.backfill_id, &t.dataset, &t.partition).await?;
                 replayed += 1;
             }
             println!("replayed {replayed} task(s) to {} (or {}: each task keeps its lane)", topo.work, topo.work_high);

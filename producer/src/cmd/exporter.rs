@@ -71,7 +71,7 @@ impl Exporter {
                 set("planned", s.planned);
                 set("done", s.done);
                 set("skipped", s.skipped);
-                set("parked", s.dead.len() as u64);
+                set("parked", s.parked.len() as u64);
                 set("cancelled", s.cancelled);
                 set("pending", s.pending());
             }

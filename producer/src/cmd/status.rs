@@ -35,15 +35,15 @@ fn summary(s: &BackfillStatus) -> String {
         s.done,
         s.skipped,
         s.pending(),
-        s.dead.len(),
+        s.parked.len(),
         s.retried
     )
 }
 
 fn print_failures(s: &BackfillStatus, catalog: &Catalog) {
-    if !s.dead.is_empty() {
+    if !s.parked.is_empty() {
         println!("parked partitions (see `producer dlq list --backfill {}`):", s.id);
-        for (p, err) in &s.dead {
+        for (p, err) in &s.parked {
             println!("  {p}: {err}");
         }
     }
@@ -57,7 +57,7 @@ fn print_failures(s: &BackfillStatus, catalog: &Catalog) {
 /// did get. How a feed that stopped publishing shows itself.
 fn nothing_new(s: &BackfillStatus, ds: &lakefleet::catalog::Dataset) -> Option<String> {
     let mut unpublished: Vec<&str> = s
-        .dead
+        .parked
         .iter()
         .filter(|(_, e)| e.starts_with(lakefleet::failure::Reason::NotPublishedYet.code()))
         .map(|(p, _)| p.as_str())
@@ -66,7 +66,7 @@ fn nothing_new(s: &BackfillStatus, ds: &lakefleet::catalog::Dataset) -> Option<S
     let first: chrono::NaiveDate = unpublished.first()?.parse().ok()?;
     let from: Option<chrono::NaiveDate> = s.from.parse().ok();
     let before = lakefleet::catalog::cadence::round_down(ds.cadence, first - chrono::Days::new(1));
-    let got = from.is_some_and(|f| before >= f) && !s.dead.iter().any(|(p, _)| *p == before.to_string());
+    let got = from.is_some_and(|f| before >= f) && !s.parked.iter().any(|(p, _)| *p == before.to_string());
     let since = match got {
         true => format!("nothing new since {before}"),
         false => format!("nothing new from {first} on"),
@@ -146,7 +146,7 @@ pub async fn run(
             if let Some(s) = state.backfill(&id).await? {
                 // Cancelled only when a partition was: a cancel that came
                 // after the last task found nothing to cancel.
-                let st = match (s.finished(), s.cancelled_at.is_some() && s.cancelled > 0, s.dead.is_empty()) {
+                let st = match (s.finished(), s.cancelled_at.is_some() && s.cancelled > 0, s.parked.is_empty()) {
                     (false, _, _) if s.cancelled_at.is_some() => "cancelling",
                     (true, true, _) => "cancelled",
                     (true, false, true) => "done",
@@ -172,7 +172,7 @@ pub async fn run(
         .into());
     };
     let bar = Progress::new(s.planned, "done");
-    bar.set(s.done + s.dead.len() as u64, "");
+    bar.set(s.done + s.parked.len() as u64, "");
     bar.finish();
     println!("{}", summary(&s));
     print_failures(&s, catalog);
@@ -244,7 +244,7 @@ pub async fn wait(
             eprintln!("Redis is back");
         }
         let b = bar.get_or_insert_with(|| Progress::new(s.planned, "done"));
-        let finished = s.done + s.dead.len() as u64;
+        let finished = s.done + s.parked.len() as u64;
         b.set(finished, &format!("waiting: {}", summary(&s)));
         if s.finished() || s.planned == 0 {
             b.finish();
@@ -255,7 +255,7 @@ pub async fn wait(
             if s.cancelled > 0 {
                 eprintln!("backfill {id}: {} partition(s) cancelled before they were loaded", s.cancelled);
             }
-            let all_done = s.dead.is_empty() && s.cancelled == 0 && s.done >= s.planned;
+            let all_done = s.parked.is_empty() && s.cancelled == 0 && s.done >= s.planned;
             return Ok(if all_done { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         if start.elapsed() > timeout {
@@ -282,7 +282,7 @@ mod tests {
             done: 4 - dead.len() as u64,
             skipped: 0,
             retried: 0,
-            dead: dead.iter().map(|(p, e)| (p.to_string(), e.to_string())).collect(),
+            parked: dead.iter().map(|(p, e)| (p.to_string(), e.to_string())).collect(),
             cancelled: 0,
             cancelled_at: None,
         }

@@ -66,11 +66,11 @@ async fn a_portal_that_sends_wrong_pages_lands_nothing_wrong_and_good_slices_lan
         ("soda-lying", "lies-0001", Some(PageFault::CountSays(1_000_000))),
         ("soda-good", "good-0001", None),
     ];
-    let (rows, sum) = january(250);
+    let (january_rows, sum) = january(250);
     let mut toml = String::new();
     for (name, id, fault) in &cases {
         toml.push_str(&soda_entry(name, id));
-        let mut data = rows.clone();
+        let mut data = january_rows.clone();
         if *name == "soda-where" {
             // A static mirror's whole dataset: three November rows first.
             let mut nov = january(3).0;
@@ -102,9 +102,9 @@ async fn a_portal_that_sends_wrong_pages_lands_nothing_wrong_and_good_slices_lan
     // Four faults are transient (retried, then landed), one is harmless, two park.
     for name in ["soda-swap", "soda-glued", "soda-html", "soda-endless", "soda-good"] {
         let s = &status[name];
-        assert_eq!((s.done, s.dead.len()), (1, 0), "{name}: {s:?}");
+        assert_eq!((s.done, s.parked.len()), (1, 0), "{name}: {s:?}");
         let (batches, _) = read_parquet(f.read_object(&key(name)).await);
-        assert_eq!(rows_of(&batches), 250, "{name}");
+        assert_eq!(rows(&batches), 250, "{name}");
         assert_eq!(sum_i64(&batches, "ridership"), sum, "{name}");
         // Every row's station and borough under their own names.
         for b in &batches {
@@ -158,10 +158,6 @@ async fn a_portal_that_sends_wrong_pages_lands_nothing_wrong_and_good_slices_lan
     f.cleanup().await;
 }
 
-fn rows_of(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(|b| b.num_rows()).sum()
-}
-
 /// A Parquet file of `VendorID` and `store_and_fwd_flag` (green's names):
 /// the flag a dictionary of one `value_len`-byte value under every row.
 fn dictionary_bomb(value_len: usize, rows: usize) -> Vec<u8> {
@@ -205,7 +201,7 @@ async fn a_dictionary_bomb_parks_at_its_first_delivery_in_bounded_memory() {
     let out = f.backfill("nyc-tlc-green", "2024-01-01", "2024-03-31", &["--mirror", &src.base]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len(), s.retried), (0, 3, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len(), s.retried), (0, 3, 0), "{s:?}");
     let rss = peak_rss(w.pid());
     eprintln!("worker peak RSS after the dictionary bomb: {} MiB", rss / MIB);
     assert!(rss > 0 && rss < 128 * MIB, "peak RSS {} MiB", rss / MIB);
@@ -324,7 +320,7 @@ async fn a_31_year_retry_after_is_capped_shown_and_lifted_and_other_datasets_wai
     tokio::time::sleep(Duration::from_secs(3)).await;
     let st = f.state().await;
     let before = st.backfill(&backfill_id(&second)).await.unwrap().unwrap();
-    assert_eq!((before.done, before.dead.len(), before.retried), (0, 0, 0), "{before:?}");
+    assert_eq!((before.done, before.parked.len(), before.retried), (0, 0, 0), "{before:?}");
     assert!(w.log().contains("delayed: waiting for the source host (not an attempt)"), "{}", w.log());
 
     // Lifted: both land.
@@ -333,7 +329,7 @@ async fn a_31_year_retry_after_is_capped_shown_and_lifted_and_other_datasets_wai
     assert!(stdout(&out).contains("pause lifted"), "{}", stdout(&out));
     let a = wait_finished(&f, &first, Duration::from_secs(60)).await;
     let b = wait_finished(&f, &second, Duration::from_secs(60)).await;
-    assert_eq!((a.done, a.dead.len(), b.done, b.dead.len(), b.retried), (1, 0, 1, 0, 0), "{a:?} {b:?}");
+    assert_eq!((a.done, a.parked.len(), b.done, b.parked.len(), b.retried), (1, 0, 1, 0, 0), "{a:?} {b:?}");
     assert!(!stdout(&f.producer(&["hosts"])).contains("until "), "no pause is left");
     // No task is counted as waiting once none waits.
     let waiting = metric(&w.metrics().await, "lakefleet_host_waiting_tasks", &[("host", &host)]);
@@ -375,9 +371,9 @@ async fn a_killed_workers_host_slots_free_within_a_minute() {
     eprintln!("first download after kill -9 of the slot holder: {took:?}");
     assert!(took < Duration::from_secs(60), "{took:?}");
     let s = wait_finished(&f, &more, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     let s = wait_finished(&f, &out, Duration::from_secs(90)).await;
-    assert_eq!((s.done, s.dead.len()), (4, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (4, 0), "{s:?}");
     f.cleanup().await;
 }
 

@@ -22,19 +22,16 @@ fn serve_weeks(src: &Source, first: NaiveDate, weeks: usize, rows: usize) -> Vec
 
 /// Every planned week is in the lake exactly once, with the source's rows,
 /// schema, values and metadata; nothing else is there.
-async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>, i64)], rows: usize) {
+async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>, i64)], want_rows: usize) {
     let objects = f.objects().await;
-    let mut expected_keys: Vec<String> = weeks
-        .iter()
-        .map(|(w, _, _)| format!("mta-turnstile/year={}/mta-turnstile_{w}.parquet", w.format("%Y")))
-        .collect();
+    let mut expected_keys: Vec<String> = weeks.iter().map(|(w, _, _)| mta_key(*w)).collect();
     expected_keys.sort();
     let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(keys, expected_keys, "exactly one object per partition, nothing else");
     for (week, bytes, sum) in weeks {
-        let key = format!("mta-turnstile/year={}/mta-turnstile_{week}.parquet", week.format("%Y"));
+        let key = mta_key(*week);
         let (batches, kv) = read_parquet(f.read_object(&key).await);
-        assert_eq!(rows_of(&batches), rows, "{key}");
+        assert_eq!(rows(&batches), want_rows, "{key}");
         assert_eq!(sum_i64(&batches, "entries"), *sum, "{key}");
         let schema = batches[0].schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -66,7 +63,7 @@ async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>
             })
             .collect();
         let day = (*week - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
-        assert!(lineage.len() == rows && lineage.iter().all(|d| *d == Some(day)), "{key}");
+        assert!(lineage.len() == want_rows && lineage.iter().all(|d| *d == Some(day)), "{key}");
         assert_eq!(schema.field_with_name("entries").unwrap().data_type(), &DataType::Int64);
         assert_eq!(schema.field_with_name("date").unwrap().data_type(), &DataType::Date32);
         assert_eq!(schema.field_with_name("linename").unwrap().data_type(), &DataType::Utf8);
@@ -76,14 +73,10 @@ async fn assert_lake_holds(f: &Fleet, src: &Source, weeks: &[(NaiveDate, Vec<u8>
         );
         assert_eq!(kv["lakefleet.source_url"], format!("{}/{}", src.base, mta_name(*week)));
         assert_eq!(kv["lakefleet.source_sha256"], sha256_hex(bytes));
-        assert_eq!(kv["lakefleet.rows"], rows.to_string());
+        assert_eq!(kv["lakefleet.rows"], want_rows.to_string());
         assert_eq!(kv["lakefleet.schema_version"], "1");
         assert_eq!(kv["lakefleet.version"], lakefleet::VERSION);
     }
-}
-
-fn rows_of(b: &[arrow_array::RecordBatch]) -> usize {
-    rows(b)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,7 +268,7 @@ async fn a_cancelled_backfill_stops_with_none_of_its_cancelled_partitions_in_the
     assert!(stdout(&cancel).contains(&format!("backfill {id} cancelled")), "{}", stdout(&cancel));
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
     assert!(s.cancelled >= 40, "most of the 50 were still queued: {s:?}");
-    assert_eq!((s.done + s.cancelled, s.dead.len()), (50, 0), "{s:?}");
+    assert_eq!((s.done + s.cancelled, s.parked.len()), (50, 0), "{s:?}");
     // The lake holds exactly the partitions done before the cancel (and the one in flight).
     assert_eq!(f.objects().await.len() as u64, s.done, "no cancelled partition is in the lake");
     let m = w.metrics().await;
@@ -309,7 +302,7 @@ async fn refresh_replaces_a_changed_source_and_does_not_download_unchanged_ones(
     let out = f.backfill_mta(&src, week(0), week(2), &["--refresh"]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
-    assert_eq!((s.done, s.skipped, s.dead.len()), (3, 2, 0), "{s:?}");
+    assert_eq!((s.done, s.skipped, s.parked.len()), (3, 2, 0), "{s:?}");
 
     // Weeks 0 and 2 were asked with If-None-Match and answered 304; week 1 with 200.
     let mut cond = src.conditional();

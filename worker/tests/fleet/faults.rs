@@ -32,7 +32,7 @@ async fn source_errors_retry_with_growing_delays_or_park_with_a_reason() {
     let out = f.backfill_mta(&src, week(0), week(4), &[]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (3, 2), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (3, 2), "{s:?}");
     assert_eq!(s.retried, 3, "two retries for the 500s, one for the truncated body");
 
     // Growing delays between the three requests of week 0 (base 200 ms).
@@ -71,8 +71,8 @@ async fn exhausted_attempts_park_and_replay_completes_after_the_source_heals() {
     w.ready().await;
     let out = f.backfill_mta(&src, week(0), week(0), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
-    assert_eq!(s.dead.len(), 1);
-    assert!(s.dead[0].1.starts_with("attempts_exhausted: gave up after 3 attempts"), "{:?}", s.dead);
+    assert_eq!(s.parked.len(), 1);
+    assert!(s.parked[0].1.starts_with("attempts_exhausted: gave up after 3 attempts"), "{:?}", s.parked);
 
     let list = f.producer(&["dlq", "list", "--reason", "attempts_exhausted"]);
     assert!(stdout(&list).contains("1 parked task(s) match"), "{}", stdout(&list));
@@ -85,7 +85,7 @@ async fn exhausted_attempts_park_and_replay_completes_after_the_source_heals() {
     let replay = f.producer(&["dlq", "replay", "--backfill", &s.id]);
     assert!(stdout(&replay).contains("replayed 1 task(s)"), "{}", stdout(&replay));
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0));
+    assert_eq!((s.done, s.parked.len()), (1, 0));
     oracle(&f, &[mta_expect(week(0), 300, &bytes)], &[]).await;
     f.cleanup().await;
 }
@@ -106,22 +106,9 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
     )
     .await
     .unwrap();
-    let mut future = lakefleet::task::Task {
-        v: lakefleet::task::MAJOR + 1,
-        backfill_id: "x".into(),
-        dataset: "mta-turnstile".into(),
-        partition: "2022-01-01".into(),
-        source_url: format!("{}/nope", src.base),
-        object_key: "k".into(),
-        attempt: 1,
-        enqueued_at: String::new(),
-        overwrite: false,
-        mirror: None,
-        refresh: false,
-        waiting_since: None,
-        redeliveries: 0,
-        lane: lakefleet::task::Lane::Normal,
-    };
+    // A message of a newer major version (from a newer producer).
+    let mut future = mta_task("x", week(0), &src);
+    future.v = lakefleet::task::MAJOR + 1;
     lakefleet::rabbitmq::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
         .await
         .unwrap();
@@ -257,7 +244,7 @@ async fn an_object_store_answering_500_for_a_while_is_retried_then_written_once(
     let w = f.worker(&[]);
     w.ready().await;
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len(), s.retried), (1, 0, 1), "{s:?}");
+    assert_eq!((s.done, s.parked.len(), s.retried), (1, 0, 1), "{s:?}");
     assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 6);
     let m = w.metrics().await;
     assert_eq!(metric(&m, "lakefleet_tasks_total", &[("outcome", "retried")]), 1.0);
@@ -274,22 +261,14 @@ async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
     let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
     let topo = f.topology();
     topo.declare(&ch).await.unwrap();
-    let task = lakefleet::task::Task {
-        v: lakefleet::task::MAJOR,
-        backfill_id: "bf-poison".into(),
-        dataset: "mta-turnstile".into(),
-        partition: "2022-01-01".into(),
-        source_url: "http://127.0.0.1:9/x".into(),
-        object_key: "k".into(),
-        attempt: 1,
-        enqueued_at: String::new(),
-        overwrite: false,
-        mirror: None,
-        refresh: false,
-        waiting_since: None,
-        redeliveries: 0,
-        lane: lakefleet::task::Lane::Normal,
-    };
+    let mut task = lakefleet::task::Task::plan(
+        "bf-poison",
+        lakefleet::catalog::Catalog::builtin().get("mta-turnstile").unwrap(),
+        week(0),
+        None,
+        false,
+    );
+    task.source_url = "http://127.0.0.1:9/x".into();
     lakefleet::rabbitmq::topology::publish_confirmed(&ch, &topo.work, &task.encode(), Default::default())
         .await
         .unwrap();
@@ -332,7 +311,7 @@ async fn a_404_for_the_newest_week_waits_on_the_calendar_instead_of_being_parked
         .await;
     assert_eq!(src.hits(&mta_name(latest)).len(), 1);
     let s = f.state().await.backfill(&backfill_id(&out)).await.unwrap().unwrap();
-    assert_eq!((s.pending(), s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!((s.pending(), s.parked.len()), (1, 0), "{s:?}");
     assert_eq!(f.queue_len(&f.topology().parking).await, 0);
     assert!(w.log().contains("not published yet: asking again later"), "{}", w.log());
     f.delete_wait_queues(Duration::from_secs(6 * 3600)).await;
@@ -380,7 +359,7 @@ async fn four_workers_share_a_hosts_limits_and_a_429_pauses_the_host_for_all_of_
     let out = f.backfill("mta-polite", &week(0).to_string(), &week(15).to_string(), &["--mirror", &src.base]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(90)).await;
-    assert_eq!((s.done, s.dead.len()), (16, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (16, 0), "{s:?}");
 
     // Never more than 2 downloads at once from the host, though 8 task slots were free.
     assert_eq!(src.max_in_flight(), 2, "the limit is used and never passed");
@@ -445,7 +424,7 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
     eventually(Duration::from_secs(10), "three 404s", || async { src.hits(&name).len() >= 3 }).await;
     let st = f.state().await;
     let s = st.backfill(&backfill_id(&patient_out)).await.unwrap().unwrap();
-    assert_eq!((s.done, s.dead.len()), (0, 0), "still waiting: {s:?}");
+    assert_eq!((s.done, s.parked.len()), (0, 0), "still waiting: {s:?}");
     let hits = src.hits(&name);
     assert!(hits[1] - hits[0] >= Duration::from_millis(900), "{:?}", hits[1] - hits[0]);
     // The metric says since when nothing new came.
@@ -457,7 +436,7 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
     let (bytes, _) = mta_week(newest, 100, 5);
     src.put(&name, bytes);
     let s = wait_finished(&f, &patient_out, Duration::from_secs(20)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     let m = w.metrics().await;
     assert!(metric(&m, "lakefleet_tasks_total", &[("dataset", "mta-patient"), ("outcome", "waiting")]) >= 2.0);
     assert!(
@@ -469,8 +448,8 @@ async fn a_due_week_is_asked_again_on_its_calendar_until_it_appears_or_the_patie
     src.state_remove(&name);
     let hasty_out = f.backfill("mta-hasty", &day, &day, &["--mirror", &src.base]);
     let s = wait_finished(&f, &hasty_out, Duration::from_secs(20)).await;
-    assert_eq!(s.dead.len(), 1, "{s:?}");
-    let (_, error) = &s.dead[0];
+    assert_eq!(s.parked.len(), 1, "{s:?}");
+    let (_, error) = &s.parked[0];
     assert!(
         error.starts_with("not_published_yet: ") && error.contains("not_published_patience_seconds = 2"),
         "{error}"

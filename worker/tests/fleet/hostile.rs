@@ -63,8 +63,8 @@ async fn a_huge_value_is_quoted_short_in_the_parking_headers_and_redis() {
     assert_eq!(out.status.code(), Some(1));
     let st = f.state().await;
     let s = wait_finished(&f, &out, Duration::from_secs(5)).await;
-    assert_eq!(s.dead.len(), 1);
-    assert!(s.dead[0].1.contains("(600000 bytes) as int64") && s.dead[0].1.len() < 400, "{:?}", s.dead);
+    assert_eq!(s.parked.len(), 1);
+    assert!(s.parked[0].1.contains("(600000 bytes) as int64") && s.parked[0].1.len() < 400, "{:?}", s.parked);
     assert!(st.failed("mta-turnstile", &w0.to_string()).await.unwrap().unwrap().len() < 400);
     let parked = f.parked().await;
     assert!(parked[0].error.contains("cannot parse \"9999") && parked[0].error.len() < 400, "{parked:?}");
@@ -309,7 +309,7 @@ async fn a_task_that_kills_workers_is_parked_as_poison() {
     assert!(parked[0].error.contains("delivered 2 times without an ack"), "{parked:?}");
     assert_eq!(src.hits(&mta_name(week(0))).len(), 2, "not fetched a third time");
     let s = wait_finished(&f, &out, Duration::from_secs(10)).await;
-    assert!(s.dead[0].1.starts_with("poison:"), "{:?}", s.dead);
+    assert!(s.parked[0].1.starts_with("poison:"), "{:?}", s.parked);
     assert!(f.objects().await.is_empty());
     f.cleanup().await;
 }

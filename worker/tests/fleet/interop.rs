@@ -15,7 +15,7 @@ async fn loaded(name: &str, n: u64) -> (Source, Fleet, WorkerProc, Vec<(String, 
     w.ready().await;
     let out = f.backfill_mta(&src, week(0), week(n - 1), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (n, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (n, 0), "{s:?}");
     (src, f, w, expect)
 }
 
@@ -46,7 +46,7 @@ t.alter.set_table_description("weekly turnstile counts")
     );
     let out = f.backfill_mta(&src, week(2), week(3), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (2, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (2, 0), "{s:?}");
     let meta = python(
         r#"
 import sys
@@ -84,12 +84,12 @@ DeltaTable(sys.argv[1]).alter.set_table_properties({"delta.appendOnly": "true"})
     );
     let out = f.backfill_mta(&src, week(2), week(2), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0), "appends land: {s:?}");
+    assert_eq!((s.done, s.parked.len()), (1, 0), "appends land: {s:?}");
     let (changed, _) = mta_week(week(1), 90, 201);
     src.put(&mta_name(week(1)), changed);
     let out = f.backfill_mta(&src, week(1), week(1), &["--refresh"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!(s.dead.len(), 1, "{s:?}");
+    assert_eq!(s.parked.len(), 1, "{s:?}");
     let parked = f.parked().await;
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert_eq!(parked[0].reason, "table_unsupported", "{parked:?}");
@@ -117,7 +117,7 @@ DeltaTable(sys.argv[1]).alter.add_constraint({"entries_not_negative": "entries >
     );
     let out = f.backfill_mta(&src, week(1), week(1), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!(s.dead.len(), 1, "{s:?}");
+    assert_eq!(s.parked.len(), 1, "{s:?}");
     let parked = f.parked().await;
     assert_eq!(parked[0].reason, "table_unsupported", "{parked:?}");
     assert!(parked[0].error.contains("entries_not_negative"), "{}", parked[0].error);
@@ -137,11 +137,10 @@ DeltaTable(sys.argv[1]).alter.drop_constraint("entries_not_negative")
         "readerFeatures": ["timestampNtz"],
         "writerFeatures": ["timestampNtz", "rowTracking", "domainMetadata"]}});
     let info = serde_json::json!({"commitInfo": {"timestamp": 1, "operation": "UPGRADE PROTOCOL"}});
-    std::fs::write(dir.join(format!("mta-turnstile/_delta_log/{next:020}.json")), format!("{protocol}\n{info}\n"))
-        .unwrap();
+    std::fs::write(dir.join(log_key("mta-turnstile", next)), format!("{protocol}\n{info}\n")).unwrap();
     let out = f.backfill_mta(&src, week(2), week(2), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!(s.dead.len(), 1, "{s:?}");
+    assert_eq!(s.parked.len(), 1, "{s:?}");
     let parked = f.parked().await;
     let last = parked.iter().find(|p| p.partition == week(2).to_string()).unwrap();
     assert_eq!(last.reason, "table_unsupported", "{parked:?}");
@@ -190,9 +189,9 @@ for v in range(0, 4):
     w.ready().await;
     let out = f.backfill_mta(&src, week(0), week(5), &["--force"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (6, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (6, 0), "{s:?}");
     let dir = f.lake_dir.clone().unwrap();
-    assert!(!dir.join(format!("mta-turnstile/_delta_log/{:020}.json", 0)).exists(), "no second version 0 (a fork)");
+    assert!(!dir.join(log_key("mta-turnstile", 0)).exists(), "no second version 0 (a fork)");
     let versions: Vec<u64> = log_entries(&dir, "mta-turnstile").iter().map(|e| e.0).collect();
     assert_eq!(versions, vec![4, 5], "the two new weeks after the checkpoint");
     assert_eq!(metric(&w.metrics().await, "lakefleet_uploads_total", &[("result", "written")]), 2.0);
@@ -208,7 +207,7 @@ for v in range(0, 4):
     w2.ready().await;
     let out = f.backfill_mta(&src, week(0), week(6), &["--force"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (7, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (7, 0), "{s:?}");
     assert_eq!(metric(&w2.metrics().await, "lakefleet_uploads_total", &[("result", "written")]), 1.0);
     let rows: usize = expect[..7].iter().map(|(_, n, _)| n).sum();
     assert_eq!(rows_files_version(&path), format!("{rows} 7 6"));
@@ -238,7 +237,7 @@ print(m["numFilesAdded"], m["numFilesRemoved"], t.version())
     src.put(&mta_name(week(1)), changed);
     let out = f.backfill_mta(&src, week(1), week(1), &["--refresh"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     let want = mta_partitions(&[(week(0), 120, 200), (week(1), 90, 202), (week(2), 120, 202)]);
     assert_partitions(&path, &want);
     let (_, last) = log_entries(f.lake_dir.as_ref().unwrap(), "mta-turnstile").pop().unwrap();
@@ -264,7 +263,7 @@ DeltaTable(sys.argv[1]).delete("_lakefleet_partition = '2022-01-15' AND entries 
     src.put(&mta_name(week(2)), changed);
     let out = f.backfill_mta(&src, week(2), week(2), &["--refresh"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     let want = mta_partitions(&[(week(0), 120, 200), (week(1), 90, 202), (week(2), 70, 203)]);
     assert_partitions(&path, &want);
 
@@ -300,7 +299,7 @@ async fn a_built_in_table_stores_instants_right_in_winter_and_summer_and_sub_mil
     for day in [winter, summer] {
         let out = f.backfill_mta(&src, day, day, &[]);
         let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-        assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+        assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     }
     let path = table_path(&f);
     // The log: `timestamp`, no timestampNtz feature anywhere.
@@ -384,7 +383,7 @@ async fn a_deletion_vector_spark_wrote_is_kept_by_the_fleet_s_checkpoint_and_rem
         f.backfill("mta-dv", &week(from).to_string(), &week(to).to_string(), &args)
     };
     let s = wait_finished(&f, &backfill(0, 2, &[]), Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (3, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (3, 0), "{s:?}");
     let dir = f.lake_dir.clone().unwrap();
     let path = dir.join("mta-dv").to_str().unwrap().to_string();
     // Spark deletes week 1's first ten rows with a deletion vector.
@@ -403,7 +402,7 @@ async fn a_deletion_vector_spark_wrote_is_kept_by_the_fleet_s_checkpoint_and_rem
 
     // The fleet commits more weeks, one version each, and checkpoints.
     let s = wait_finished(&f, &backfill(3, 8, &[]), Duration::from_secs(90)).await;
-    assert_eq!((s.done, s.dead.len()), (6, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (6, 0), "{s:?}");
     let log = dir.join("mta-dv/_delta_log");
     let last: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint")).unwrap()).unwrap();
@@ -415,13 +414,13 @@ import sys, pyarrow.parquet as pq
 adds = [a for a in pq.read_table(sys.argv[1]).column("add").to_pylist() if a and a["path"] == sys.argv[2]]
 print(len(adds), adds[0]["deletionVector"]["cardinality"] if adds[0]["deletionVector"] else None)
 "#,
-        &[log.join(format!("{checkpoint:020}.checkpoint.parquet")).to_str().unwrap(), &rel],
+        &[dir.join(checkpoint_key("mta-dv", checkpoint)).to_str().unwrap(), &rel],
     );
     assert_eq!(kept, "1 10", "the checkpoint's Add keeps the deletion vector");
     // Commits the checkpoint covers are cleaned up: readers see the week
     // through the checkpoint, without its deleted rows.
     for v in 0..=checkpoint {
-        let _ = std::fs::remove_file(log.join(format!("{v:020}.json")));
+        let _ = std::fs::remove_file(dir.join(log_key("mta-dv", v)));
     }
     let mut weeks: Vec<(chrono::NaiveDate, usize, u64)> = (0..9).map(|i| (week(i), 120, 400 + i)).collect();
     weeks.remove(1);
@@ -437,7 +436,7 @@ print(len(adds), adds[0]["deletionVector"]["cardinality"] if adds[0]["deletionVe
     let (changed, _) = mta_week(week(1), 90, 499);
     src.put(&mta_name(week(1)), changed);
     let s = wait_finished(&f, &backfill(1, 1, &["--refresh"]), Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     let (_, actions) = log_entries(&dir, "mta-dv").pop().unwrap();
     let removed = actions.iter().find_map(|a| a.get("remove")).expect("a Remove");
     assert_eq!(removed["path"], rel.as_str());

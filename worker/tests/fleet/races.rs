@@ -24,7 +24,7 @@ async fn a_worker_without_tables_refuses_a_dataset_whose_folder_is_a_table_and_w
     src.put(&mta_name(week(1)), changed);
     let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!(s.dead.len(), 2, "both weeks refused before anything is read: {s:?}");
+    assert_eq!(s.parked.len(), 2, "both weeks refused before anything is read: {s:?}");
     let parked = f.parked().await;
     assert!(parked.iter().all(|p| p.reason == "table_unsupported"), "{parked:?}");
     assert!(
@@ -83,7 +83,7 @@ async fn an_upload_left_uncommitted_is_adopted_only_when_it_holds_the_same_bytes
     let b = f.worker(&[]);
     b.ready().await;
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     let m = b.metrics().await;
     assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "written")]), 1.0, "replaced, not adopted");
     assert_eq!(metric(&m, "lakefleet_uploads_total", &[("result", "already_present")]), 0.0);
@@ -118,7 +118,7 @@ async fn wait_exits_0_only_when_every_partition_is_done_and_a_finished_backfill_
     // A backfill whose weeks all landed: cancel refuses and says so; it is listed done.
     let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (2, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (2, 0), "{s:?}");
     let id = backfill_id(&out);
     let late = f.producer(&["cancel", &id]);
     assert_eq!(late.status.code(), Some(2), "{}", stdout(&late));
@@ -184,7 +184,7 @@ async fn rolling_restarts_hand_a_slow_task_back_within_the_grace_and_it_is_never
     let w = f.worker(&[]);
     w.ready().await;
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (2, 0), "handed-back deliveries are not poison: {s:?}");
+    assert_eq!((s.done, s.parked.len()), (2, 0), "handed-back deliveries are not poison: {s:?}");
     assert!(f.parked().await.is_empty());
     oracle(&f, &expect, &[]).await;
     f.cleanup().await;
@@ -236,7 +236,7 @@ async fn a_refresh_after_redis_forgot_asks_with_what_the_current_generation_was_
     f.forget_redis().await;
     let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.skipped, s.dead.len()), (2, 2, 0), "{s:?}");
+    assert_eq!((s.done, s.skipped, s.parked.len()), (2, 2, 0), "{s:?}");
     // Both asked with the ETag of the generation the table holds (week 1's
     // second), both unchanged: nothing downloaded, written or committed.
     let last_two: Vec<(String, u16)> = src.conditional().into_iter().rev().take(2).collect();
@@ -277,7 +277,7 @@ async fn vacuum_at_its_shortest_retention_racing_a_backfill_never_breaks_the_tab
         assert!(stdout(&v).contains("deleted 0 object(s)"), "{}", stdout(&v));
     }
     let s = wait_finished(&f, &rest, Duration::from_secs(90)).await;
-    assert_eq!((s.done, s.dead.len()), (11, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (11, 0), "{s:?}");
     // Every file the log names is there; deltalake and DuckDB read every week.
     let dir = f.lake_dir.clone().unwrap();
     let path = dir.join("mta-turnstile");
@@ -324,7 +324,7 @@ async fn a_small_backfill_is_not_stuck_behind_a_large_one() {
         assert!(stdout(&small_out).contains(lane), "{}", stdout(&small_out));
         let s = wait_finished(&f, &small_out, Duration::from_secs(60)).await;
         let latency = start.elapsed();
-        assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+        assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
         let large_done = st.backfill(&large_id).await.unwrap().unwrap().done - before;
         report.push((flags.is_empty(), latency, large_done));
         assert_eq!(wait_finished(&f, &large, Duration::from_secs(90)).await.done, 20);

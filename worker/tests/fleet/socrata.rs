@@ -105,7 +105,7 @@ async fn a_monthly_backfill_lands_every_slice_once_with_exactly_the_counted_rows
     let out = f.backfill("mta-subway-hourly-ridership", "2024-11-01", "2025-02-28", &["--mirror", &soda.base]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(90)).await;
-    assert_eq!((s.done, s.dead.len()), (4, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (4, 0), "{s:?}");
     assert!(s.retried >= 2, "the 429 and the changed slice were retried: {s:?}");
 
     let objects = f.objects().await;
@@ -173,7 +173,7 @@ async fn an_unknown_id_and_a_rejected_query_park_with_the_portals_message() {
     for name in ["soda-missing", "soda-badcol"] {
         let out = f.backfill(name, "2024-01-01", "2024-01-31", &["--mirror", &soda.base]);
         let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
-        assert_eq!((s.done, s.dead.len()), (0, 1), "{s:?}");
+        assert_eq!((s.done, s.parked.len()), (0, 1), "{s:?}");
     }
     let parked = f.parked().await;
     let of = |d: &str| parked.iter().find(|p| p.dataset == d).unwrap_or_else(|| panic!("{d}: {parked:?}"));
@@ -240,7 +240,7 @@ async fn the_turnstile_archive_lands_2014_and_2022_weeks_in_mta_turnstiles_schem
     for week in ["2014-01-11", "2022-01-08"] {
         let out = f.backfill("mta-turnstile-archive", week, week, &["--mirror", &soda.base]);
         let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-        assert_eq!((s.done, s.dead.len()), (1, 0), "{week}: {s:?}");
+        assert_eq!((s.done, s.parked.len()), (1, 0), "{week}: {s:?}");
     }
     let cat = lakefleet::catalog::Catalog::builtin();
     let weekly = lakefleet::convert::arrow_schema(cat.get("mta-turnstile").unwrap());

@@ -21,12 +21,12 @@ async fn a_backfill_commits_each_partition_once_and_deltalake_and_duckdb_read_th
     }
     let out = f.backfill_mta(&src, week(0), week(11), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (12, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (12, 0), "{s:?}");
     // Redis forgets everything; the same backfill again: the table says it is done.
     f.forget_redis().await;
     let again = f.backfill_mta(&src, week(0), week(11), &["--force"]);
     let s = wait_finished(&f, &again, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (12, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (12, 0), "{s:?}");
 
     let dir = f.lake_dir.clone().unwrap();
     let entries = log_entries(&dir, "mta-turnstile");
@@ -111,7 +111,7 @@ async fn a_refresh_is_one_commit_and_the_previous_version_still_reads_the_old_ro
     src.put(&mta_name(week(1)), changed);
     let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
-    assert_eq!((s.done, s.dead.len()), (2, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (2, 0), "{s:?}");
 
     let dir = f.lake_dir.clone().unwrap();
     let entries = log_entries(&dir, "mta-turnstile");
@@ -147,7 +147,7 @@ async fn a_refresh_is_one_commit_and_the_previous_version_still_reads_the_old_ro
     );
     // Three hours later (the objects and the refresh's commit aged by hand):
     let mut aged = vec![orphan.clone(), dir.join(&first[1].0)];
-    aged.extend((0..3).map(|v| dir.join(format!("mta-turnstile/_delta_log/{v:020}.json"))));
+    aged.extend((0..3).map(|v| dir.join(log_key("mta-turnstile", v))));
     for p in &aged {
         let ok = std::process::Command::new("touch").args(["-d", "3 hours ago"]).arg(p).status().unwrap();
         assert!(ok.success());
@@ -200,7 +200,7 @@ async fn race(lake: lakefleet::lake::Lake) -> Vec<(u64, Vec<serde_json::Value>)>
     assert_eq!(written, 4, "one commit per partition");
     let mut out = Vec::new();
     for v in 0.. {
-        let Some(b) = lake.get_opt(&format!("mta-turnstile/_delta_log/{v:020}.json")).await.unwrap() else { break };
+        let Some(b) = lake.get_opt(&log_key("mta-turnstile", v)).await.unwrap() else { break };
         let text = String::from_utf8(b.to_vec()).unwrap();
         out.push((v, text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()));
     }
@@ -238,18 +238,18 @@ async fn checkpoints_bound_the_log_and_every_reader_reads_through_them() {
     w.ready().await;
     let out = f.backfill("mta-ckpt", &week(0).to_string(), &week(11).to_string(), &["--mirror", &src.base]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (12, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (12, 0), "{s:?}");
     let dir = f.lake_dir.clone().unwrap();
     let log = dir.join("mta-ckpt/_delta_log");
     let last: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint")).unwrap()).unwrap();
     assert_eq!(last["version"], 10, "{last}");
-    assert!(log.join(format!("{:020}.checkpoint.parquet", 5)).exists());
-    assert!(log.join(format!("{:020}.checkpoint.parquet", 10)).exists());
+    assert!(dir.join(checkpoint_key("mta-ckpt", 5)).exists());
+    assert!(dir.join(checkpoint_key("mta-ckpt", 10)).exists());
     // The commits the checkpoint covers go (as a log cleanup would): every
     // reader must find the table whole in the checkpoint and version 11.
     for v in 0..=10 {
-        std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
+        std::fs::remove_file(dir.join(log_key("mta-ckpt", v))).unwrap();
     }
     let total_rows: usize = expect.iter().map(|(_, n, _)| n).sum();
     let path = dir.join("mta-ckpt");
@@ -274,7 +274,7 @@ async fn checkpoints_bound_the_log_and_every_reader_reads_through_them() {
     let again =
         f.backfill("mta-ckpt", &week(0).to_string(), &week(11).to_string(), &["--mirror", &src.base, "--force"]);
     let s = wait_finished(&f, &again, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (12, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (12, 0), "{s:?}");
     assert_eq!(metric(&w2.metrics().await, "lakefleet_uploads_total", &[("result", "written")]), 0.0);
     f.cleanup().await;
 }
@@ -340,7 +340,7 @@ async fn a_lake_on_gcs_is_a_table_committed_once_through_the_xml_api() {
     }
     let out = f.backfill_mta(&src, week(0), week(3), &[]);
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (4, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (4, 0), "{s:?}");
     oracle(&f, &expect, &[]).await;
     let lake = f.lake();
     let cat = lakefleet::catalog::Catalog::builtin();
@@ -390,7 +390,7 @@ async fn a_worker_killed_between_its_write_and_its_commit_leaves_each_partition_
     let b = f.worker(&[]);
     b.ready().await;
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len()), (2, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (2, 0), "{s:?}");
     let entries = log_entries(&dir, "mta-turnstile");
     assert_eq!(entries.len(), 2);
     assert_eq!(entries.iter().map(|(_, a)| count(a, "add")).sum::<usize>(), 2);
@@ -435,7 +435,7 @@ async fn an_added_column_is_a_metadata_commit_and_a_retyped_one_is_refused_namin
     w.ready().await;
     let out = month("02", &w);
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
-    assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     let dir = f.lake_dir.clone().unwrap();
     let entries = log_entries(&dir, "counts");
     assert_eq!(entries.len(), 2);
@@ -455,7 +455,7 @@ async fn an_added_column_is_a_metadata_commit_and_a_retyped_one_is_refused_namin
     w.ready().await;
     let out = month("03", &w);
     let s = wait_finished(&f, &out, Duration::from_secs(30)).await;
-    assert_eq!((s.done, s.dead.len()), (0, 1), "{s:?}");
+    assert_eq!((s.done, s.parked.len()), (0, 1), "{s:?}");
     let parked = f.parked().await;
     assert_eq!(parked[0].reason, "schema_mismatch", "{parked:?}");
     assert!(

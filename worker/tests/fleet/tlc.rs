@@ -164,7 +164,7 @@ async fn a_backfill_of_every_era_lands_every_month_in_one_schema() {
     }
     for out in &outs {
         let s = wait_finished(&f, out, Duration::from_secs(60)).await;
-        assert_eq!((s.done, s.dead.len()), (1, 0), "{s:?}");
+        assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
     }
     let objects = f.objects().await;
     assert_eq!(objects.len(), files.len(), "{objects:?}");
@@ -236,7 +236,7 @@ async fn lossy_values_unknown_columns_and_truncated_files_park_with_reasons_that
     let out = f.backfill("nyc-tlc-yellow", "2024-01-01", "2024-04-30", &["--mirror", &src.base]);
     assert_eq!(out.status.code(), Some(0));
     let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-    assert_eq!((s.done, s.dead.len(), s.retried), (1, 3, 1), "{s:?}");
+    assert_eq!((s.done, s.parked.len(), s.retried), (1, 3, 1), "{s:?}");
 
     let parked = f.parked().await;
     let reason = |p: &str| parked.iter().find(|h| h.partition == p).unwrap_or_else(|| panic!("{p}: {parked:?}"));
@@ -316,7 +316,7 @@ async fn the_eras_the_facts_name_land_in_each_datasets_one_schema() {
         let out = f.backfill(ds, &format!("{m}-01"), &format!("{m}-01"), &["--mirror", &src.base]);
         assert_eq!(out.status.code(), Some(0), "{ds} {m}");
         let s = wait_finished(&f, &out, Duration::from_secs(60)).await;
-        assert_eq!((s.done, s.dead.len()), (1, 0), "{ds} {m} lands, not parks: {s:?}");
+        assert_eq!((s.done, s.parked.len()), (1, 0), "{ds} {m} lands, not parks: {s:?}");
     }
     let cat = lakefleet::catalog::Catalog::builtin();
     let read = |ds: &str, m: &str| {
