@@ -72,7 +72,13 @@ fn main() {
     rt.block_on(async {
         let dir = std::env::temp_dir().join(format!("lakefleet-bench-commits-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        run("local", Lake::open(dir.to_str().unwrap()).expect("lake"), committers, partitions).await;
+        run(
+            "local",
+            Lake::open(&lakefleet::lake::LakeUrl::parse(dir.to_str().unwrap()).expect("lake url")).expect("lake"),
+            committers,
+            partitions,
+        )
+        .await;
         let _ = std::fs::remove_dir_all(&dir);
 
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -36,7 +36,7 @@ impl ConnectionFlags {
         let c = Connections {
             amqp_url: self.amqp_url.clone(),
             redis_url: self.redis_url.clone(),
-            lake_url: self.lake_url.clone(),
+            lake_url: crate::lake::LakeUrl::parse(&self.lake_url)?,
             prefix: self.prefix.clone(),
             retry_base_ms: self.retry_base_ms,
             max_attempts: self.max_attempts,

@@ -16,7 +16,7 @@ pub struct Connections {
     pub amqp_url: String,
     pub redis_url: String,
     /// Lake root: a local folder or file:///, s3://bucket/prefix, gs://, az://.
-    pub lake_url: String,
+    pub lake_url: crate::lake::LakeUrl,
     /// Prefix of every queue and Redis key, so that fleets can share a broker.
     pub prefix: String,
     /// Base delay of the first retry; level N waits base*2^N.
@@ -69,14 +69,6 @@ impl Connections {
                 Err(e) => return Err(format!("{name} {}: {e}", redact(url))),
             }
         }
-        if let Some((scheme, _)) = self.lake_url.split_once("://")
-            && !crate::lake::SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())
-        {
-            return Err(format!(
-                "LAKE_URL (--lake-url) {}: unsupported scheme {scheme:?} (use a folder, file://, s3://, gs:// or az://)",
-                redact(&self.lake_url)
-            ));
-        }
         Ok(())
     }
 
@@ -93,7 +85,7 @@ mod tests {
         Connections {
             amqp_url: DEFAULT_AMQP_URL.into(),
             redis_url: DEFAULT_REDIS_URL.into(),
-            lake_url: DEFAULT_LAKE_URL.into(),
+            lake_url: crate::lake::LakeUrl::parse(DEFAULT_LAKE_URL).unwrap(),
             prefix: DEFAULT_PREFIX.into(),
             retry_base_ms: 5000,
             max_attempts: 5,
@@ -119,8 +111,5 @@ mod tests {
         assert!(e.contains("AMQP_URL (--amqp-url) is empty"), "{e}");
         let e = Connections { redis_url: "not a url".into(), ..defaults() }.validate().unwrap_err();
         assert!(e.starts_with("REDIS_URL"), "{e}");
-        let e = Connections { lake_url: "ftp://h/lake".into(), ..defaults() }.validate().unwrap_err();
-        assert!(e.starts_with("LAKE_URL (--lake-url)") && e.contains("\"ftp\""), "{e}");
-        assert_eq!(Connections { lake_url: "s3://b/lake".into(), ..defaults() }.validate(), Ok(()));
     }
 }

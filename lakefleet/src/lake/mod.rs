@@ -17,9 +17,8 @@ mod upload;
 pub use upload::*;
 mod kernel;
 pub use kernel::*;
-
-/// Lake URL schemes [`Lake::open`] takes (besides a plain folder).
-pub const SCHEMES: [&str; 7] = ["file", "s3", "s3a", "gs", "az", "abfs", "abfss"];
+mod lake_url;
+pub use lake_url::{LakeKind, LakeUrl};
 
 /// A few quick retries inside object_store for 5xx and connection errors;
 /// longer outages are the task-level retry's job (delay queues), so that a
@@ -65,11 +64,11 @@ impl Lake {
     /// `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`.
     /// Cloud credentials and endpoints come from the usual `AWS_*`,
     /// `GOOGLE_*` and `AZURE_*` environment variables.
-    pub fn open(url: &str) -> anyhow::Result<Lake> {
-        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-        match scheme.as_deref() {
-            None | Some("file") => {
-                let dir = url.strip_prefix("file://").unwrap_or(url);
+    pub fn open(lake_url: &LakeUrl) -> anyhow::Result<Lake> {
+        let url = lake_url.as_str();
+        match lake_url.kind() {
+            LakeKind::Local => {
+                let dir = lake_url.local_dir().unwrap_or(url);
                 std::fs::create_dir_all(dir)
                     .map_err(|e| anyhow::anyhow!("LAKE_URL {url}: cannot create folder: {e}"))?;
                 let abs = std::fs::canonicalize(dir).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
@@ -80,26 +79,26 @@ impl Lake {
                 let kernel = KernelLake::new(Arc::new(object_store::local::LocalFileSystem::new()), root);
                 Ok(Lake::new(Arc::new(fs), Path::default(), url, kernel))
             }
-            Some(s @ ("s3" | "s3a" | "gs" | "az" | "abfs" | "abfss")) => {
+            kind => {
                 let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("LAKE_URL {url}: {e}"))?;
                 let build = || -> anyhow::Result<Arc<dyn ObjectStore>> {
                     let err = |e: object_store::Error| anyhow::anyhow!("LAKE_URL {url}: {e}");
-                    Ok(match s {
-                        "s3" | "s3a" => Arc::new(
+                    Ok(match kind {
+                        LakeKind::Local | LakeKind::S3 => Arc::new(
                             object_store::aws::AmazonS3Builder::from_env()
                                 .with_url(url)
                                 .with_retry(retry_config())
                                 .build()
                                 .map_err(err)?,
                         ),
-                        "gs" => Arc::new(
+                        LakeKind::Gcs => Arc::new(
                             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                                 .with_url(url)
                                 .with_retry(retry_config())
                                 .build()
                                 .map_err(err)?,
                         ),
-                        _ => Arc::new(
+                        LakeKind::Azure => Arc::new(
                             object_store::azure::MicrosoftAzureBuilder::from_env()
                                 .with_url(url)
                                 .with_retry(retry_config())
@@ -110,9 +109,6 @@ impl Lake {
                 };
                 Lake::cloud(url, &parsed, build)
             }
-            Some(other) => anyhow::bail!(
-                "LAKE_URL (--lake-url) {url}: unsupported scheme {other:?} (use a folder, file://, s3://, gs:// or az://)"
-            ),
         }
     }
 

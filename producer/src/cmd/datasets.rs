@@ -7,9 +7,7 @@ use crate::cmd::status;
 
 pub async fn run(conn: &lakefleet::config::Connections, catalog: &Catalog) {
     // The tables' state, from the lake (a local lake that does not exist yet is not created).
-    let local = !conn.lake_url.contains("://") || conn.lake_url.starts_with("file://");
-    let dir = conn.lake_url.strip_prefix("file://").unwrap_or(&conn.lake_url);
-    let lake = match local && !std::path::Path::new(dir).exists() {
+    let lake = match conn.lake_url.local_dir().is_some_and(|dir| !std::path::Path::new(dir).exists()) {
         true => None,
         false => lakefleet::lake::Lake::open(&conn.lake_url).ok(),
     };

@@ -21,7 +21,7 @@ pub async fn run(conn: &Connections, catalog: &Catalog, args: &crate::cli::Vacuu
     let Some(v) = vacuumed else {
         return Err(Refused(format!(
             "{}/{}: not a Delta table (no _delta_log): nothing is deleted from a folder whose files no log lists",
-            redact(&conn.lake_url),
+            redact(conn.lake_url.as_str()),
             ds.name
         ))
         .into());

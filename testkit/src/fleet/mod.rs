@@ -313,7 +313,7 @@ impl Fleet {
         // Build the store from this fleet's variables, not the process environment.
         let get = |k: &str| self.env.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
         if self.lake_dir.is_some() {
-            lakefleet::lake::Lake::open(&self.lake_url).unwrap()
+            lakefleet::lake::Lake::open(&lakefleet::lake::LakeUrl::parse(&self.lake_url).unwrap()).unwrap()
         } else if self.lake_url.starts_with("gs://") {
             lakefleet::lake::Lake::open_gcs_with(&self.lake_url, &get("GOOGLE_BASE_URL"), &get("GOOGLE_BEARER_TOKEN"))
                 .unwrap()

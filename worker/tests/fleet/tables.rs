@@ -214,7 +214,13 @@ async fn racing_committers_make_one_add_per_partition_on_a_local_folder_and_on_s
     let s3_lake =
         lakefleet::lake::Lake::open_s3_with(&format!("s3://{}/race", s3.bucket), &s3.endpoint, "testing", "testing")
             .unwrap();
-    for (name, lake) in [("local", lakefleet::lake::Lake::open(dir.to_str().unwrap()).unwrap()), ("s3", s3_lake)] {
+    for (name, lake) in [
+        (
+            "local",
+            lakefleet::lake::Lake::open(&lakefleet::lake::LakeUrl::parse(dir.to_str().unwrap()).unwrap()).unwrap(),
+        ),
+        ("s3", s3_lake),
+    ] {
         let entries = race(lake).await;
         assert_eq!(entries.len(), 4, "{name}: four versions");
         let adds: usize = entries.iter().map(|(_, a)| count(a, "add")).sum();

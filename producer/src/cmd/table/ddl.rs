@@ -2,20 +2,20 @@
 //! warehouse. Golden-tested (`producer/tests/ddl/`).
 
 use lakefleet::catalog::Dataset;
+use lakefleet::lake::{LakeKind, LakeUrl};
 use lakefleet::table::PARTITION_COLUMN;
 
 use crate::cli::DdlArgs;
 
 /// The dataset's folder as the engine names it: `gs://bucket/prefix/mta-turnstile`,
 /// or an absolute local path.
-fn location(lake_url: &str, ds: &Dataset) -> String {
-    let root = lake_url.trim_end_matches('/');
-    let root = match root.strip_prefix("file://") {
-        Some(p) => p.to_string(),
-        None if !root.contains("://") => {
-            std::path::absolute(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| root.to_string())
+fn location(lake_url: &LakeUrl, ds: &Dataset) -> String {
+    let root = match lake_url.local_dir() {
+        Some(dir) => {
+            let dir = dir.trim_end_matches('/');
+            std::path::absolute(dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| dir.to_string())
         }
-        None => root.to_string(),
+        None => lake_url.as_str().trim_end_matches('/').to_string(),
     };
     format!("{root}/{}", ds.name)
 }
@@ -30,7 +30,7 @@ fn sql_string(s: &str) -> String {
 }
 
 /// The DDL, or why none can be given (exit 2).
-pub fn ddl(ds: &Dataset, lake_url: &str, args: &DdlArgs) -> Result<String, String> {
+pub fn ddl(ds: &Dataset, lake_url: &LakeUrl, args: &DdlArgs) -> Result<String, String> {
     let loc = location(lake_url, ds);
     if args.duckdb {
         let source = match ds.table {
@@ -57,7 +57,7 @@ pub fn ddl(ds: &Dataset, lake_url: &str, args: &DdlArgs) -> Result<String, Strin
             ds.timestamp_columns().join(", ")
         ));
     }
-    if !loc.starts_with("gs://") {
+    if lake_url.kind() != LakeKind::Gcs {
         return Err(format!(
             "BigQuery reads tables on Cloud Storage: LAKE_URL is {lake_url}, not gs://BUCKET/PREFIX (set LAKE_URL to the gs:// lake the fleet writes)"
         ));

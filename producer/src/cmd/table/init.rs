@@ -26,7 +26,7 @@ pub async fn run(conn: &Connections, catalog: &Catalog, dataset: &str) -> anyhow
         lakefleet::table::Committed::AlreadyCommitted { .. } if found == 0 => {
             return Err(Refused(format!(
                 "{}/{}: no object named as one of {}'s partitions ({{dataset}}_{{partition}}.parquet); nothing to commit",
-                redact(&conn.lake_url),
+                redact(conn.lake_url.as_str()),
                 ds.name,
                 ds.name
             ))
