@@ -34,7 +34,7 @@ impl ConnectionFlags {
     /// The validated settings; the error names the variable and its flag.
     pub fn resolve(&self) -> Result<Connections, String> {
         let c = Connections {
-            amqp_url: self.amqp_url.clone(),
+            amqp_url: crate::rabbitmq::AmqpNodes::parse(&self.amqp_url)?,
             redis_url: self.redis_url.clone(),
             lake_url: crate::lake::LakeUrl::parse(&self.lake_url)?,
             prefix: self.prefix.clone(),

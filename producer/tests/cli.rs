@@ -212,7 +212,9 @@ async fn unreachable_services_give_one_clear_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unroutable_publish_is_an_error() {
-    let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+    let conn = lakefleet::rabbitmq::topology::connect(&lakefleet::rabbitmq::AmqpNodes::parse(AMQP).unwrap(), "test")
+        .await
+        .unwrap();
     let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
     let e =
         lakefleet::rabbitmq::topology::publish_confirmed(&ch, "lakefleet-test-no-such-queue", b"x", Default::default())
@@ -437,7 +439,9 @@ async fn status_rebuilds_a_backfill_that_redis_lost_from_the_lake_and_the_parkin
         "w1",
         Some(&tasks[2]),
     );
-    let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+    let conn = lakefleet::rabbitmq::topology::connect(&lakefleet::rabbitmq::AmqpNodes::parse(AMQP).unwrap(), "test")
+        .await
+        .unwrap();
     let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
     lakefleet::rabbitmq::topology::publish_confirmed(&ch, &f.topology().parking, &tasks[2].encode(), parked.to_table())
         .await

@@ -128,7 +128,7 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
         stop: tokio::sync::watch::Sender::new(ctx::Stop::Running),
     });
     let settings = service::Settings {
-        amqp_url: s.conn.amqp_url.clone(),
+        amqp: s.conn.amqp_url.clone(),
         concurrency: s.concurrency,
         shutdown_grace: s.shutdown_grace,
     };

@@ -21,7 +21,7 @@ use crate::process::handle;
 
 /// What the consume loop needs of the worker's settings.
 pub struct Settings {
-    pub amqp_url: String,
+    pub amqp: lakefleet::rabbitmq::AmqpNodes,
     pub concurrency: std::num::NonZeroUsize,
     pub shutdown_grace: Duration,
 }
@@ -50,7 +50,7 @@ pub async fn run(
         // Connect (or reconnect), never past a shutdown.
         let opened = tokio::select! {
             _ = &mut shutdown => break,
-            o = open(&ctx, &settings.amqp_url, concurrency) => o,
+            o = open(&ctx, &settings.amqp, concurrency) => o,
         };
         let (conn, consume, publish, mut lanes) = match opened {
             Ok(x) => x,
@@ -215,8 +215,12 @@ impl Lanes {
 /// Connects, opens the consume channel (prefetch = concurrency + 1 for
 /// each lane) and the confirm channel, declares the topology and starts
 /// consuming both lanes, within [`SETUP_TIMEOUT`] after the connect.
-async fn open(ctx: &Ctx, amqp_url: &str, concurrency: usize) -> anyhow::Result<(Connection, Channel, Channel, Lanes)> {
-    let conn = topology::connect(amqp_url, &format!("lakefleet-worker {}", ctx.worker_id)).await?;
+async fn open(
+    ctx: &Ctx,
+    amqp: &lakefleet::rabbitmq::AmqpNodes,
+    concurrency: usize,
+) -> anyhow::Result<(Connection, Channel, Channel, Lanes)> {
+    let conn = topology::connect(amqp, &format!("lakefleet-worker {}", ctx.worker_id)).await?;
     let setup = async {
         let consume = conn.create_channel().await?;
         // One delivery more than conversions at once: while a task commits

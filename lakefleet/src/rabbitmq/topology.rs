@@ -185,25 +185,18 @@ fn dead_letter_to(args: &mut FieldTable, target: &str) {
     args.insert("x-overflow".into(), lstr("reject-publish"));
 }
 
-/// The nodes of an `AMQP_URL`: one URL, or several separated by commas (the
-/// nodes of a RabbitMQ cluster, as Celery's broker failover takes them).
-pub fn amqp_nodes(amqp_url: &str) -> Vec<&str> {
-    amqp_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
-}
-
-/// Connects to the first node of `amqp_url` that answers, starting after the
+/// Connects to the first node of `amqp` that answers, starting after the
 /// node this process used last (a node that was lost is tried last); the
 /// error names every (redacted) address and why each failed.
-pub async fn connect(amqp_url: &str, name: &str) -> anyhow::Result<Connection> {
+pub async fn connect(amqp: &super::AmqpNodes, name: &str) -> anyhow::Result<Connection> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let nodes = amqp_nodes(amqp_url);
-    anyhow::ensure!(!nodes.is_empty(), "AMQP_URL is empty");
+    let nodes = amqp.nodes();
     let first = NEXT.load(Ordering::Relaxed) % nodes.len();
     let mut failed = Vec::new();
     for i in 0..nodes.len() {
         let k = (first + i) % nodes.len();
-        let url = nodes[k];
+        let url = nodes[k].as_str();
         let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
         // A node that does not answer must leave time for the others.
         let wait = Duration::from_secs(if nodes.len() > 1 { 5 } else { 10 });

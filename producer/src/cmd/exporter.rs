@@ -19,7 +19,7 @@ use crate::cli::ExporterArgs;
 struct Exporter {
     state: State,
     topo: Topology,
-    amqp_url: String,
+    amqp_url: lakefleet::rabbitmq::AmqpNodes,
     conn: Mutex<Option<lapin::Connection>>,
     backfills: std::num::NonZeroUsize,
 }

@@ -6,7 +6,10 @@ use super::*;
 impl Fleet {
     /// Publishes `task` to the work queue as a producer would (confirmed).
     pub async fn publish_task(&self, task: &Task) {
-        let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+        let conn =
+            lakefleet::rabbitmq::topology::connect(&lakefleet::rabbitmq::AmqpNodes::parse(AMQP).unwrap(), "test")
+                .await
+                .unwrap();
         let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
         let topo = self.topology();
         topo.declare(&ch).await.unwrap();

@@ -96,7 +96,9 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
     let f = Fleet::local("badmsg");
     let w = f.worker(&[]);
     w.ready().await;
-    let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+    let conn = lakefleet::rabbitmq::topology::connect(&lakefleet::rabbitmq::AmqpNodes::parse(AMQP).unwrap(), "test")
+        .await
+        .unwrap();
     let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
     lakefleet::rabbitmq::topology::publish_confirmed(
         &ch,
@@ -257,7 +259,9 @@ async fn an_object_store_answering_500_for_a_while_is_retried_then_written_once(
 async fn a_poison_message_returned_again_and_again_ends_in_the_parking_queue() {
     use lapin::options::{BasicGetOptions, BasicNackOptions};
     let f = Fleet::local("poison");
-    let conn = lakefleet::rabbitmq::topology::connect(AMQP, "test").await.unwrap();
+    let conn = lakefleet::rabbitmq::topology::connect(&lakefleet::rabbitmq::AmqpNodes::parse(AMQP).unwrap(), "test")
+        .await
+        .unwrap();
     let ch = lakefleet::rabbitmq::topology::confirm_channel(&conn).await.unwrap();
     let topo = f.topology();
     topo.declare(&ch).await.unwrap();
