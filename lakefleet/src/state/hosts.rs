@@ -109,6 +109,26 @@ impl State {
         self.host_start(host, token, limits.per_second, limits.concurrent.max(1), limits.slot_ttl).await
     }
 
+    /// A task of the high lane is waiting for a slot of `host` (for the
+    /// next `ttl`): tasks of the normal lane leave the next free slot to it.
+    pub async fn mark_high_lane_waiting(&self, host: &str, ttl: Duration) -> redis::RedisResult<()> {
+        let mut c = self.con.clone();
+        let _: () = redis::cmd("SET")
+            .arg(self.k(&["host", host, "high"]))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a task of the high lane is waiting for a slot of `host`.
+    pub async fn high_lane_waiting(&self, host: &str) -> redis::RedisResult<bool> {
+        let mut c = self.con.clone();
+        c.exists(self.k(&["host", host, "high"])).await
+    }
+
     /// Asks to start one more request to `host` under a held slot (a
     /// Socrata page): `None` when it may, else how long to wait (the host's
     /// pause and request rate).

@@ -79,7 +79,7 @@ pub(super) async fn convert_and_upload(
     ctx.before_download().await;
     // Held until the download ends: the fleet's limits per source host.
     let host = ds.source_host(c.date, task.mirror.as_deref());
-    let slot = match host_slot(ctx, ds, &host).await {
+    let slot = match host_slot(ctx, ds, &host, task.lane).await {
         Ok(slot) => slot,
         Err(busy) => return Ok(Ingest::HostBusy(busy)),
     };

@@ -3,6 +3,7 @@
 //! the pause a 429 or 503 with Retry-After puts on the host.
 
 use super::*;
+use lakefleet::task::Lane;
 
 /// A download slot of a source host, taken fleet-wide through Redis: a
 /// lease renewed every [`HOST_SLOT_HEARTBEAT`] while held and given back when
@@ -88,7 +89,12 @@ pub(super) const HOST_WAIT_IN_PLACE: Duration = Duration::from_secs(30);
 /// not stop the fleet); `Err` when the host is paused for longer than the
 /// wait in place, or still full after it: the task is delayed (not an
 /// attempt) and comes back when the host may have room.
-pub(super) async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str) -> Result<Option<HostSlot>, Done> {
+///
+/// Lanes: a waiting task of the high lane marks the host (for 300 ms, renewed
+/// every 100 ms while it waits), and
+/// a waiting task of the normal lane leaves the next free slot to it, so a
+/// small backfill does not lose the host's slots to a large one's waiters.
+pub(super) async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str, lane: Lane) -> Result<Option<HostSlot>, Done> {
     let token = format!("{}:{}", ctx.worker_id, uuid_like());
     let limits = HostLimits {
         concurrent: ds.max_downloads_per_host,
@@ -99,7 +105,20 @@ pub(super) async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str) -> Resul
     let started = Instant::now();
     let mut waiting = Waiting(None);
     loop {
-        match soft("taking a host slot", ctx.state.try_host_slot(host, &token, limits).await) {
+        let yield_to_high = match lane {
+            Lane::High => {
+                soft("marking the host", ctx.state.mark_high_lane_waiting(host, Duration::from_millis(300)).await);
+                false
+            }
+            Lane::Normal => {
+                soft("reading the host's waiters", ctx.state.high_lane_waiting(host).await).unwrap_or(false)
+            }
+        };
+        let tried = match yield_to_high {
+            true => Some(Some(Duration::from_millis(200))),
+            false => soft("taking a host slot", ctx.state.try_host_slot(host, &token, limits).await),
+        };
+        match tried {
             Some(Some(wait)) => {
                 waiting.start(&ctx.metrics.host_waiting.with_label_values(&[host]));
                 let waited = started.elapsed();
@@ -115,7 +134,12 @@ pub(super) async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str) -> Resul
                     };
                     return Err(Done::HostBusy { delay: wait, why });
                 }
-                tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+                // The high lane looks again sooner (and keeps its mark fresh).
+                let most = match lane {
+                    Lane::High => Duration::from_millis(100),
+                    Lane::Normal => Duration::from_secs(1),
+                };
+                tokio::time::sleep(wait.min(most)).await;
             }
             Some(None) => return Ok(Some(HostSlot::hold(ctx, host, token))),
             None => return Ok(None),

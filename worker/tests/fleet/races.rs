@@ -294,7 +294,7 @@ async fn vacuum_at_its_shortest_retention_racing_a_backfill_never_breaks_the_tab
 }
 
 /// Small backfills are not starved: a 1-week backfill published behind a
-/// 20-week one finishes after a couple of the large one's weeks (it goes to
+/// 30-week one finishes after a few of the large one's weeks (it goes to
 /// the high lane by its size), where `--priority normal` (the one FIFO queue
 /// of before) makes it wait for nearly all of them. Per-host limits hold
 /// across the lanes. Prints both latencies.
@@ -302,7 +302,7 @@ async fn vacuum_at_its_shortest_retention_racing_a_backfill_never_breaks_the_tab
 async fn a_small_backfill_is_not_stuck_behind_a_large_one() {
     let src = Source::start().await;
     let f = Fleet::local("races-lanes").with_catalog(&mta_catalog("mta-lanes", "max_downloads_per_host = 2"));
-    serve_mta_weeks(&src, 42, 100, 700, &[]);
+    serve_mta_weeks(&src, 62, 100, 700, &[]);
     // Every download takes about 600 ms.
     src.fault_every(Fault::Slow(3, Duration::from_millis(600)));
     let w = f.worker(&["--concurrency", "4"]);
@@ -311,7 +311,7 @@ async fn a_small_backfill_is_not_stuck_behind_a_large_one() {
     let day = |i: u64| week(i).to_string();
     let mut report = Vec::new();
     // (large weeks, small week, the small one's flags)
-    for (big, small, flags) in [((0, 19), 40, vec![]), ((20, 39), 41, vec!["--priority", "normal"])] {
+    for (big, small, flags) in [((0, 29), 60, vec![]), ((30, 59), 61, vec!["--priority", "normal"])] {
         let large = f.backfill("mta-lanes", &day(big.0), &day(big.1), &["--mirror", &src.base]);
         assert!(stdout(&large).contains("(normal lane)"), "{}", stdout(&large));
         let large_id = backfill_id(&large);
@@ -327,18 +327,20 @@ async fn a_small_backfill_is_not_stuck_behind_a_large_one() {
         assert_eq!((s.done, s.parked.len()), (1, 0), "{s:?}");
         let large_done = st.backfill(&large_id).await.unwrap().unwrap().done - before;
         report.push((flags.is_empty(), latency, large_done));
-        assert_eq!(wait_finished(&f, &large, Duration::from_secs(90)).await.done, 20);
+        assert_eq!(wait_finished(&f, &large, Duration::from_secs(90)).await.done, 30);
     }
     for (high, latency, large_done) in &report {
         eprintln!(
-            "lanes: 1-week backfill behind a 20-week one, {}: done after {:.2}s, while {large_done} of the large one's 20 weeks were done",
+            "lanes: 1-week backfill behind a 30-week one, {}: done after {:.2}s, while {large_done} of the large one's 30 weeks were done",
             if *high { "high lane (by size)" } else { "--priority normal (one FIFO queue)" },
             latency.as_secs_f64()
         );
     }
     let (by_size, fifo) = (&report[0], &report[1]);
-    assert!(by_size.2 <= 6, "the small backfill waited for {} of the large one's weeks", by_size.2);
-    assert!(fifo.2 >= 12, "behind the large one in one queue it waits for most of it: {}", fifo.2);
+    // Under a loaded machine (the whole suite at once) the margins are wide:
+    // less than half of the large one with lanes, more than 4/5 without.
+    assert!(by_size.2 < 15, "the small backfill waited for {} of the large one's weeks", by_size.2);
+    assert!(fifo.2 >= 24, "behind the large one in one queue it waits for most of it: {}", fifo.2);
     assert!(src.max_in_flight() <= 2, "per-host limit across lanes: {} at once", src.max_in_flight());
     f.cleanup().await;
 }
