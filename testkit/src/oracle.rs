@@ -97,3 +97,25 @@ pub fn mta_key(week: NaiveDate) -> String {
 pub fn mta_expect(week: NaiveDate, rows: usize, bytes: &[u8]) -> (String, usize, String) {
     (mta_key(week), rows, sha256_hex(bytes))
 }
+
+/// A fleet with one worker and weeks `0..n` of the MTA feed (`rows` rows
+/// each, seeds from `seed`) served on loopback and landed by one backfill:
+/// the preamble many scenarios start from.
+pub struct Landed {
+    pub src: Source,
+    pub f: Fleet,
+    pub w: WorkerProc,
+    /// What the oracle expects of each week ([`mta_expect`]).
+    pub expect: Vec<(String, usize, String)>,
+}
+
+pub async fn landed(name: &str, n: u64, rows: usize, seed: u64) -> Landed {
+    let src = Source::start().await;
+    let f = Fleet::local(name);
+    let expect = serve_mta_weeks(&src, n, rows, seed, &[]);
+    let w = f.worker(&[]);
+    w.ready().await;
+    let out = f.backfill_mta(&src, week(0), week(n - 1), &[]);
+    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, n, "{name}: the weeks land");
+    Landed { src, f, w, expect }
+}

@@ -285,13 +285,7 @@ async fn a_cancelled_backfill_stops_with_none_of_its_cancelled_partitions_in_the
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_replaces_a_changed_source_and_does_not_download_unchanged_ones() {
-    let src = Source::start().await;
-    let f = Fleet::local("refresh");
-    let first = serve_mta_weeks(&src, 3, 300, 90, &[]);
-    let w = f.worker(&[]);
-    w.ready().await;
-    let out = f.backfill_mta(&src, week(0), week(2), &[]);
-    assert_eq!(wait_finished(&f, &out, Duration::from_secs(30)).await.done, 3);
+    let Landed { src, f, w, expect: first } = landed("refresh", 3, 300, 90).await;
     let before = f.objects().await;
     let (_, kv) = read_parquet(f.read_object(&first[0].0).await);
     assert!(kv["lakefleet.source_etag"].starts_with('"'), "the ETag is recorded: {kv:?}");

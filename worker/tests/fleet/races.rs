@@ -7,13 +7,7 @@ use lakefleet_testkit::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_without_tables_refuses_a_dataset_whose_folder_is_a_table_and_writes_nothing() {
-    let src = Source::start().await;
-    let f = Fleet::local("races-no-tables");
-    let expect = serve_mta_weeks(&src, 2, 150, 400, &[]);
-    let mut w = f.worker(&[]);
-    w.ready().await;
-    let out = f.backfill_mta(&src, week(0), week(1), &[]);
-    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 2);
+    let Landed { src, f, mut w, expect } = landed("races-no-tables", 2, 150, 400).await;
     w.kill9();
     let before = f.objects().await;
 
@@ -192,13 +186,7 @@ async fn rolling_restarts_hand_a_slow_task_back_within_the_grace_and_it_is_never
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refreshed_week_is_done_for_a_plain_backfill_and_is_not_published_again() {
-    let src = Source::start().await;
-    let f = Fleet::local("races-after-refresh");
-    serve_mta_weeks(&src, 2, 100, 450, &[]);
-    let w = f.worker(&[]);
-    w.ready().await;
-    let out = f.backfill_mta(&src, week(0), week(1), &[]);
-    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 2);
+    let Landed { src, f, w: _w, .. } = landed("races-after-refresh", 2, 100, 450).await;
     let (changed, _) = mta_week(week(1), 120, 451);
     src.put(&mta_name(week(1)), changed);
     let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
@@ -219,13 +207,7 @@ async fn a_refreshed_week_is_done_for_a_plain_backfill_and_is_not_published_agai
 /// table gets no new generation of the same bytes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refresh_after_redis_forgot_asks_with_what_the_current_generation_was_made_from() {
-    let src = Source::start().await;
-    let f = Fleet::local("races-refresh-validators");
-    serve_mta_weeks(&src, 2, 100, 470, &[]);
-    let w = f.worker(&[]);
-    w.ready().await;
-    let out = f.backfill_mta(&src, week(0), week(1), &[]);
-    assert_eq!(wait_finished(&f, &out, Duration::from_secs(60)).await.done, 2);
+    let Landed { src, f, w: _w, .. } = landed("races-refresh-validators", 2, 100, 470).await;
     let (changed, _) = mta_week(week(1), 130, 471);
     src.put(&mta_name(week(1)), changed);
     let out = f.backfill_mta(&src, week(0), week(1), &["--refresh"]);
