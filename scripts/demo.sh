@@ -44,7 +44,7 @@ ext = glob.glob(os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "
 con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
 con.execute(f"INSTALL '{ext}'")
 con.execute("LOAD delta")
-q = f"SELECT year, count(*) AS rows, count(DISTINCT station) AS stations, max(observed_at) AS last_reading FROM delta_scan('{sys.argv[1]}') GROUP BY year ORDER BY year"
+q = f"SELECT year, count(*) AS rows, count(DISTINCT station) AS stations, CAST(max(observed_at) AS VARCHAR) AS last_reading FROM delta_scan('{sys.argv[1]}') GROUP BY year ORDER BY year"
 print("  " + q)
 for row in con.execute(q).fetchall():
     print("  ", *row)

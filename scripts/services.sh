@@ -39,10 +39,12 @@ fi
 # The readers the tables are checked with: python deltalake (with pyarrow)
 # and DuckDB with its Delta extension, installed from its PyPI wheel (DuckDB
 # cannot download extensions here).
-if ! python3 -c 'import deltalake, duckdb, duckdb_extension_delta, pyarrow, polars' >/dev/null 2>&1; then
-  log "installing python deltalake, duckdb, duckdb-extension-delta, pyarrow and polars (pip)"
-  python3 -m pip install -q deltalake duckdb duckdb-extension-delta pyarrow polars || {
-    log "pip could not install them; try: python3 -m pip install --user deltalake duckdb duckdb-extension-delta pyarrow polars"
+# pytz: DuckDB's Python API needs it to return TIMESTAMP WITH TIME ZONE
+# values, which every table of instants holds.
+if ! python3 -c 'import deltalake, duckdb, duckdb_extension_delta, pyarrow, polars, pytz' >/dev/null 2>&1; then
+  log "installing python deltalake, duckdb, duckdb-extension-delta, pyarrow, polars and pytz (pip)"
+  python3 -m pip install -q deltalake duckdb duckdb-extension-delta pyarrow polars pytz || {
+    log "pip could not install them; try: python3 -m pip install --user deltalake duckdb duckdb-extension-delta pyarrow polars pytz"
     exit 1
   }
 fi
