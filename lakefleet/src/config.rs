@@ -2,7 +2,7 @@
 //! flags and environment variables they come from are the binaries' business
 //! ([`crate::cli`], behind the `cli` feature).
 
-use crate::util::text::redact;
+use crate::util::text::check_scheme;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -52,16 +52,6 @@ impl Connections {
 
     pub fn topology(&self) -> crate::rabbitmq::topology::Topology {
         crate::rabbitmq::topology::Topology::new(&self.prefix, self.retry_base_ms, self.max_attempts)
-    }
-}
-
-/// Whether `url` parses with one of `schemes`; the error names `name` (the
-/// variable and its flag) and the redacted URL.
-pub fn check_scheme(name: &str, url: &str, schemes: &[&str]) -> Result<(), String> {
-    match url::Url::parse(url) {
-        Ok(u) if schemes.contains(&u.scheme()) => Ok(()),
-        Ok(u) => Err(format!("{name} {}: scheme {:?} is not {}", redact(url), u.scheme(), schemes.join(" or "))),
-        Err(e) => Err(format!("{name} {}: {e}", redact(url))),
     }
 }
 

@@ -71,7 +71,7 @@ pub enum Outcome {
     /// calendar), not counted as an attempt.
     Wait {
         delay: Duration,
-        since: String,
+        since: chrono::DateTime<chrono::Utc>,
         message: String,
     },
     /// The worker is shutting down: the task goes back to the work queue
@@ -119,12 +119,7 @@ impl Outcome {
     /// or park it once the dataset's patience is over.
     fn calendar(task: &Task, ctx: &Ctx, message: String) -> Outcome {
         let now = chrono::Utc::now();
-        let since = task
-            .waiting_since
-            .as_deref()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .unwrap_or(now);
+        let since = waiting_since(task).unwrap_or(now);
         // The dataset is known: the task passed the catalog check before any download.
         let (every, patience) = ctx
             .catalog
@@ -145,7 +140,7 @@ impl Outcome {
             );
         }
         let delay = Duration::from_secs(every).min(patience - waited).max(Duration::from_secs(1));
-        Outcome::Wait { delay, since: since.to_rfc3339(), message }
+        Outcome::Wait { delay, since, message }
     }
 
     pub fn parked(reason: Reason, message: impl AsRef<str>) -> Outcome {
@@ -200,7 +195,7 @@ impl Outcome {
                     }
                 };
                 let mut waiting = t.clone();
-                waiting.waiting_since = Some(since.clone());
+                waiting.waiting_since = Some(since.to_rfc3339());
                 (queue, next_copy(&waiting, t.attempt, redeliveries, None))
             }
             (Outcome::Parked { reason, message }, _) => {
@@ -281,18 +276,17 @@ impl Outcome {
                 ctx.state.record_retry(&t.backfill_id).await
             }
             (Outcome::Wait { delay, since, message }, t) => {
-                if let (Some(t), Ok(at)) = (t, chrono::DateTime::parse_from_rfc3339(since)) {
-                    m.not_published(dataset, &t.partition, at.timestamp());
+                if let Some(t) = t {
+                    m.not_published(dataset, &t.partition, since.timestamp());
                 }
-                info!(task = %name, next_look_s = delay.as_secs(), waiting_since = %since, error = %message, "not published yet: asking again later");
+                info!(task = %name, next_look_s = delay.as_secs(), waiting_since = %since.to_rfc3339(), error = %message, "not published yet: asking again later");
                 Ok(())
             }
             (Outcome::Parked { reason, message }, t) => {
                 m.parked.with_label_values(&[dataset, reason.code()]).inc();
                 if let (Reason::NotPublishedYet, Some(t)) = (reason, t) {
-                    let since = t.waiting_since.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-                    let since = since.map(|at| at.timestamp()).unwrap_or_else(|| chrono::Utc::now().timestamp());
-                    m.not_published(dataset, &t.partition, since);
+                    let since = waiting_since(t).unwrap_or_else(chrono::Utc::now);
+                    m.not_published(dataset, &t.partition, since.timestamp());
                 }
                 warn!(task = %name, reason = reason.code(), error = %message, "parked");
                 match t {
@@ -309,6 +303,12 @@ impl Outcome {
             warn!(error = %e, task = %name, "Redis unavailable while recording the outcome; continuing without it");
         }
     }
+}
+
+/// When the source first answered "not published yet" for `t`, if it has.
+fn waiting_since(t: &Task) -> Option<chrono::DateTime<chrono::Utc>> {
+    let at = chrono::DateTime::parse_from_rfc3339(t.waiting_since.as_deref()?).ok()?;
+    Some(at.with_timezone(&chrono::Utc))
 }
 
 /// The copy of `t` that goes to a retry queue: its attempt number, the

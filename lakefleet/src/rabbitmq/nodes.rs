@@ -21,7 +21,7 @@ impl AmqpNodes {
             );
         }
         for node in &nodes {
-            crate::config::check_scheme("AMQP_URL (--amqp-url)", node, &["amqp", "amqps"])?;
+            crate::util::text::check_scheme("AMQP_URL (--amqp-url)", node, &["amqp", "amqps"])?;
         }
         Ok(AmqpNodes(nodes))
     }

@@ -47,6 +47,16 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Whether `url` parses with one of `schemes`; the error names `name` (the
+/// variable and its flag) and the redacted URL.
+pub fn check_scheme(name: &str, url: &str, schemes: &[&str]) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if schemes.contains(&u.scheme()) => Ok(()),
+        Ok(u) => Err(format!("{name} {}: scheme {:?} is not {}", redact(url), u.scheme(), schemes.join(" or "))),
+        Err(e) => Err(format!("{name} {}: {e}", redact(url))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

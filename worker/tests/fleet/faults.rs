@@ -114,7 +114,6 @@ async fn an_invalid_message_is_parked_and_the_worker_keeps_running_and_purge_rem
     lakefleet::rabbitmq::topology::publish_confirmed(&ch, &f.topology().work, &future.encode(), Default::default())
         .await
         .unwrap();
-    future.v = lakefleet::task::MAJOR;
     eventually(Duration::from_secs(20), "two parked messages", || async {
         f.queue_len(&f.topology().parking).await == 2
     })
