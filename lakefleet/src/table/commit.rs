@@ -29,6 +29,7 @@ impl CommitJob {
         let mut attempt = 0;
         while attempt < MAX_COMMIT_ATTEMPTS {
             attempt += 1;
+            let began = std::time::Instant::now();
             match self.attempt(engine, attempt) {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {}
@@ -46,10 +47,14 @@ impl CommitJob {
                 Err(e) => return Err(e),
             }
             // Another writer took this version: read it and try again at
-            // once, then after a jittered pause that grows with the attempts.
+            // once, then after a pause drawn at random below a bound that
+            // doubles with each loss, measured in what the lost attempt took
+            // (a commit to a folder takes a millisecond, to S3 tens of them:
+            // a fixed pause would idle the one and crowd the other).
             if attempt > 1 {
-                let base = 10u64 << attempt.min(6);
-                std::thread::sleep(Duration::from_millis(base + jitter(base)));
+                let took = began.elapsed().as_micros().max(1_000) as u64;
+                let bound = (took << (attempt - 1).min(3)).min(MAX_COMMIT_PAUSE.as_micros() as u64);
+                std::thread::sleep(Duration::from_micros(jitter(bound)));
             }
         }
         Err(TableError::Contention { table, attempts: MAX_COMMIT_ATTEMPTS })
@@ -139,12 +144,18 @@ impl CommitJob {
                     Some(s) => s.clone(),
                     None => latest(engine, &self.url, &table, Some(snap))?.expect("a table"),
                 };
-                if version > 0
-                    && version % self.ds.checkpoint_interval == 0
-                    && let Err(e) = after.checkpoint(engine, None)
-                {
-                    tracing::warn!(table = %table, version, error = %e, "checkpoint not written");
-                }
+                // The checkpoint's snapshot starts from it (its commits
+                // since are few again) and keeps the checksum.
+                let after = match version > 0 && version % self.ds.checkpoint_interval == 0 {
+                    false => after,
+                    true => match after.checkpoint(engine, None) {
+                        Ok((_, from_checkpoint)) => from_checkpoint,
+                        Err(e) => {
+                            tracing::warn!(table = %table, version, error = %e, "checkpoint not written");
+                            after
+                        }
+                    },
+                };
                 return Ok(Some((Committed::Written { version, attempts: attempt }, Some(after))));
             }
             CommitResult::Conflicted(_) => {}

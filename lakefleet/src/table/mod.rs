@@ -63,6 +63,8 @@ pub const PARTITION_COLUMN: &str = "year";
 /// Commit attempts under contention before the task goes back to the retry
 /// queue (never parked for contention alone).
 pub const MAX_COMMIT_ATTEMPTS: u32 = 25;
+/// The longest pause between two commit attempts.
+pub const MAX_COMMIT_PAUSE: Duration = Duration::from_secs(2);
 /// The longest `--task-timeout` a worker takes: a task's upload and its
 /// commit happen within it.
 pub const MAX_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -402,27 +404,34 @@ fn latest(
             .with_incremental_crc_replay(IncrementalReplay::Unlimited)
             .build(engine)
     };
-    let mut fresh = prior.is_none();
+    let (mut fresh, mut adopt) = (prior.is_none(), false);
     let built = match prior {
-        // Only the versions after ours are listed (a new checkpoint is not
-        // adopted: the in-memory checksum carries the state). Commits another
-        // tool cleaned up since make that fail: then the table is read anew.
-        Some(p) => match delta_kernel::Snapshot::builder_from(p)
-            .skip_new_checkpoints()
-            .with_incremental_crc_replay(IncrementalReplay::Unlimited)
-            .build(engine)
-        {
-            Ok(s) => Ok(s),
-            Err(e) => {
-                tracing::info!(table, error = %e, "the log changed under this view of it; reading it anew");
-                fresh = true;
-                fresh_build()
+        // Only the versions after ours are listed, and a new checkpoint is
+        // not adopted: the in-memory checksum carries the state (adopting
+        // another writer's newer checkpoint drops it). A snapshot whose
+        // commits since its checkpoint grew long adopts the newest one.
+        // Commits another tool cleaned up since make that fail: then the
+        // table is read anew.
+        Some(p) => {
+            // Adopting a checkpoint newer than `p` leaves no checksum (written below).
+            adopt = long_tail(&p);
+            let builder = match adopt {
+                false => delta_kernel::Snapshot::builder_from(p).skip_new_checkpoints(),
+                true => delta_kernel::Snapshot::builder_from(p),
+            };
+            match builder.with_incremental_crc_replay(IncrementalReplay::Unlimited).build(engine) {
+                Ok(s) => Ok(s),
+                Err(e) => {
+                    tracing::info!(table, error = %e, "the log changed under this view of it; reading it anew");
+                    fresh = true;
+                    fresh_build()
+                }
             }
-        },
+        }
         None => fresh_build(),
     };
     let snap = built.map_err(|e| kernel_err(table, e))?;
-    if fresh {
+    if fresh || (adopt && snap.crc_at_version().is_none()) {
         match snap.write_checksum(engine) {
             Ok((_, with_crc)) => return Ok(Some(with_crc)),
             Err(e) => tracing::debug!(table, error = %e, "no version checksum: transactions are read from the log"),
@@ -430,6 +439,21 @@ fn latest(
     }
     Ok(Some(snap))
 }
+
+/// Whether `snap` carries more commits after its checkpoint than a table
+/// with checkpoints needs: an incremental build keeps every commit since the
+/// snapshot was first read (so that the in-memory checksum carries the state
+/// across another writer's checkpoint), and each later build and commit
+/// copies that list; past this many the snapshot adopts the newest
+/// checkpoint (the one this writer or another wrote since).
+fn long_tail(snap: &SnapshotRef) -> bool {
+    let segment = snap.log_segment();
+    segment.end_version.saturating_sub(segment.checkpoint_version.unwrap_or(0)) > LONGEST_LOG_TAIL
+}
+
+/// The most commits after a checkpoint that a snapshot carries before it
+/// adopts a newer one ([`long_tail`]).
+const LONGEST_LOG_TAIL: u64 = 150;
 
 /// Every live file of `snap`.
 fn live_files(engine: &Engine, snap: &SnapshotRef, ds: &Dataset) -> Result<BTreeMap<String, AddFile>, KernelError> {
@@ -459,3 +483,6 @@ fn live_files(engine: &Engine, snap: &SnapshotRef, ds: &Dataset) -> Result<BTree
     }
     Ok(ctx.files)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+//! The commit loop against a table in a folder: what a worker's view of the
+//! log holds after many commits by it and by others.
+
+use super::*;
+use crate::catalog::Catalog;
+use crate::lake::LakeUrl;
+
+fn partition(ds: &Dataset, p: u64) -> PartitionCommit {
+    let date = chrono::NaiveDate::from_ymd_opt(2014, 10, 18).unwrap() + chrono::Days::new(7 * p);
+    PartitionCommit {
+        partition: date.to_string(),
+        key: ds.object_key(date),
+        size: 1_000,
+        rows: 10,
+        generation: 1,
+        year: chrono::Datelike::year(&date),
+        stats: None,
+    }
+}
+
+fn commits_after_checkpoint(snap: &Snapshot) -> u64 {
+    let segment = snap.kernel.as_ref().expect("a table").log_segment();
+    segment.end_version - segment.checkpoint_version.unwrap_or(0)
+}
+
+/// A worker that commits and a worker that only reads the commits of the
+/// other (as each of two workers does of the other's): past a long log, both
+/// views start from a recent checkpoint, and both still find every
+/// partition's generation.
+#[tokio::test(flavor = "multi_thread")]
+async fn views_of_a_long_log_start_from_a_recent_checkpoint_and_know_every_partition() {
+    let dir = std::env::temp_dir().join(format!("lakefleet-table-views-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake = Lake::open(&LakeUrl::parse(dir.to_str().unwrap()).unwrap()).unwrap();
+    let mut ds = Catalog::builtin().get("mta-turnstile").unwrap().clone();
+    ds.checkpoint_interval = 10;
+    let table = Table::new(&lake, &ds);
+    let (mut writer, mut reader) = (Snapshot::default(), Snapshot::default());
+    let n = LONGEST_LOG_TAIL + 30;
+    for p in 0..n {
+        let done = table.commit(&mut writer, &partition(&ds, p)).await.unwrap();
+        assert_eq!(done, Committed::Written { version: p, attempts: 1 });
+        if p % 20 == 0 {
+            table.refresh(&mut reader).await.unwrap();
+        }
+    }
+    table.refresh(&mut reader).await.unwrap();
+    assert_eq!((writer.version, reader.version), (Some(n - 1), Some(n - 1)));
+    // The writer's view starts from the checkpoint it wrote last; the
+    // reader's adopted one once its commits grew past the bound.
+    assert!(commits_after_checkpoint(&writer) < ds.checkpoint_interval, "{}", commits_after_checkpoint(&writer));
+    assert!(commits_after_checkpoint(&reader) <= LONGEST_LOG_TAIL, "{}", commits_after_checkpoint(&reader));
+    for p in [0, 1, n / 2, n - 1] {
+        let label = partition(&ds, p).partition;
+        assert_eq!(table.generation(&writer, &label).await.unwrap(), 1, "{label} in the writer's view");
+        assert_eq!(table.generation(&reader, &label).await.unwrap(), 1, "{label} in the reader's view");
+    }
+    // A partition committed again through the reader's view is found done.
+    assert_eq!(
+        table.commit(&mut reader, &partition(&ds, 3)).await.unwrap(),
+        Committed::AlreadyCommitted { attempts: 1 }
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
