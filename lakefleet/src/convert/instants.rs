@@ -35,6 +35,13 @@ pub fn wall_to_utc_millis(zone: Tz, wall_ms: i64) -> i64 {
     wall_ms - offset_ms(zone, wall)
 }
 
+/// Milliseconds since the epoch (UTC) as the wall-clock time `zone`'s
+/// clocks showed then (one answer: every instant has one).
+pub fn utc_to_wall_millis(zone: Tz, utc_ms: i64) -> i64 {
+    let Some(at) = chrono::DateTime::from_timestamp_millis(utc_ms) else { return utc_ms };
+    utc_ms + zone.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc() as i64 * 1000
+}
+
 /// The offset (ms east of UTC) that applies to the wall-clock time `wall`.
 fn offset_ms(zone: Tz, wall: NaiveDateTime) -> i64 {
     let secs = match zone.offset_from_local_datetime(&wall) {
@@ -54,11 +61,19 @@ fn offset_ms(zone: Tz, wall: NaiveDateTime) -> i64 {
     secs as i64 * 1000
 }
 
+/// The zone of the instants a converter marks as such
+/// (`Timestamp(ms, "UTC")`: a zone-aware source's values).
+pub const UTC: &str = "UTC";
+
 /// Turns the converters' batches into the output schema `out`: every
 /// wall-clock millisecond timestamp column becomes microseconds, read in
-/// `zone` when the output stores instants.
+/// `zone` when the output stores instants; a column of instants (a
+/// zone-aware source) is stored as it is, or, when the output keeps
+/// wall-clock times, read as the wall clock of the dataset's `time_zone`.
 pub struct Instants {
     zone: Option<Tz>,
+    /// The dataset's `time_zone`, whatever the output stores.
+    declared: Option<Tz>,
     out: SchemaRef,
     /// Days since 1970-01-01 of the partition: the value of the output's
     /// last column (the lineage column) when the batches come without it.
@@ -67,7 +82,13 @@ pub struct Instants {
 
 impl Instants {
     pub fn new(zone: Option<Tz>, out: SchemaRef) -> Instants {
-        Instants { zone, out, lineage: None }
+        Instants { zone, declared: zone, out, lineage: None }
+    }
+
+    /// The zone whose wall clock a wall-clock output shows instants in.
+    pub fn with_declared_zone(mut self, zone: Option<Tz>) -> Instants {
+        self.declared = zone;
+        self
     }
 
     /// Fills the output's lineage column (its last, which the converters'
@@ -97,6 +118,18 @@ impl Instants {
                                 ms.values().iter().map(|&v| cache.utc_of(zone, v).saturating_mul(1000)).collect();
                             TimestampMicrosecondArray::new(values.into(), ms.nulls().cloned())
                         }
+                        _ => ms.unary(|v| v.saturating_mul(1000)),
+                    };
+                    Arc::new(micros.with_timezone_opt(tz.clone())) as ArrayRef
+                }
+                (
+                    DataType::Timestamp(TimeUnit::Millisecond, Some(_)),
+                    DataType::Timestamp(TimeUnit::Microsecond, tz),
+                ) => {
+                    let ms = a.as_primitive::<TimestampMillisecondType>();
+                    let micros: TimestampMicrosecondArray = match (tz, self.declared) {
+                        // A wall-clock output: the instant as the zone's clocks showed it.
+                        (None, Some(zone)) => ms.unary(|v| utc_to_wall_millis(zone, v).saturating_mul(1000)),
                         _ => ms.unary(|v| v.saturating_mul(1000)),
                     };
                     Arc::new(micros.with_timezone_opt(tz.clone())) as ArrayRef

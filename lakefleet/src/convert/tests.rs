@@ -154,3 +154,76 @@ fn a_too_long_record_names_its_line() {
     assert!(matches!(e, ConvertError::Row { line: 4, .. }), "{e}");
     assert!(e.to_string().contains("longer than 1048576 bytes"), "{e}");
 }
+
+/// A Parquet source whose column `t` holds `micros` as TIMESTAMP(us) in
+/// `zone` (instants), converted by a one-column dataset (`extra` TOML).
+fn convert_zoned(zone: &str, micros: &[i64], extra: &str) -> Result<Vec<Option<i64>>, ConvertError> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let ds: Dataset = toml::from_str(&format!(
+        "name = \"zoned\"\ncadence = \"monthly\"\nformat = \"parquet\"\nurl_template = \"http://127.0.0.1:9/zoned_{{yyyy}}-{{mm}}.parquet\"\nfirst = \"2024-01-01\"\n{extra}\ncolumns = [{{ source = \"t\", type = \"timestamp\", format = \"%Y-%m-%d %H:%M:%S\" }}]"
+    ))
+    .unwrap();
+    ds.validate().unwrap();
+    let zoned = arrow_array::TimestampMicrosecondArray::from(micros.to_vec()).with_timezone(zone);
+    let batch = arrow_array::RecordBatch::try_from_iter([("t", Arc::new(zoned) as arrow_array::ArrayRef)]).unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "lakefleet-zoned-{}-{zone_tag}.parquet",
+        std::process::id(),
+        zone_tag = zone.replace('/', "_")
+    ));
+    let mut w =
+        ::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let mut out = Vec::new();
+    let done = convert_file(&ds, &path, &mut out, &Provenance::file("zoned_2024-01.parquet"));
+    let _ = std::fs::remove_file(&path);
+    done?;
+    let reader =
+        ::parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(out), 1024).unwrap();
+    let b = reader.into_iter().next().unwrap().unwrap();
+    let t = b.column(0).as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+    let tz = match b.schema().field(0).data_type() {
+        arrow_schema::DataType::Timestamp(_, tz) => tz.as_deref().map(str::to_string),
+        other => panic!("{other}"),
+    };
+    assert_eq!(tz.as_deref(), if extra.contains("wall_clock") { None } else { Some("UTC") });
+    Ok((0..t.len()).map(|i| t.is_valid(i).then(|| t.value(i))).collect())
+}
+
+#[test]
+fn zone_aware_parquet_timestamps_keep_their_instants_or_show_the_datasets_wall_clock() {
+    let us = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+    // Winter (UTC-5), summer (UTC-4), and both 01:30s of the repeated hour
+    // on 2024-11-03 in New York (01:30 EDT = 05:30Z, 01:30 EST = 06:30Z).
+    let instants = [
+        us("2024-01-15T12:00:00Z"),
+        us("2024-07-15T12:00:00Z"),
+        us("2024-11-03T05:30:00Z"),
+        us("2024-11-03T06:30:00Z"),
+    ];
+    for zone in ["America/New_York", "UTC", "+02:00"] {
+        let stored = convert_zoned(zone, &instants, "time_zone = \"America/New_York\"").unwrap();
+        assert_eq!(stored, instants.map(Some), "instants from a {zone} column are stored as they are");
+    }
+    // A dataset that keeps wall-clock times shows them on its zone's clocks:
+    // both instants of the repeated hour read 01:30, as New York's clocks did.
+    let wall =
+        |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap().and_utc().timestamp_micros();
+    let shown =
+        convert_zoned("UTC", &instants, "time_zone = \"America/New_York\"\ntimestamps = \"wall_clock\"").unwrap();
+    assert_eq!(
+        shown,
+        [wall("2024-01-15 07:00"), wall("2024-07-15 08:00"), wall("2024-11-03 01:30"), wall("2024-11-03 01:30")]
+            .map(Some)
+    );
+    // Without a zone to show them in, the file is refused naming the setting.
+    let e = convert_zoned("UTC", &instants, "timestamps = \"wall_clock\"").unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "source column t is a timestamp in time zone UTC: the dataset keeps wall-clock times and names no time zone"
+        ) && e.contains("set time_zone"),
+        "{e}"
+    );
+}

@@ -2,7 +2,8 @@
 //! and Redis: a portal that lands wrong rows (columns swapped on a later
 //! page, rows outside the slice, a `$where`-ignoring mirror, a lying count,
 //! a page that does not end, an HTML page with 200), a dictionary bomb and a
-//! footer of 100,000 row groups, a zone-aware or year-9999 timestamp, a
+//! footer of 100,000 row groups, a year-9999 timestamp (a zone-aware one is
+//! converted), a
 //! 31-year Retry-After, a dead worker's host slots, and an `AMQP_URL` whose
 //! first node is down.
 
@@ -230,7 +231,7 @@ async fn a_dictionary_bomb_parks_at_its_first_delivery_in_bounded_memory() {
 }
 
 #[test]
-fn footers_zones_and_years_that_readers_cannot_take_are_refused_naming_them() {
+fn footers_and_years_that_readers_cannot_take_are_refused_naming_them_and_zones_are_converted() {
     let dir = tmpdir("attacks-convert");
     let run = |name: &str, bytes: Vec<u8>, dataset: &str| {
         let input = dir.join(name);
@@ -251,13 +252,26 @@ fn footers_zones_and_years_that_readers_cannot_take_are_refused_naming_them() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("its Parquet footer (metadata) is") && err.contains("more than 8388608"), "{err}");
 
-    // Pickup times in America/New_York: refused naming the column and the zone.
+    // Pickup times in America/New_York are instants: the table stores them
+    // as they are (no shift by the zone's offset, in either direction).
     let t = 1_704_110_400_000_000i64; // 2024-01-01 12:00 UTC, 07:00 in New York
     let zoned = TimestampMicrosecondArray::from(vec![t]).with_timezone("America/New_York");
     let file = write_parquet(vec![("tpep_pickup_datetime", Arc::new(zoned) as ArrayRef)]);
     let (code, err) = run("yellow_tripdata_2024-01.parquet", file, "nyc-tlc-yellow");
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("source column tpep_pickup_datetime is a timestamp in time zone America/New_York"), "{err}");
+    assert_eq!(code, Some(0), "{err}");
+    let out = std::fs::read(dir.join("out.parquet")).unwrap();
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(out), 16)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let pickup = batch.column_by_name("pickup_datetime").unwrap();
+    assert!(
+        matches!(pickup.data_type(), arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some(z)) if z.as_ref() == "UTC"),
+        "{}",
+        pickup.data_type()
+    );
+    assert_eq!(pickup.as_primitive::<arrow_array::types::TimestampMicrosecondType>().value(0), t);
     // Year 9999: the row fails naming the value.
     let y9999 = 253_370_764_800_000_000i64; // 9999-01-01
     let file = write_parquet(vec![(

@@ -237,6 +237,9 @@ pub(super) fn convert_column(a: &ArrayRef, t: &Target) -> Result<ArrayRef, Bad> 
             }
             let nulls = nulls_of(a.as_ref(), t)?;
             let (v, div) = as_millis(a.as_ref()).expect("a time kind");
+            // Instants (a zone-aware source) stay marked as such: the encoder
+            // stores them as they are, or reads them in the dataset's zone.
+            let instants = matches!(a.data_type(), DataType::Timestamp(_, Some(_)));
             let out: TimestampMillisecondArray = each::<TimestampMillisecondType>(len, nulls, |i| {
                 if v[i] % div != 0 {
                     return Err(format!(
@@ -247,7 +250,10 @@ pub(super) fn convert_column(a: &ArrayRef, t: &Target) -> Result<ArrayRef, Bad> 
                 }
                 readable_millis(v[i] / div, false)
             })?;
-            Arc::new(out)
+            match instants {
+                true => Arc::new(out.with_timezone(crate::convert::instants::UTC)),
+                false => Arc::new(out),
+            }
         }
         ColumnType::Date => {
             if a.data_type() == &DataType::Date32 {

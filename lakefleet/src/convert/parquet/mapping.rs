@@ -121,15 +121,31 @@ pub(super) fn map_schema(
             ));
         }
         let col = &ds.columns[i];
+        // A zone-aware timestamp holds instants: a timestamp column takes
+        // them as they are (an instant table) or as wall-clock times in the
+        // dataset's time zone (a wall-clock table, which must name one); a
+        // date column would need a zone to pick the day in, and is refused.
         if let DataType::Timestamp(_, Some(tz)) = field.data_type() {
-            return Err(header_err(
-                ds,
-                file,
-                format!(
-                    "source column {name} is a timestamp in time zone {}: the lake holds wall-clock times without a zone, and storing this column's UTC instants would shift every value by the zone's offset; convert it to local time without a zone upstream, or leave the column out of the catalog",
-                    crate::util::text::bounded(tz, 60)
+            let refused = match col.ty {
+                ColumnType::Timestamp if ds.time_zone.is_some() => None,
+                ColumnType::Timestamp => Some(
+                    "the dataset keeps wall-clock times and names no time zone to read this column's instants in: set time_zone (e.g. \"America/New_York\")".to_string(),
                 ),
-            ));
+                other => Some(format!(
+                    "it holds instants, which {other} column {} cannot take without choosing a zone: make the column a timestamp",
+                    Dataset::output_name(col)
+                )),
+            };
+            if let Some(why) = refused {
+                return Err(header_err(
+                    ds,
+                    file,
+                    format!(
+                        "source column {name} is a timestamp in time zone {}: {why}",
+                        crate::util::text::bounded(tz, 60)
+                    ),
+                ));
+            }
         }
         match kind(field.data_type()) {
             Some(k) if converts(k, col.ty) => source_of[i] = Some(s),

@@ -38,6 +38,22 @@ use column::*;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
+/// `schema`, with the type of each array that differs from it: instants
+/// from a zone-aware source are `Timestamp(ms, "UTC")` where the converters'
+/// wall-clock times are `Timestamp(ms)`.
+fn batch_schema(schema: &SchemaRef, arrays: &[ArrayRef]) -> SchemaRef {
+    if schema.fields().iter().zip(arrays).all(|(f, a)| f.data_type() == a.data_type()) {
+        return schema.clone();
+    }
+    let fields: Vec<arrow_schema::Field> = schema
+        .fields()
+        .iter()
+        .zip(arrays)
+        .map(|(f, a)| f.as_ref().clone().with_data_type(a.data_type().clone()))
+        .collect();
+    Arc::new(arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// The four bytes a Parquet file starts (and ends) with.
 pub const MAGIC: &[u8; 4] = b"PAR1";
 
@@ -160,7 +176,7 @@ pub(super) fn run(
                 };
                 arrays.push(array);
             }
-            let out = RecordBatch::try_new(schema.clone(), arrays)
+            let out = RecordBatch::try_new(batch_schema(schema, &arrays), arrays)
                 .map_err(|e| ConvertError::Output { file: file_name.to_string(), message: e.to_string() })?;
             rows += n as u64;
             if !emit(out) {
