@@ -53,7 +53,7 @@ impl CommitJob {
             // a fixed pause would idle the one and crowd the other).
             if attempt > 1 {
                 let took = began.elapsed().as_micros().max(1_000) as u64;
-                let bound = (took << (attempt - 1).min(3)).min(MAX_COMMIT_PAUSE.as_micros() as u64);
+                let bound = (took << (attempt - 1).min(2)).min(MAX_COMMIT_PAUSE.as_micros() as u64);
                 std::thread::sleep(Duration::from_micros(jitter(bound)));
             }
         }

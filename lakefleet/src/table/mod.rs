@@ -34,6 +34,7 @@ use arrow_schema::{DataType as ArrowType, Field, Fields, Schema};
 use delta_kernel::committer::FileSystemCommitter;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
 use delta_kernel::schema::{DataType, StructField, StructType};
+use delta_kernel::snapshot::ChecksumWriteResult;
 use delta_kernel::table_features::TableFeature;
 use delta_kernel::transaction::{CommitResult, UpdateTableOperation};
 use delta_kernel::{Engine as _, EngineData, KernelError, SnapshotRef};
@@ -430,11 +431,26 @@ fn latest(
         }
         None => fresh_build(),
     };
-    let snap = built.map_err(|e| kernel_err(table, e))?;
+    let mut snap = built.map_err(|e| kernel_err(table, e))?;
     if fresh || (adopt && snap.crc_at_version().is_none()) {
-        match snap.write_checksum(engine) {
-            Ok((_, with_crc)) => return Ok(Some(with_crc)),
-            Err(e) => tracing::debug!(table, error = %e, "no version checksum: transactions are read from the log"),
+        // Writers racing to the same version race to write its checksum
+        // too: the loser reads the table again (it finds the winner's file)
+        // rather than go on without one (every `txn` lookup would replay the
+        // log, and every view built from it after).
+        for _ in 0..3 {
+            if snap.crc_at_version().is_some() {
+                break;
+            }
+            match snap.write_checksum(engine) {
+                Ok((ChecksumWriteResult::Written, with_crc)) => return Ok(Some(with_crc)),
+                Ok((ChecksumWriteResult::AlreadyExists, _)) => {
+                    snap = fresh_build().map_err(|e| kernel_err(table, e))?
+                }
+                Err(e) => {
+                    tracing::debug!(table, error = %e, "no version checksum: transactions are read from the log");
+                    break;
+                }
+            }
         }
     }
     Ok(Some(snap))

@@ -62,3 +62,37 @@ async fn views_of_a_long_log_start_from_a_recent_checkpoint_and_know_every_parti
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Workers that read a table for the first time at once all race to write
+/// the version's checksum: every one of them still ends with the checksum in
+/// its view (one that went on without it looked each `txn` up by replaying
+/// the log, and every view built from it after did too).
+#[tokio::test(flavor = "multi_thread")]
+async fn views_first_read_at_once_all_hold_the_versions_checksum() {
+    let dir = std::env::temp_dir().join(format!("lakefleet-table-crc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake = Lake::open(&LakeUrl::parse(dir.to_str().unwrap()).unwrap()).unwrap();
+    let ds = Catalog::builtin().get("mta-turnstile").unwrap().clone();
+    for round in 0..4u64 {
+        let mut writer = Snapshot::default();
+        Table::new(&lake, &ds).commit(&mut writer, &partition(&ds, round)).await.unwrap();
+        let mut views = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (lake, ds) = (lake.clone(), ds.clone());
+            views.spawn(async move {
+                let mut view = Snapshot::default();
+                Table::new(&lake, &ds).refresh(&mut view).await.unwrap();
+                view
+            });
+        }
+        while let Some(view) = views.join_next().await {
+            let view = view.unwrap();
+            assert_eq!(view.version, Some(round));
+            assert!(
+                view.kernel.as_ref().unwrap().crc_at_version().is_some(),
+                "round {round}: a view without the checksum"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
