@@ -12,6 +12,9 @@ pub(super) struct CommitJob {
     pub(super) all: Vec<PartitionCommit>,
     pub(super) operation: String,
     pub(super) prior: Option<SnapshotRef>,
+    /// Read the log before the first attempt (other writers committed
+    /// before this process's last commit: its view is likely behind).
+    pub(super) read_first: bool,
     pub(super) exists: bool,
     /// Another tool's files rewritten without a refreshed partition's rows
     /// (by path and the partitions taken out), kept across attempts.
@@ -81,10 +84,12 @@ impl CommitJob {
         }
         // The first attempt commits against this process's view of the
         // log as it is (one conditional PUT when the view is whole: the
-        // version after it is free only if nothing came since); a lost
-        // race reads the versions it missed.
+        // version after it is free only if nothing came since), unless
+        // other writers were committing lately (then it reads the log
+        // first: a PUT bound to fail costs a request, and S3 bills it); a
+        // lost race reads the versions it missed.
         let snap = match (attempt, self.prior.take()) {
-            (1, Some(cached)) => cached,
+            (1, Some(cached)) if !self.read_first => cached,
             (_, prior) => latest(engine, &self.url, &table, prior)?.expect("a table"),
         };
 

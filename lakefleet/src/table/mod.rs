@@ -87,6 +87,9 @@ pub struct Snapshot {
     /// [`Table::snapshot`] (a commit needs only the transactions).
     pub files: BTreeMap<String, AddFile>,
     kernel: Option<SnapshotRef>,
+    /// Other writers committed between this view's last two commits: the
+    /// next commit reads the log before its first attempt.
+    contended: bool,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -299,11 +302,14 @@ impl<'a> Table<'a> {
             all: all.to_vec(),
             operation: operation.to_string(),
             prior: cache.kernel.clone(),
+            read_first: cache.contended,
             exists: cache.kernel.is_some() || self.has_log().await?,
             rewritten: HashMap::new(),
         };
         let (committed, latest) = self.blocking(move |engine| job.run(engine)).await?;
         if let Some(latest) = latest {
+            let moved = cache.version.is_some_and(|v| latest.version() > v + 1);
+            cache.contended = moved || matches!(committed, Committed::Written { attempts, .. } if attempts > 1);
             cache.version = Some(latest.version());
             cache.kernel = Some(latest);
         }

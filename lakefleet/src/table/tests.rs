@@ -96,3 +96,30 @@ async fn views_first_read_at_once_all_hold_the_versions_checksum() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two workers committing in turn: once a worker has seen the other's
+/// commits come before its own, it reads the log before its first attempt,
+/// and its commits land at the first attempt (no write bound to fail).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_commits_in_turn_with_another_reads_the_log_first() {
+    let dir = std::env::temp_dir().join(format!("lakefleet-table-turns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake = Lake::open(&LakeUrl::parse(dir.to_str().unwrap()).unwrap()).unwrap();
+    let ds = Catalog::builtin().get("mta-turnstile").unwrap().clone();
+    let table = Table::new(&lake, &ds);
+    let mut views = [Snapshot::default(), Snapshot::default()];
+    let mut attempts = Vec::new();
+    for p in 0..12u64 {
+        match table.commit(&mut views[(p % 2) as usize], &partition(&ds, p)).await.unwrap() {
+            Committed::Written { version, attempts: a } => {
+                assert_eq!(version, p);
+                attempts.push(a);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Each view's second commit finds the other's first before it (a lost
+    // first attempt); from then on each reads first.
+    assert_eq!(attempts[4..], [1; 8], "{attempts:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
