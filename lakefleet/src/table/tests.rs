@@ -18,6 +18,29 @@ fn partition(ds: &Dataset, p: u64) -> PartitionCommit {
     }
 }
 
+/// A lake in a fresh temporary folder (removed when dropped) and the
+/// built-in `mta-turnstile` entry.
+struct Folder {
+    dir: std::path::PathBuf,
+    lake: Lake,
+    ds: Dataset,
+}
+
+impl Folder {
+    fn new(name: &str) -> Folder {
+        let dir = std::env::temp_dir().join(format!("lakefleet-table-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let lake = Lake::open(&LakeUrl::parse(dir.to_str().unwrap()).unwrap()).unwrap();
+        Folder { dir, lake, ds: Catalog::builtin().get("mta-turnstile").unwrap().clone() }
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn commits_after_checkpoint(snap: &Snapshot) -> u64 {
     let segment = snap.kernel.as_ref().expect("a table").log_segment();
     segment.end_version - segment.checkpoint_version.unwrap_or(0)
@@ -29,12 +52,11 @@ fn commits_after_checkpoint(snap: &Snapshot) -> u64 {
 /// partition's generation.
 #[tokio::test(flavor = "multi_thread")]
 async fn views_of_a_long_log_start_from_a_recent_checkpoint_and_know_every_partition() {
-    let dir = std::env::temp_dir().join(format!("lakefleet-table-views-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let lake = Lake::open(&LakeUrl::parse(dir.to_str().unwrap()).unwrap()).unwrap();
-    let mut ds = Catalog::builtin().get("mta-turnstile").unwrap().clone();
+    let folder = Folder::new("views");
+    let lake = &folder.lake;
+    let mut ds = folder.ds.clone();
     ds.checkpoint_interval = 10;
-    let table = Table::new(&lake, &ds);
+    let table = Table::new(lake, &ds);
     let (mut writer, mut reader) = (Snapshot::default(), Snapshot::default());
     let n = LONGEST_LOG_TAIL + 30;
     for p in 0..n {
@@ -60,7 +82,6 @@ async fn views_of_a_long_log_start_from_a_recent_checkpoint_and_know_every_parti
         table.commit(&mut reader, &partition(&ds, 3)).await.unwrap(),
         Committed::AlreadyCommitted { attempts: 1 }
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Workers that read a table for the first time at once all race to write
@@ -69,13 +90,12 @@ async fn views_of_a_long_log_start_from_a_recent_checkpoint_and_know_every_parti
 /// the log, and every view built from it after did too).
 #[tokio::test(flavor = "multi_thread")]
 async fn views_first_read_at_once_all_hold_the_versions_checksum() {
-    let dir = std::env::temp_dir().join(format!("lakefleet-table-crc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let lake = Lake::open(&LakeUrl::parse(dir.to_str().unwrap()).unwrap()).unwrap();
-    let ds = Catalog::builtin().get("mta-turnstile").unwrap().clone();
+    let folder = Folder::new("crc");
+    let lake = &folder.lake;
+    let ds = folder.ds.clone();
     for round in 0..4u64 {
         let mut writer = Snapshot::default();
-        Table::new(&lake, &ds).commit(&mut writer, &partition(&ds, round)).await.unwrap();
+        Table::new(lake, &ds).commit(&mut writer, &partition(&ds, round)).await.unwrap();
         let mut views = tokio::task::JoinSet::new();
         for _ in 0..8 {
             let (lake, ds) = (lake.clone(), ds.clone());
@@ -94,7 +114,6 @@ async fn views_first_read_at_once_all_hold_the_versions_checksum() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two workers committing in turn: once a worker has seen the other's
@@ -102,11 +121,10 @@ async fn views_first_read_at_once_all_hold_the_versions_checksum() {
 /// and its commits land at the first attempt (no write bound to fail).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_that_commits_in_turn_with_another_reads_the_log_first() {
-    let dir = std::env::temp_dir().join(format!("lakefleet-table-turns-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let lake = Lake::open(&LakeUrl::parse(dir.to_str().unwrap()).unwrap()).unwrap();
-    let ds = Catalog::builtin().get("mta-turnstile").unwrap().clone();
-    let table = Table::new(&lake, &ds);
+    let folder = Folder::new("turns");
+    let lake = &folder.lake;
+    let ds = folder.ds.clone();
+    let table = Table::new(lake, &ds);
     let mut views = [Snapshot::default(), Snapshot::default()];
     let mut attempts = Vec::new();
     for p in 0..12u64 {
@@ -121,5 +139,4 @@ async fn a_worker_that_commits_in_turn_with_another_reads_the_log_first() {
     // Each view's second commit finds the other's first before it (a lost
     // first attempt); from then on each reads first.
     assert_eq!(attempts[4..], [1; 8], "{attempts:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
