@@ -45,6 +45,8 @@ pub enum LakeError {
     Store { key: String, source: object_store::Error },
     #[error("{key}: reading the spool file failed: {source}")]
     Spool { key: String, source: std::io::Error },
+    #[error("{key}: writing it to the spool file {path} failed: {source}")]
+    SpoolWrite { key: String, path: String, source: std::io::Error },
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +219,26 @@ impl Lake {
         self.store.get(&self.path(key)).await.map_err(store_err)?.bytes().await.map_err(store_err)
     }
 
+    /// Streams the object under `key` into the file `to` (created or
+    /// truncated): one chunk of the body in memory at a time. Returns its size.
+    pub async fn download_to(&self, key: &str, to: &FsPath) -> Result<u64, LakeError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let store_err = |source| LakeError::Store { key: self.display(key), source };
+        let file_err =
+            |source| LakeError::SpoolWrite { key: self.display(key), path: to.display().to_string(), source };
+        let mut body = self.store.get(&self.path(key)).await.map_err(store_err)?.into_stream();
+        let mut file = tokio::fs::File::create(to).await.map_err(file_err)?;
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(store_err)?;
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(file_err)?;
+        }
+        file.flush().await.map_err(file_err)?;
+        Ok(size)
+    }
+
     /// Every key below `prefix` with its size, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, LakeError> {
         Ok(self.list_meta(prefix).await?.into_iter().map(|(k, size, _)| (k, size)).collect())
@@ -290,7 +312,7 @@ impl LakeError {
     pub fn is_transient(&self) -> bool {
         match self {
             LakeError::Conflict { .. } => false,
-            LakeError::Spool { .. } => true,
+            LakeError::Spool { .. } | LakeError::SpoolWrite { .. } => true,
             LakeError::Store { source, .. } => !matches!(
                 source,
                 object_store::Error::PermissionDenied { .. }

@@ -144,10 +144,15 @@ impl CommitJob {
         // lake's own (async) client reads and uploads from here.
         let handle = tokio::runtime::Handle::try_current().map_err(|e| log("no runtime", &e))?;
         let key = format!("{}/{}", self.ds.name, unescape(path));
-        let bytes = handle.block_on(self.lake.get(&key))?;
+        // Spooled to a file and read a row group at a time: another tool's
+        // compaction may be gigabytes.
+        let spool = std::env::temp_dir().join(format!("lakefleet-foreign-{}.parquet", uuid::Uuid::new_v4().simple()));
+        let _spooled = RemoveOnDrop(spool.clone());
+        handle.block_on(self.lake.download_to(&key, &spool))?;
+        let source = std::fs::File::open(&spool).map_err(|e| log(&spool.display().to_string(), &e))?;
         let mut deleted = dv.get_row_indexes(engine, &self.url).map_err(|e| self.err(e))?.unwrap_or_default();
         deleted.sort_unstable();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| log("reading it", &e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| log("reading it", &e))?;
         let schema = builder.schema().clone();
         let lineage = crate::convert::LINEAGE_COLUMN;
         let Some(col) = schema.index_of(lineage).ok().filter(|i| schema.field(*i).data_type() == &ArrowType::Date32)
