@@ -50,10 +50,10 @@ impl CommitJob {
                 Err(e) => return Err(e),
             }
             // Another writer took this version: read it and try again at
-            // once, then after a pause drawn at random below a bound that
-            // doubles with each loss, measured in what the lost attempt took
-            // (a commit to a folder takes a millisecond, to S3 tens of them:
-            // a fixed pause would idle the one and crowd the other).
+            // once, then after a pause drawn at random below 2x, then 4x
+            // what the lost attempt took (a commit to a folder takes a
+            // millisecond, to S3 tens of them: a fixed pause would idle the
+            // one and crowd the other).
             if attempt > 1 {
                 let took = began.elapsed().as_micros().max(1_000) as u64;
                 let bound = (took << (attempt - 1).min(2)).min(MAX_COMMIT_PAUSE.as_micros() as u64);
