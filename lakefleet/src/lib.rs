@@ -18,7 +18,7 @@
 //!   Parquet schema, streamed);
 //! - settings: [`config`] (connection settings, validated) and [`cli`]
 //!   (feature `cli`: the flags they come from);
-//! - [`util`]: bounded texts, fast date parsing, SWAR.
+//! - [`util`]: bounded texts, fast date parsing, SWAR, spool files.
 
 pub mod catalog;
 #[cfg(feature = "cli")]

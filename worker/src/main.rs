@@ -95,10 +95,10 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
     }
     let state = State::connect(&s.conn.redis_url, &s.conn.prefix).await?;
     metrics.connection_up.with_label_values(&["redis"]).set(1);
-    let lake = Lake::open(&s.conn.lake_url)?.with_single_put_max(s.single_put_max);
+    let lake = Lake::open(&s.conn.lake_url)?.with_single_put_max(s.single_put_max).with_spool_dir(s.spool_dir.clone());
     std::fs::create_dir_all(&s.spool_dir)
         .with_context(|| format!("creating spool folder {}", s.spool_dir.display()))?;
-    let stale = process::clean_spool(&s.spool_dir);
+    let stale = lakefleet::util::spool::clean(&s.spool_dir);
     if stale > 0 {
         info!(stale, dir = %s.spool_dir.display(), "removed spool files of dead workers");
     }

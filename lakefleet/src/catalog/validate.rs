@@ -7,13 +7,12 @@ use super::*;
 use crate::util::timefmt::DateTimeFormat;
 
 impl Dataset {
-    /// The zone timestamps are read in when they are stored as instants
-    /// (`None`: wall-clock times, or no timestamp column).
+    /// The zone of the sources' wall-clock times (`time_zone`): the zone
+    /// they are read in when the table stores instants, and the zone whose
+    /// clocks show a zone-aware source's instants when it keeps wall-clock
+    /// times (`None`: none named).
     pub fn zone(&self) -> Option<chrono_tz::Tz> {
-        match self.timestamps {
-            Timestamps::WallClock => None,
-            Timestamps::Instant => self.time_zone.as_deref().and_then(|z| z.parse().ok()),
-        }
+        self.time_zone.as_deref().and_then(|z| z.parse().ok())
     }
 
     /// The output columns that are timestamps.

@@ -67,13 +67,11 @@ pub const UTC: &str = "UTC";
 
 /// Turns the converters' batches into the output schema `out`: every
 /// wall-clock millisecond timestamp column becomes microseconds, read in
-/// `zone` when the output stores instants; a column of instants (a
-/// zone-aware source) is stored as it is, or, when the output keeps
-/// wall-clock times, read as the wall clock of the dataset's `time_zone`.
+/// `zone` (the dataset's `time_zone`) when the output stores instants; a
+/// column of instants (a zone-aware source) is stored as it is, or, when the
+/// output keeps wall-clock times, as `zone`'s clocks showed it.
 pub struct Instants {
     zone: Option<Tz>,
-    /// The dataset's `time_zone`, whatever the output stores.
-    declared: Option<Tz>,
     out: SchemaRef,
     /// Days since 1970-01-01 of the partition: the value of the output's
     /// last column (the lineage column) when the batches come without it.
@@ -82,13 +80,7 @@ pub struct Instants {
 
 impl Instants {
     pub fn new(zone: Option<Tz>, out: SchemaRef) -> Instants {
-        Instants { zone, declared: zone, out, lineage: None }
-    }
-
-    /// The zone whose wall clock a wall-clock output shows instants in.
-    pub fn with_declared_zone(mut self, zone: Option<Tz>) -> Instants {
-        self.declared = zone;
-        self
+        Instants { zone, out, lineage: None }
     }
 
     /// Fills the output's lineage column (its last, which the converters'
@@ -127,7 +119,7 @@ impl Instants {
                     DataType::Timestamp(TimeUnit::Microsecond, tz),
                 ) => {
                     let ms = a.as_primitive::<TimestampMillisecondType>();
-                    let micros: TimestampMicrosecondArray = match (tz, self.declared) {
+                    let micros: TimestampMicrosecondArray = match (tz, self.zone) {
                         // A wall-clock output: the instant as the zone's clocks showed it.
                         (None, Some(zone)) => ms.unary(|v| utc_to_wall_millis(zone, v).saturating_mul(1000)),
                         _ => ms.unary(|v| v.saturating_mul(1000)),

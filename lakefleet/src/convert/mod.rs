@@ -219,9 +219,7 @@ fn data_type(t: ColumnType) -> DataType {
 /// partition of `prov` in [`LINEAGE_COLUMN`]).
 fn output(ds: &Dataset, prov: &Provenance) -> instants::Instants {
     let partition = prov.date.filter(|_| !prov.partition.is_empty());
-    instants::Instants::new(ds.zone(), arrow_schema(ds))
-        .with_declared_zone(ds.time_zone.as_deref().and_then(|z| z.parse().ok()))
-        .with_lineage(partition)
+    instants::Instants::new(ds.zone(), arrow_schema(ds)).with_lineage(partition)
 }
 
 /// The key-value metadata of every Parquet file lakefleet writes.

@@ -55,6 +55,9 @@ pub struct Lake {
     root: Path,
     url: String,
     single_put_max: u64,
+    /// Where large intermediate files go ([`crate::util::spool`]): the
+    /// worker's `--spool-dir`, else the temp folder.
+    spool_dir: std::path::PathBuf,
     /// What `delta_kernel` reads and writes the tables through: a client of
     /// its own over the same bucket (the kernel runs its I/O on a runtime of
     /// its own, so it shares no connection pool with ours), addressed by URL.
@@ -120,6 +123,7 @@ impl Lake {
             root,
             url: url.trim_end_matches('/').to_string(),
             single_put_max: SINGLE_PUT_MAX,
+            spool_dir: std::env::temp_dir(),
             kernel: Arc::new(kernel),
         }
     }
@@ -182,6 +186,18 @@ impl Lake {
     pub fn with_single_put_max(mut self, bytes: u64) -> Lake {
         self.single_put_max = bytes;
         self
+    }
+
+    /// Large intermediate files (a refresh's rewrite of another tool's
+    /// file) go to `dir`, where the worker's own spool files go.
+    pub fn with_spool_dir(mut self, dir: std::path::PathBuf) -> Lake {
+        self.spool_dir = dir;
+        self
+    }
+
+    /// A new spool file (removed when dropped) in the lake's spool folder.
+    pub fn spool_file(&self, ext: &str) -> crate::util::spool::SpoolFile {
+        crate::util::spool::SpoolFile::new(&self.spool_dir, ext)
     }
 
     fn path(&self, key: &str) -> Path {

@@ -308,8 +308,9 @@ impl<'a> Table<'a> {
         };
         let (committed, latest) = self.blocking(move |engine| job.run(engine)).await?;
         if let Some(latest) = latest {
-            let moved = cache.version.is_some_and(|v| latest.version() > v + 1);
-            cache.contended = moved || matches!(committed, Committed::Written { attempts, .. } if attempts > 1);
+            // Others committed since this view's last version (a lost first
+            // attempt means that too: the commit landed past the next version).
+            cache.contended = cache.version.is_some_and(|v| latest.version() > v + 1);
             cache.version = Some(latest.version());
             cache.kernel = Some(latest);
         }

@@ -146,10 +146,9 @@ impl CommitJob {
         let key = format!("{}/{}", self.ds.name, unescape(path));
         // Spooled to a file and read a row group at a time: another tool's
         // compaction may be gigabytes.
-        let spool = std::env::temp_dir().join(format!("lakefleet-foreign-{}.parquet", uuid::Uuid::new_v4().simple()));
-        let _spooled = RemoveOnDrop(spool.clone());
-        handle.block_on(self.lake.download_to(&key, &spool))?;
-        let source = std::fs::File::open(&spool).map_err(|e| log(&spool.display().to_string(), &e))?;
+        let spool = self.lake.spool_file("source");
+        handle.block_on(self.lake.download_to(&key, &spool.0))?;
+        let source = std::fs::File::open(&spool.0).map_err(|e| log(&spool.0.display().to_string(), &e))?;
         let mut deleted = dv.get_row_indexes(engine, &self.url).map_err(|e| self.err(e))?.unwrap_or_default();
         deleted.sort_unstable();
         let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| log("reading it", &e))?;
@@ -165,9 +164,9 @@ impl CommitJob {
         let days: Vec<i32> =
             partitions.iter().filter_map(|p| p.parse().ok()).map(crate::convert::lineage_value).collect();
         let reader = builder.build().map_err(|e| log("reading it", &e))?;
-        let tmp = std::env::temp_dir().join(format!("lakefleet-rewrite-{}.parquet", uuid::Uuid::new_v4().simple()));
-        let _cleanup = RemoveOnDrop(tmp.clone());
-        let file = std::fs::File::create(&tmp).map_err(|e| log(&tmp.display().to_string(), &e))?;
+        let out = self.lake.spool_file("parquet");
+        let tmp = &out.0;
+        let file = std::fs::File::create(tmp).map_err(|e| log(&tmp.display().to_string(), &e))?;
         let props = crate::convert::encoder::properties(&schema);
         let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| log("writing", &e))?;
         let (mut row, mut dropped, mut kept) = (0u64, 0u64, 0u64);
@@ -200,8 +199,8 @@ impl CommitJob {
         } else {
             let dir = path.rsplit_once('/').map(|(d, _)| format!("{}/", unescape(d))).unwrap_or_default();
             let key = format!("{}/{dir}part-{}-lakefleet-rewrite.parquet", self.ds.name, uuid::Uuid::new_v4().simple());
-            let size = std::fs::metadata(&tmp).map_err(|e| log(&tmp.display().to_string(), &e))?.len();
-            handle.block_on(self.lake.upload_file(&key, &tmp, size, crate::lake::Existing::Overwrite))?;
+            let size = std::fs::metadata(tmp).map_err(|e| log(&tmp.display().to_string(), &e))?.len();
+            handle.block_on(self.lake.upload_file(&key, tmp, size, crate::lake::Existing::Overwrite))?;
             tracing::info!(table = %table, file = path, rows_out = dropped, rows_kept = kept, new = %key, "rewrote another tool's file without the refreshed partitions' rows");
             Rewrite::Replaced(PartitionCommit {
                 partition: String::new(),
@@ -209,7 +208,7 @@ impl CommitJob {
                 size,
                 rows: kept,
                 generation: 0,
-                stats: stats::of_file(&tmp),
+                stats: stats::of_file(tmp),
                 year: year.parse().unwrap_or_default(),
             })
         };
@@ -228,15 +227,6 @@ pub(super) enum Rewrite {
     Removed,
     /// Removed, and its other live rows written anew to this object.
     Replaced(PartitionCommit),
-}
-
-/// Removes a temporary file when dropped.
-pub(super) struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Whether a file whose Add carries `stats` may hold rows of `partitions`

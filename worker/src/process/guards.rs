@@ -1,5 +1,5 @@
 //! What a task holds and gives back however it ends: the partition's lease,
-//! the download pump, spool files (and the spool files of dead workers).
+//! the download pump (spool files: [`lakefleet::util::spool`]).
 
 use super::*;
 
@@ -56,44 +56,4 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// Removes the spool file however the task ends.
-pub(super) struct Spool(pub(super) PathBuf);
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// `{pid}-{n}`: unique within this host's processes.
-pub(super) fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Removes spool files left by workers of this host that died without
-/// cleaning up (`kill -9`, OOM): `lakefleet-{pid}-{n}.parquet` (or
-/// `.source`) whose process is gone. Returns how many were removed.
-pub fn clean_spool(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    let mut removed = 0;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) =
-            name.strip_prefix("lakefleet-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if (name.ends_with(".parquet") || name.ends_with(".source"))
-            && pid != std::process::id()
-            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::remove_file(e.path()).is_ok()
-        {
-            removed += 1;
-        }
-    }
-    removed
 }

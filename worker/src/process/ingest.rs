@@ -127,10 +127,9 @@ pub(super) async fn convert_and_upload(
     };
     let validators = download.validators.clone();
 
-    let name = format!("lakefleet-{}", uuid_like());
-    let spool = Spool(ctx.spool_dir.join(format!("{name}.parquet")));
+    let spool = SpoolFile::new(&ctx.spool_dir, "parquet");
     // A Parquet source is spooled whole before it is read (its footer comes last).
-    let source_spool = Spool(ctx.spool_dir.join(format!("{name}.source")));
+    let source_spool = SpoolFile::new(&ctx.spool_dir, "source");
     let file = std::fs::File::create(&spool.0)
         .map_err(|e| Failure::transient(format!("creating spool file {}: {e}", spool.0.display())))?;
     let ds2 = ds.clone();

@@ -2,7 +2,6 @@
 //! dedupe, lease, download, convert, upload, done marker; then the one
 //! [`Outcome`] is settled and recorded.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use lakefleet::rabbitmq::topology::header_str;
 use lakefleet::source::{FetchError, Opened};
 use lakefleet::state::{DoneMarker, HOST_SLOT_HEARTBEAT, HOST_SLOT_TTL, HostLimits, TaskCheck};
 use lakefleet::task::Task;
+use lakefleet::util::spool::SpoolFile;
 use lakefleet::util::text;
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -27,7 +27,7 @@ use crate::outcome::{Done, Outcome};
 mod politeness;
 use politeness::*;
 mod guards;
-pub use guards::*;
+use guards::*;
 mod ingest;
 use ingest::*;
 mod commit;
@@ -195,7 +195,7 @@ async fn run_task(ctx: &Arc<Ctx>, task: &Task) -> Result<Done, Failure> {
             ),
         ));
     }
-    let token = format!("{}:{}", ctx.worker_id, uuid_like());
+    let token = format!("{}:{}", ctx.worker_id, lakefleet::util::spool::unique());
     let leased = soft("taking the lease", ctx.state.try_lease(dsn, part, &token, ctx.lease_ttl).await);
     if leased == Some(false) {
         return Ok(Done::LeaseHeld);

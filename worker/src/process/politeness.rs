@@ -95,7 +95,7 @@ pub(super) const HOST_WAIT_IN_PLACE: Duration = Duration::from_secs(30);
 /// a waiting task of the normal lane leaves the next free slot to it, so a
 /// small backfill does not lose the host's slots to a large one's waiters.
 pub(super) async fn host_slot(ctx: &Arc<Ctx>, ds: &Dataset, host: &str, lane: Lane) -> Result<Option<HostSlot>, Done> {
-    let token = format!("{}:{}", ctx.worker_id, uuid_like());
+    let token = format!("{}:{}", ctx.worker_id, lakefleet::util::spool::unique());
     let limits = HostLimits {
         concurrent: ds.max_downloads_per_host,
         per_second: ds.max_requests_per_second_per_host,
