@@ -36,11 +36,45 @@ pub struct Ctx {
     pub poison_after: u32,
     /// Whether datasets (with `table = true`) are committed into their Delta tables.
     pub tables: bool,
-    /// This worker's view of each dataset's table log, brought up to date
-    /// before each commit (reads only the entries it has not seen).
-    pub snapshots: tokio::sync::Mutex<std::collections::HashMap<String, lakefleet::table::Snapshot>>,
+    /// This worker's view of each dataset's table log ([`Views`]).
+    pub views: Views,
     /// Where a shutdown stands ([`Stop`]); tasks watch it.
     pub stop: tokio::sync::watch::Sender<Stop>,
+}
+
+/// This worker's view of each dataset's table log, brought up to date by
+/// each commit (it reads only the entries it has not seen). A task's
+/// generation lookup takes a copy (cheap: the kernel's snapshot is shared)
+/// and never waits for another task's commit: a task gives its share of
+/// `--concurrency` back before its commit so that the next task's download
+/// and conversion overlap it, and on S3 a commit is a few round trips. The
+/// worker's own commits take turns (two of them would race each other for
+/// the same version).
+#[derive(Default)]
+pub struct Views {
+    views: std::sync::Mutex<std::collections::HashMap<String, lakefleet::table::Snapshot>>,
+    commit_turn: tokio::sync::Mutex<()>,
+}
+
+impl Views {
+    /// A copy of `dataset`'s view (empty: not read yet).
+    pub fn get(&self, dataset: &str) -> lakefleet::table::Snapshot {
+        self.views.lock().expect("views").get(dataset).cloned().unwrap_or_default()
+    }
+
+    /// Keeps `snap` as `dataset`'s view, unless the view holds a later version.
+    pub fn put(&self, dataset: &str, snap: lakefleet::table::Snapshot) {
+        let mut views = self.views.lock().expect("views");
+        let view = views.entry(dataset.to_string()).or_default();
+        if snap.version >= view.version {
+            *view = snap;
+        }
+    }
+
+    /// This worker's turn to commit, held for the commit.
+    pub async fn commit_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.commit_turn.lock().await
+    }
 }
 
 /// A worker's shutdown, as its tasks see it.

@@ -124,7 +124,7 @@ async fn run_service(s: Settings, catalog: Catalog) -> anyhow::Result<()> {
         task_timeout: s.task_timeout,
         poison_after: s.poison_after,
         tables: s.tables,
-        snapshots: Default::default(),
+        views: Default::default(),
         stop: tokio::sync::watch::Sender::new(ctx::Stop::Running),
     });
     let settings = service::Settings {

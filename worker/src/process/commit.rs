@@ -8,14 +8,12 @@ use super::*;
 /// is empty or `exact` (a refresh picks the next generation from it). A
 /// stale view only costs a conversion the commit then finds done.
 pub(super) async fn table_generation(ctx: &Ctx, ds: &Dataset, partition: &str, exact: bool) -> Result<u64, Failure> {
-    let mut snaps = ctx.snapshots.lock().await;
-    let snap = snaps.entry(ds.name.clone()).or_default();
     let table = lakefleet::table::Table::new(&ctx.lake, ds);
+    let mut snap = ctx.views.get(&ds.name);
     if exact || snap.version.is_none() {
-        table.refresh(snap).await?;
+        table.refresh(&mut snap).await?;
+        ctx.views.put(&ds.name, snap.clone());
     }
-    let snap = snap.clone();
-    drop(snaps);
     Ok(table.generation(&snap, partition).await?)
 }
 
@@ -47,10 +45,11 @@ pub(super) async fn commit(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let start = Instant::now();
-    let mut snaps = ctx.snapshots.lock().await;
-    let snap = snaps.entry(c.ds.name.clone()).or_default();
-    let result = Table::new(&ctx.lake, c.ds).commit(snap, &pc).await;
-    drop(snaps);
+    let turn = ctx.views.commit_turn().await;
+    let mut snap = ctx.views.get(&c.ds.name);
+    let result = Table::new(&ctx.lake, c.ds).commit(&mut snap, &pc).await;
+    ctx.views.put(&c.ds.name, snap);
+    drop(turn);
     match result {
         Ok(Committed::Written { version, attempts }) => {
             m.table_commits.with_label_values(&[ds, outcome::COMMITTED]).inc();
