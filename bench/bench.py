@@ -302,12 +302,26 @@ class Fleet:
     def metrics(self, name, *must):
         return sum(metric_sum(http_get("http://127.0.0.1:%d/metrics" % port)[1], name, must) for _, port in self.workers)
 
+    def cpu_seconds(self):
+        """CPU time (user + system) the running workers have used so far."""
+        return sum(process_cpu_seconds(p.pid) for p, _ in self.workers)
+
     def stop(self):
         for p, _ in self.workers:
             p.send_signal(signal.SIGTERM)
         for p, _ in self.workers:
             p.wait(timeout=60)
         self.workers = []
+
+
+def process_cpu_seconds(pid):
+    """CPU time (user + system) of process `pid` so far, from /proc/PID/stat (0 when unknown)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def serve_folder(folder):
@@ -319,13 +333,17 @@ def serve_folder(folder):
     return http, "http://127.0.0.1:%d" % port
 
 
-def bench_lakes(work, s3_endpoint):
+def bench_lakes(work, s3_endpoint, s3_slow_log=None):
     """The lakes a fleet benchmark writes to: (name, tag -> (LAKE_URL, extra env))."""
+    def s3(endpoint):
+        return lambda tag: ("s3://bench/" + tag, {
+            "AWS_ENDPOINT": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"})
     lakes = [("local folder", lambda tag: (os.path.join(work, "lake-" + tag), {}))]
     if s3_endpoint:
-        lakes.append(("S3 (moto)", lambda tag: ("s3://bench/" + tag, {
-            "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"})))
+        lakes.append(("S3 (moto)", s3(s3_endpoint)))
+    if s3_slow_log:
+        lakes.append(("S3 (moto, log +50 ms)", s3(s3_slow_log)))
     return lakes
 
 
@@ -393,19 +411,25 @@ def end_to_end(work, s3_endpoint, repeat):
         http.terminate()
 
 
-def tables(work, s3_endpoint, repeat):
+def tables(work, s3_endpoint, repeat, s3_slow_log=None):
     """End to end with every partition committed into the dataset's Delta
     table (the default) against plain files (--no-tables), side by side:
-    the same 26 weeks, 2 workers pinned to cores 0 and 1, runs alternating."""
+    the same 26 weeks, 2 workers pinned to cores 0 and 1, runs alternating.
+    Beside the wall time, the CPU the workers used and, on S3, the CPU the
+    S3 server used (its pid in BENCH_S3_PID; moto runs on the same two
+    cores, so its requests slow the pinned workers). With --s3-slow-log,
+    also the same server behind bench/latency.py: 50 ms more on each table
+    log request, a real S3's round trip."""
     mirror, first, last, total, _ = mta_weeks(work)
     catalog = mirror_catalog(work)
     http, base_url = serve_folder(mirror)
+    s3_pid = int(os.environ.get("BENCH_S3_PID") or 0)
     print("\n## Tables on vs off: 26 weekly files (%.0f MB), 2 workers (--concurrency 1, one core each); best of %d,"
-          " runs alternating" % (total / 1e6, repeat))
-    print("| lake | tables | seconds | files/s | time vs tables off |")
-    print("| --- | --- | ---: | ---: | ---: |")
+          " runs alternating; CPU seconds of that run" % (total / 1e6, repeat))
+    print("| lake | tables | seconds | files/s | time vs tables off | workers' CPU s | S3 server's CPU s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     try:
-        lakes = bench_lakes(work, s3_endpoint)
+        lakes = bench_lakes(work, s3_endpoint, s3_slow_log)
         for lake_name, lake in lakes:
             runs = {"off": [], "on": []}
             for rep in range(repeat):
@@ -417,18 +441,23 @@ def tables(work, s3_endpoint, repeat):
                     extra = ["--no-tables"] if mode == "off" else []
                     for i in range(2):
                         f.worker("--concurrency", "1", *extra, cpu=i)
+                    cpu0 = f.cpu_seconds()
+                    s3_cpu0 = process_cpu_seconds(s3_pid) if s3_pid and url.startswith("s3://") else None
                     start = time.perf_counter()
                     r = f.producer("backfill", "--dataset", "mta-turnstile-mirror", "--from", str(first), "--to",
                                    str(last), "--mirror", base_url, "--wait", "--wait-timeout", "900")
                     secs = time.perf_counter() - start
                     if r.returncode != 0:
                         raise SystemExit(r.stdout + r.stderr)
-                    runs[mode].append(secs)
+                    cpu = f.cpu_seconds() - cpu0
+                    s3_cpu = process_cpu_seconds(s3_pid) - s3_cpu0 if s3_cpu0 is not None else None
+                    runs[mode].append((secs, cpu, s3_cpu))
                     f.stop()
-            off = min(runs["off"])
+            off = min(runs["off"])[0]
             for mode in ("off", "on"):
-                secs = min(runs[mode])
-                print("| %s | %s | %.2f | %.2f | %.3f |" % (lake_name, mode, secs, 26 / secs, secs / off))
+                secs, cpu, s3_cpu = min(runs[mode])
+                print("| %s | %s | %.2f | %.2f | %.3f | %.2f | %s |" % (
+                    lake_name, mode, secs, 26 / secs, secs / off, cpu, "-" if s3_cpu is None else "%.2f" % s3_cpu))
     finally:
         http.terminate()
 
@@ -692,6 +721,7 @@ def main():
                     help="run one section (profile, which needs perf, runs only when asked)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per conversion figure (best is kept)")
     ap.add_argument("--s3", help="endpoint of an S3-compatible server with a bucket named bench")
+    ap.add_argument("--s3-slow-log", help="the same server behind bench/latency.py (tables on vs off only)")
     args = ap.parse_args()
     print("# lakefleet benchmarks on %s (%d cores), %s" % (socket.gethostname(), os.cpu_count(), time.strftime("%Y-%m-%d %H:%M")))
     work = tempfile.mkdtemp(prefix="lakefleet-bench-")
@@ -703,7 +733,7 @@ def main():
         if args.only in (None, "e2e"):
             end_to_end(work, args.s3, args.repeat)
         if args.only in (None, "tables"):
-            tables(work, args.s3, args.repeat)
+            tables(work, args.s3, args.repeat, args.s3_slow_log)
         if args.only in (None, "peer"):
             peer(work, args.s3, args.repeat)
         if args.only in (None, "overhead"):

@@ -16,6 +16,11 @@ command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; ex
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 moto_server -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
 MOTO=$!
-trap 'kill $MOTO 2>/dev/null' EXIT
+# The same server behind a proxy that adds 50 ms to each table log request
+# (a real S3's round trip; moto on loopback answers in 1-2 ms).
+SLOW=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 bench/latency.py "$SLOW" "$PORT" 0.05 >/dev/null 2>&1 &
+PROXY=$!
+trap 'kill $MOTO $PROXY 2>/dev/null' EXIT
 for _ in $(seq 1 100); do curl -sf -X PUT "http://127.0.0.1:$PORT/bench" >/dev/null && break; sleep 0.2; done
-python3 bench/bench.py --s3 "http://127.0.0.1:$PORT" "$@"
+BENCH_S3_PID=$MOTO python3 bench/bench.py --s3 "http://127.0.0.1:$PORT" --s3-slow-log "http://127.0.0.1:$SLOW" "$@"
