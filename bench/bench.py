@@ -430,11 +430,12 @@ def tables(work, s3_endpoint, repeat, s3_slow_log=None):
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     try:
         lakes = bench_lakes(work, s3_endpoint, s3_slow_log)
-        for lake_name, lake in lakes:
+        for n, (lake_name, lake) in enumerate(lakes):
             runs = {"off": [], "on": []}
             for rep in range(repeat):
                 for mode in ("off", "on"):
-                    tag = "tables-%s-%s-%d-%d" % (lake_name.split()[0].lower(), mode, rep, os.getpid())
+                    # Two lakes may be one bucket: the lake's number keeps their keys apart.
+                    tag = "tables-%d-%s-%d-%d" % (n, mode, rep, os.getpid())
                     url, env = lake(tag)
                     forget_redis("bench-tables-%d" % os.getpid())
                     f = Fleet("bench-tables-%d" % os.getpid(), url, dict(env, LAKEFLEET_CATALOG=catalog))
