@@ -449,6 +449,7 @@ def tables(work, s3_endpoint, repeat, s3_slow_log=None):
                                    str(last), "--mirror", base_url, "--wait", "--wait-timeout", "900")
                     secs = time.perf_counter() - start
                     if r.returncode != 0:
+                        f.stop()  # else the workers outlive the bench and keep declaring its queues
                         raise SystemExit(r.stdout + r.stderr)
                     cpu = f.cpu_seconds() - cpu0
                     s3_cpu = process_cpu_seconds(s3_pid) - s3_cpu0 if s3_cpu0 is not None else None
