@@ -48,12 +48,14 @@ pub struct Ctx {
 /// and never waits for another task's commit: a task gives its share of
 /// `--concurrency` back before its commit so that the next task's download
 /// and conversion overlap it, and on S3 a commit is a few round trips. The
-/// worker's own commits take turns (two of them would race each other for
-/// the same version).
+/// worker's own commits and its full reads of a log (a first read, a
+/// refresh task's) take turns: two commits would race each other for the
+/// same version, and tasks started at once with no view would each read the
+/// whole log.
 #[derive(Default)]
 pub struct Views {
     views: std::sync::Mutex<std::collections::HashMap<String, lakefleet::table::Snapshot>>,
-    commit_turn: tokio::sync::Mutex<()>,
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Views {
@@ -71,9 +73,9 @@ impl Views {
         }
     }
 
-    /// This worker's turn to commit, held for the commit.
-    pub async fn commit_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.commit_turn.lock().await
+    /// This worker's turn to commit or read a log, held while it does.
+    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
     }
 }
 

@@ -11,8 +11,14 @@ pub(super) async fn table_generation(ctx: &Ctx, ds: &Dataset, partition: &str, e
     let table = lakefleet::table::Table::new(&ctx.lake, ds);
     let mut snap = ctx.views.get(&ds.name);
     if exact || snap.version.is_none() {
-        table.refresh(&mut snap).await?;
-        ctx.views.put(&ds.name, snap.clone());
+        // Reads of the log take the worker's turn: tasks that start at once
+        // with no view read the table once, not once each.
+        let _turn = ctx.views.turn().await;
+        snap = ctx.views.get(&ds.name);
+        if exact || snap.version.is_none() {
+            table.refresh(&mut snap).await?;
+            ctx.views.put(&ds.name, snap.clone());
+        }
     }
     Ok(table.generation(&snap, partition).await?)
 }
@@ -45,7 +51,7 @@ pub(super) async fn commit(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let start = Instant::now();
-    let turn = ctx.views.commit_turn().await;
+    let turn = ctx.views.turn().await;
     let mut snap = ctx.views.get(&c.ds.name);
     let result = Table::new(&ctx.lake, c.ds).commit(&mut snap, &pc).await;
     ctx.views.put(&c.ds.name, snap);
