@@ -3,7 +3,9 @@
 //! on a local folder and on moto's S3 server (started here; `pip install
 //! 'moto[server]'`). Prints commits per second and attempts per commit.
 //!
-//!   cargo bench -p lakefleet --bench commits [-- COMMITTERS PARTITIONS]
+//!   cargo bench -p lakefleet --bench commits [-- COMMITTERS PARTITIONS [local|s3]]
+//!
+//! A last word `local` or `s3` measures that lake only (to profile one).
 //!
 //! Each committer keeps its own snapshot of the log, as separate workers do.
 
@@ -68,18 +70,25 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let committers = args.first().copied().unwrap_or(8);
     let partitions = args.get(1).copied().unwrap_or(200);
+    let only = std::env::args().skip(1).find(|a| a == "local" || a == "s3");
+    let measures = |lake: &str| only.as_deref().is_none_or(|o| o == lake);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let dir = std::env::temp_dir().join(format!("lakefleet-bench-commits-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        run(
-            "local",
-            Lake::open(&lakefleet::lake::LakeUrl::parse(dir.to_str().unwrap()).expect("lake url")).expect("lake"),
-            committers,
-            partitions,
-        )
-        .await;
-        let _ = std::fs::remove_dir_all(&dir);
+        if measures("local") {
+            run(
+                "local",
+                Lake::open(&lakefleet::lake::LakeUrl::parse(dir.to_str().unwrap()).expect("lake url")).expect("lake"),
+                committers,
+                partitions,
+            )
+            .await;
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        if !measures("s3") {
+            return;
+        }
 
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let Ok(mut moto) = std::process::Command::new("moto_server")

@@ -215,7 +215,8 @@ impl CommitJob {
 }
 
 /// The Adds of `todo` in the kernel's add-files form, their statistics
-/// parsed into the table's stats schema.
+/// in the table's stats schema ([`stats::to_arrow`], or the kernel's JSON
+/// parser for what that does not build).
 pub(super) fn add_batch(
     engine: &Engine,
     dataset: &str,
@@ -229,13 +230,17 @@ pub(super) fn add_batch(
         .iter()
         .map(|c| c.stats.clone().unwrap_or_else(|| serde_json::json!({"numRecords": c.rows}).to_string()))
         .collect();
-    let strings = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("stats", ArrowType::Utf8, true)])),
-        vec![Arc::new(StringArray::from(stats_json)) as ArrayRef],
-    )?;
-    let parsed = engine.json_handler().parse_json(Box::new(ArrowEngineData::new(strings)), stats_schema)?;
-    let parsed = ArrowEngineData::try_from_engine_data(parsed)?;
-    let stats = StructArray::from(parsed.record_batch().clone());
+    let stats = match stats::to_arrow(&stats_json, &stats::arrow_fields(&stats_schema)?) {
+        Some(stats) => stats,
+        None => {
+            let strings = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("stats", ArrowType::Utf8, true)])),
+                vec![Arc::new(StringArray::from(stats_json)) as ArrayRef],
+            )?;
+            let parsed = engine.json_handler().parse_json(Box::new(ArrowEngineData::new(strings)), stats_schema)?;
+            StructArray::from(ArrowEngineData::try_from_engine_data(parsed)?.record_batch().clone())
+        }
+    };
 
     let keys = StringArray::from(vec![PARTITION_COLUMN; todo.len()]);
     let values = StringArray::from(todo.iter().map(|c| Some(c.year.to_string())).collect::<Vec<_>>());

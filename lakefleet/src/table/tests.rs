@@ -140,3 +140,55 @@ async fn a_worker_that_commits_in_turn_with_another_reads_the_log_first() {
     // first attempt); from then on each reads first.
     assert_eq!(attempts[4..], [1; 8], "{attempts:?}");
 }
+
+/// The Adds' statistics built without the kernel's JSON parser are the
+/// parser's, value for value, in the stats schema of a table whose
+/// timestamps are instants and of one that keeps wall-clock times; a form
+/// the builder does not know is left to the parser.
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_built_without_the_parser_are_the_parsers() {
+    use crate::catalog::Timestamps;
+    for (name, dataset, timestamps) in [
+        ("stats-utc", "mta-turnstile", Timestamps::Instant),
+        ("stats-ntz", "mta-turnstile", Timestamps::WallClock),
+        ("stats-tlc", "nyc-tlc-yellow", Timestamps::Instant),
+    ] {
+        let folder = Folder::new(name);
+        let mut ds = Catalog::builtin().get(dataset).unwrap().clone();
+        ds.timestamps = timestamps;
+        let table = Table::new(&folder.lake, &ds);
+        let mut snap = Snapshot::default();
+        table.commit(&mut snap, &partition(&ds, 0)).await.unwrap();
+        let engine = folder.lake.kernel().engine();
+        let kernel = snap.kernel.clone().unwrap();
+        let txn = kernel
+            .update_table(UpdateTableOperation::Write, ENGINE_INFO, true)
+            .build(engine.as_ref(), Box::new(FileSystemCommitter::new()))
+            .unwrap();
+        let schema = txn.stats_schema().unwrap();
+        let fields = stats::arrow_fields(&schema).unwrap();
+        let z = if timestamps == Timestamps::Instant { "Z" } else { "" };
+        let rows = vec![
+            format!(
+                r#"{{"numRecords":200,"minValues":{{"entries":-3,"exits":0,"observed_at":"2022-01-08T05:00:00.000{z}","date":"2022-01-08","_lakefleet_partition":"2022-01-08","trip_distance":0.1,"fare_amount":-52,"pickup_datetime":"2021-12-31T23:59:59.123{z}","year":2022}},"maxValues":{{"entries":2147483648,"exits":17,"observed_at":"2022-07-14T23:59:59.999{z}","date":"2022-07-14","trip_distance":1.7976931348623157e308,"fare_amount":0.30000000000000004}},"nullCount":{{"entries":0,"ca":3,"observed_at":1,"airport_fee":200}}}}"#
+            ),
+            r#"{"numRecords":10}"#.to_string(),
+            r#"{"numRecords":0,"minValues":{},"maxValues":{"entries":null},"nullCount":{"entries":10}}"#.to_string(),
+        ];
+        let built = stats::to_arrow(&rows, &fields).expect("the builder knows every field of these");
+        let strings = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("stats", ArrowType::Utf8, true)])),
+            vec![Arc::new(StringArray::from(rows.clone())) as ArrayRef],
+        )
+        .unwrap();
+        let parsed = engine.json_handler().parse_json(Box::new(ArrowEngineData::new(strings)), schema).unwrap();
+        let parsed = StructArray::from(ArrowEngineData::try_from_engine_data(parsed).unwrap().record_batch().clone());
+        assert_eq!(built.data_type(), parsed.data_type(), "{name}");
+        for (i, field) in fields.iter().enumerate() {
+            assert_eq!(built.column(i).as_ref(), parsed.column(i).as_ref(), "{name}: {}", field.name());
+        }
+        // A count given as text: the parser decides.
+        let odd = vec![r#"{"numRecords":"1"}"#.to_string()];
+        assert!(stats::to_arrow(&odd, &fields).is_none(), "{name}");
+    }
+}
