@@ -13,12 +13,13 @@ cargo build --release -q -p lakefleet-worker -p lakefleet-producer
 bench/.venv/bin/python -c 'import pyarrow, duckdb, numpy, celery, boto3' 2>/dev/null || bench/.venv/bin/pip install -q pyarrow duckdb numpy celery boto3
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 moto_server -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
 MOTO=$!
 # The same server behind a proxy that adds 50 ms to each table log request
 # (a real S3's round trip; moto on loopback answers in 1-2 ms).
-SLOW=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+SLOW=$(free_port)
 python3 bench/latency.py "$SLOW" "$PORT" 0.05 >/dev/null 2>&1 &
 PROXY=$!
 trap 'kill $MOTO $PROXY 2>/dev/null' EXIT
